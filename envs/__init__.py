@@ -1,0 +1,43 @@
+"""FeedbackRec simulators: Gymnasium slate environments with explicit, implicit and delayed feedback.
+
+Importing this package registers ``FeedbackRec/News-v0``, ``FeedbackRec/Ecommerce-v0``,
+``FeedbackRec/Music-v0`` and ``FeedbackRec/Video-v0``, each with a native batched ``vector_entry_point``.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from envs.catalog import Catalog
+from envs.config import SimConfig
+from envs.domain import Domain
+from envs.feedback import FEEDBACK_DTYPE, FeedbackEvent, as_events
+from envs.signals import Signal
+from envs.simulator import FEEDBACK_FIELDS, Simulator
+from envs.slate_env import SlateEnv
+from envs.vector_env import SlateVectorEnv
+
+MAX_EPISODE_STEPS = 200
+DOMAINS = {"news": "News", "ecommerce": "Ecommerce", "music": "Music", "video": "Video"}
+
+for _module, _name in DOMAINS.items():
+    if f"FeedbackRec/{_name}-v0" not in registry:
+        register(
+            id=f"FeedbackRec/{_name}-v0",
+            entry_point=f"envs.{_module}:{_name}Env",
+            vector_entry_point=f"envs.{_module}:{_name}VectorEnv",
+            max_episode_steps=MAX_EPISODE_STEPS,
+        )
+
+__all__ = [
+    "DOMAINS",
+    "FEEDBACK_DTYPE",
+    "FEEDBACK_FIELDS",
+    "Catalog",
+    "Domain",
+    "FeedbackEvent",
+    "Signal",
+    "SimConfig",
+    "SlateEnv",
+    "SlateVectorEnv",
+    "Simulator",
+    "as_events",
+]

@@ -1,0 +1,38 @@
+"""Validation of slate actions against a ``MultiDiscrete([M] * k)`` space, single or batched."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_slates(action: object, num_candidates: int, slate_size: int, num_envs: int | None) -> np.ndarray:
+    """Return ``action`` as an int64 array ``(num_envs, k)`` (``(1, k)`` for a single env).
+
+    Raises ``ValueError`` naming the action and the expected space on a wrong shape, dtype or range;
+    for a batch, the message also names the first offending sub-environment.
+    """
+    space = f"MultiDiscrete([{num_candidates}] * {slate_size})"
+    expected = (slate_size,) if num_envs is None else (num_envs, slate_size)
+    array = np.asarray(action)
+    if array.shape != expected:
+        raise ValueError(f"action {_show(array)} has shape {array.shape}; expected {expected} for {space}")
+    if not (np.issubdtype(array.dtype, np.integer) or _integral_floats(array)):
+        raise ValueError(f"action {_show(array)} has dtype {array.dtype}; expected integers for {space}")
+    array = array.astype(np.int64, copy=False).reshape(-1, slate_size)
+    bad = (array < 0) | (array >= num_candidates)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        where = "" if num_envs is None else f" in sub-env {row}"
+        raise ValueError(
+            f"action {_show(array[row])}{where} has entry {array[row, col]} at position {col}; "
+            f"expected values in [0, {num_candidates - 1}] for {space}"
+        )
+    return array
+
+
+def _integral_floats(array: np.ndarray) -> bool:
+    return np.issubdtype(array.dtype, np.floating) and bool(np.all(np.isfinite(array) & (array == np.round(array))))
+
+
+def _show(array: np.ndarray) -> str:
+    return np.array2string(array, threshold=20, separator=",") if array.size else "[]"

@@ -1,0 +1,123 @@
+"""Settings of a simulated world, validated on construction with messages that name the bad value."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from envs.choice import CHOICE_MODELS
+from envs.signals import Signal
+
+DUPLICATE_POLICIES = ("mask", "error")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Every keyword an environment accepts besides ``catalog``, ``item_features`` and ``render_mode``.
+
+    Attributes:
+        num_items: catalogue size when the catalogue is generated.
+        num_candidates: ``M``, candidates offered per step (drawn afresh each step).
+        slate_size: ``k``, items the agent shows per step.
+        num_users: size of the user population.
+        population_seed: fixes the catalogue and the population (not the episode randomness).
+        choice_model: ``"mnl"`` or ``"cascade"``.
+        position_bias: cascade's examination decay per slot, in (0, 1].
+        misclick_rate: chance per step that the user clicks a random slot instead of choosing.
+        rating_noise: standard deviation of rating noise, in stars.
+        rating_propensity: mean chance that a user rates a consumed item.
+        spam_fraction: share of users who rate uniformly at random.
+        privacy_epsilon: ε of local differential privacy on feedback values, or None (off).
+        delays: signal name → delay spec, ``"none"`` for no delays, or None for the domain's defaults.
+        delay_scale: multiplies every delay mean (sweeps use 0, 0.5, 2, ...).
+        max_delay: cap of geometric delays, in steps.
+        duplicates: ``"mask"`` (a repeated slot shows nothing) or ``"error"``.
+        history_length: consumed items kept in the observation.
+        feedback_length: arrived feedback records kept in the observation per step.
+        reward_weights: signal name → weight, replacing the domain's defaults where given.
+        drift_rate: how far interests move toward (or away from) a consumed item's topics.
+        fatigue_weight: utility lost per unit of fatigue on an item's topics.
+        fatigue_decay: per-step decay of fatigue, in [0, 1).
+        quality_weight: utility per unit of hidden item quality.
+    """
+
+    num_items: int = 2000
+    num_candidates: int = 20
+    slate_size: int = 5
+    num_users: int = 1000
+    population_seed: int = 0
+    choice_model: str = "mnl"
+    position_bias: float = 0.8
+    misclick_rate: float = 0.01
+    rating_noise: float = 0.5
+    rating_propensity: float = 0.04
+    spam_fraction: float = 0.02
+    privacy_epsilon: float | None = None
+    delays: Mapping[str, object] | str | None = None
+    delay_scale: float = 1.0
+    max_delay: int = 200
+    duplicates: str = "mask"
+    history_length: int = 10
+    feedback_length: int = 16
+    reward_weights: Mapping[str, float] | None = None
+    drift_rate: float = 0.05
+    fatigue_weight: float = 0.6
+    fatigue_decay: float = 0.8
+    quality_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("num_items", "num_candidates", "slate_size", "num_users", "history_length", "feedback_length"):
+            _require_int(name, getattr(self, name), low=1)
+        _require_int("max_delay", self.max_delay, low=0)
+        _require_int("population_seed", self.population_seed, low=0)
+        if self.num_candidates > self.num_items:
+            raise ValueError(
+                f"num_candidates={self.num_candidates} exceeds num_items={self.num_items}; "
+                f"expected 1 <= num_candidates <= num_items"
+            )
+        if self.slate_size > self.num_candidates:
+            raise ValueError(
+                f"slate_size={self.slate_size} exceeds num_candidates={self.num_candidates}; "
+                f"expected 1 <= slate_size <= num_candidates"
+            )
+        if self.choice_model not in CHOICE_MODELS:
+            raise ValueError(f"unknown choice_model {self.choice_model!r}; expected one of {sorted(CHOICE_MODELS)}")
+        if self.duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates={self.duplicates!r}; expected one of {DUPLICATE_POLICIES}")
+        for name in ("misclick_rate", "rating_propensity", "spam_fraction", "fatigue_decay"):
+            _require_range(name, getattr(self, name), 0.0, 1.0)
+        _require_range("position_bias", self.position_bias, 0.0, 1.0, low_open=True)
+        for name in ("rating_noise", "delay_scale", "drift_rate", "fatigue_weight", "quality_weight"):
+            _require_range(name, getattr(self, name), 0.0, float("inf"))
+        if self.privacy_epsilon is not None:
+            _require_range("privacy_epsilon", self.privacy_epsilon, 0.0, float("inf"), low_open=True)
+        if isinstance(self.delays, str) and self.delays != "none":
+            raise ValueError(f"delays={self.delays!r}; expected 'none', a mapping of signal to delay, or None")
+        for name, weight in (self.reward_weights or {}).items():
+            Signal.parse(name)
+            _require_range(f"reward_weights[{name!r}]", weight, -float("inf"), float("inf"))
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, object]) -> SimConfig:
+        """Build from environment keyword arguments; an unknown keyword is named in the error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown environment argument(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _require_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name}={value!r}; expected an integer >= {low}")
+
+
+def _require_range(
+    name: str, value: object, low: float, high: float, low_open: bool = False
+) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
+    ok = ok and (value > low if low_open else value >= low) and value <= high  # type: ignore[operator]
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name}={value!r}; expected a number in {bracket}{low}, {high}]")

@@ -1,0 +1,110 @@
+"""Music: tracks by artists in genres; plays, listen fraction, skips, likes, rare ratings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.domain import Domain, Response, Topic
+from envs.signals import Signal
+from envs.slate_env import SlateEnv
+from envs.vector_env import SlateVectorEnv
+
+TOPICS = (
+    Topic("rock", ("guitar", "highway", "thunder", "rebel", "amplifier", "riff", "midnight", "garage", "stadium", "fire")),
+    Topic("pop", ("heartbeat", "summer", "dance", "crush", "glitter", "radio", "forever", "party", "sugar", "starlight")),
+    Topic("jazz", ("saxophone", "blue", "swing", "lounge", "trumpet", "smoky", "bebop", "velvet", "improvisation", "bass")),
+    Topic("classical", ("sonata", "symphony", "concerto", "prelude", "orchestra", "nocturne", "violin", "adagio", "opera", "quartet")),
+    Topic("hip-hop", ("beats", "block", "hustle", "rhyme", "cypher", "street", "flow", "crown", "mixtape", "freestyle")),
+    Topic("electronic", ("synth", "bassline", "techno", "pulse", "laser", "rave", "circuit", "drop", "groove", "neon")),
+    Topic("folk", ("river", "banjo", "harvest", "cabin", "lantern", "mountain", "ballad", "fiddle", "meadow", "wanderer")),
+    Topic("country", ("truck", "boots", "whiskey", "ranch", "dusty", "honky-tonk", "rodeo", "porch", "prairie", "sunset")),
+)
+
+ARTISTS = ("The Lanterns", "Mira Vale", "DJ Orbit", "Jonah Reed", "Static Bloom", "Nova Quartet", "Cass & the Tide", "Little Harbor", "Eli Stone", "Velvet Echo")
+
+TEMPLATES = (
+    "'{t0} {t1}' by {g} - {T}",
+    "'{t0} of {s}' by {g} ({T})",
+    "{g} - '{t0} {t1} {t2}' [{T}]",
+    "'Songs of the {t0}' by {g}, a {T} track with {s} vibes",
+)
+
+
+def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Track duration in seconds: 2 to 7 minutes."""
+    return {"duration_seconds": rng.uniform(120, 420, len(topic)).astype(np.float32)}
+
+
+def respond(satisfaction: np.ndarray, items: dict, rng: np.random.Generator) -> Response:
+    """Listeners play the track and keep listening in proportion to satisfaction; under 30% is a skip."""
+    n = len(satisfaction)
+    listen = np.clip(satisfaction + rng.normal(0.0, 0.2, n), 0.0, 1.0).astype(np.float32)
+    like = (rng.random(n) < 0.25 * satisfaction**2).astype(np.float32)
+    return Response(
+        signals={
+            Signal.PLAY: np.ones(n, np.float32),
+            Signal.LISTEN_FRACTION: listen,
+            Signal.SKIP: (listen < 0.3).astype(np.float32),
+            Signal.LIKE: like,
+        },
+        engagement=listen,
+        explicit_allowed=np.ones(n, bool),
+    )
+
+
+MUSIC = Domain(
+    name="music",
+    noun="track",
+    topics=TOPICS,
+    generic_words=ARTISTS,
+    templates=TEMPLATES,
+    attributes=attributes,
+    respond=respond,
+    implicit_signals=(Signal.PLAY, Signal.LISTEN_FRACTION, Signal.SKIP, Signal.LIKE),
+    text_signal=None,
+    default_delays={"play": 0, "skip": 0, "listen_fraction": 1, "like": "geometric:2", "rating": "geometric:5"},
+    reward_weights={"play": 0.2, "listen_fraction": 1.0, "skip": -0.5, "like": 1.0, "rating": 0.5},
+)
+
+
+class MusicEnv(SlateEnv):
+    """## Description
+    A listener is offered a slate of tracks ("title" by artist, genre) over eight hidden genres. They
+    play at most one, listen to a fraction of it (under 30% counts as a skip) and may like it; ratings
+    are rare and there is no text.
+
+    ## Action Space
+    ``MultiDiscrete([num_candidates] * slate_size)`` indexing ``obs["candidates"]``.
+
+    ## Observation Space
+    ``Dict`` with ``candidates``, ``candidate_features`` (genre one-hot + log duration by default),
+    ``history``, ``feedback`` and ``user_id``; shapes as in :class:`envs.news.NewsEnv`.
+
+    ## Rewards
+    ``weight * (value - neutral)`` over arrived records: play 0.2, listen fraction 1, skip -0.5,
+    like 1, 0.5 per star above 3. Skips arrive at once, listen fraction a step later, likes ~2.
+
+    ## Starting State
+    A new listening session of a user drawn from the population.
+
+    ## Episode End
+    Terminated when the listener's time is up or mood falls below their threshold (a run of skips does
+    it); truncated at ``max_episode_steps``.
+
+    ## Arguments
+    ``catalog``, ``item_features`` and :class:`envs.config.SimConfig` fields.
+
+    >>> import gymnasium as gym, envs
+    >>> env = gym.make("FeedbackRec/Music-v0", num_items=50, num_candidates=10, slate_size=1)
+    >>> obs, _ = env.reset(seed=2)
+    >>> env.unwrapped.catalog.texts[int(obs["candidates"][0])].count("'")
+    2
+    """
+
+    domain = MUSIC
+
+
+class MusicVectorEnv(SlateVectorEnv):
+    """:class:`MusicEnv` for ``num_envs`` listeners at once."""
+
+    domain = MUSIC

@@ -1,0 +1,89 @@
+"""The single-session Gymnasium face of the simulator (the batched core with ``B = 1``)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from envs.actions import check_slates
+from envs.catalog import Catalog
+from envs.config import SimConfig
+from envs.domain import Domain
+from envs.simulator import Simulator
+
+ONE = np.zeros(1, np.int64)
+
+
+class SlateEnv(gym.Env):
+    """One user at a time is shown slates of ``slate_size`` items out of ``num_candidates``.
+
+    Subclasses fix :attr:`domain`; see :class:`envs.news.NewsEnv` for the full manual. Passing a seed to
+    :meth:`reset` restarts the simulated world (population drift undone, pending feedback forgotten);
+    ``reset()`` without a seed starts the next session in the same world, so users return with drifted
+    interests and late feedback from their earlier sessions.
+    """
+
+    metadata: ClassVar[dict] = {"render_modes": ["ansi"], "render_fps": 1}
+    domain: ClassVar[Domain]
+
+    def __init__(
+        self,
+        catalog: Catalog | None = None,
+        item_features: str | np.ndarray | None = "meta",
+        render_mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r}; expected None or one of {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        self.config = SimConfig.from_kwargs(kwargs)
+        self.sim = Simulator(self.domain, self.config, 1, catalog, item_features)
+        self.observation_space = self.sim.observation_space
+        self.action_space = self.sim.action_space
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.sim.catalog
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.sim.reset_world()
+        waiting = self.sim.start_sessions(ONE, self.np_random)
+        info = {"feedback": waiting, "pending_feedback": self.sim.channel.pending, "user_id": int(self.sim.user[0])}
+        return self._observation(), info
+
+    def step(self, action):
+        if self.sim.session[0] < 0:
+            raise RuntimeError("the session has ended (terminated or truncated); call reset() before step()")
+        slate = check_slates(action, self.config.num_candidates, self.config.slate_size, None)
+        out = self.sim.step(slate, self.np_random)
+        terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
+        if terminated or truncated:
+            self.sim.end_sessions(ONE)
+        info = {
+            "feedback": out.feedback,
+            "utility": out.utility[0],
+            "masked_positions": np.flatnonzero(out.masked[0]),
+            "impression_id": int(out.impression_id[0]),
+            "pending_feedback": self.sim.channel.pending,
+            "choice": int(out.choice[0]),
+        }
+        return self._observation(), float(out.reward[0]), terminated, truncated, info
+
+    def candidate_utility(self) -> np.ndarray:
+        """``(M,)`` hidden utility of the current candidates (for the oracle and metrics only)."""
+        return self.sim.candidate_utility()[0]
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        texts = self.catalog.texts
+        lines = [f"user {self.sim.user[0]}, session step {self.sim.steps[0]}, candidates:"]
+        lines += [f"  [{j}] {texts[int(i)]}" for j, i in enumerate(self.sim.candidates[0])]
+        return "\n".join(lines)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {key: value[0] for key, value in self.sim.observation(slice(0, 1)).items()}

@@ -1,0 +1,96 @@
+"""The batched Gymnasium face of the simulator: ``num_envs`` sessions stepped by numpy at once."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.actions import check_slates
+from envs.catalog import Catalog
+from envs.config import SimConfig
+from envs.domain import Domain
+from envs.simulator import Simulator
+
+
+class SlateVectorEnv(VectorEnv):
+    """``num_envs`` independent sessions of one world, each with the single env's spaces.
+
+    Same-step autoreset (Gymnasium's ``AutoresetMode.SAME_STEP``, as in Stable-Baselines3): when a
+    session ends, the returned observation is already the next session's first one; the last one is in
+    ``info["final_obs"]`` (rows masked by ``info["_final_obs"]``).
+
+    ``info`` per step: ``feedback`` (one structured array for all sub-envs; ``env_index`` says whose),
+    ``reset_feedback`` (records that waited for the users of sessions started this step), ``utility``
+    ``(N, k)``, ``masked_positions`` ``(N, k)`` bool, ``impression_id`` ``(N,)``, ``choice`` ``(N,)``,
+    ``pending_feedback`` (int, whole world).
+    """
+
+    metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    domain: ClassVar[Domain]
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        catalog: Catalog | None = None,
+        item_features: str | np.ndarray | None = "meta",
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs={num_envs!r}; expected an integer >= 1")
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r}; the vector env does not render (expected None)")
+        self.num_envs = int(num_envs)
+        self.config = SimConfig.from_kwargs(kwargs)
+        self.sim = Simulator(self.domain, self.config, self.num_envs, catalog, item_features, max_episode_steps)
+        self.single_observation_space = self.sim.observation_space
+        self.single_action_space = self.sim.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._all = np.arange(self.num_envs)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.sim.catalog
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+            self.sim.reset_world()
+        waiting = self.sim.start_sessions(self._all, self.np_random)
+        return self.sim.observation(), {"feedback": waiting, "pending_feedback": self.sim.channel.pending}
+
+    def step(self, actions):
+        slates = check_slates(actions, self.config.num_candidates, self.config.slate_size, self.num_envs)
+        out = self.sim.step(slates, self.np_random)
+        done = out.terminated | out.truncated
+        info: dict[str, Any] = {
+            "feedback": out.feedback,
+            "utility": out.utility,
+            "masked_positions": out.masked,
+            "impression_id": out.impression_id,
+            "choice": out.choice,
+        }
+        ended = np.flatnonzero(done)
+        if len(ended):
+            info["final_obs"] = self._final_observation(ended)
+            info["_final_obs"] = done
+            info["reset_feedback"] = self.sim.start_sessions(ended, self.np_random)
+        info["pending_feedback"] = self.sim.channel.pending
+        return self.sim.observation(), out.reward, out.terminated, out.truncated, info
+
+    def candidate_utility(self) -> np.ndarray:
+        """``(N, M)`` hidden utility of the current candidates (for the oracle and metrics only)."""
+        return self.sim.candidate_utility()
+
+    def _final_observation(self, ended: np.ndarray) -> dict[str, np.ndarray]:
+        last = self.sim.observation(ended)
+        full = {key: np.zeros((self.num_envs, *value.shape[1:]), value.dtype) for key, value in last.items()}
+        for key, value in last.items():
+            full[key][ended] = value
+        return full

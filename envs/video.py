@@ -1,0 +1,116 @@
+"""Video: titles with genre and a synopsis line; watch fraction, completion, likes, ratings, comments."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.domain import Domain, Response, Topic
+from envs.signals import Signal
+from envs.slate_env import SlateEnv
+from envs.vector_env import SlateVectorEnv
+
+TOPICS = (
+    Topic("action", ("heist", "explosion", "agent", "chase", "mercenary", "rescue", "showdown", "bodyguard", "escape", "vengeance")),
+    Topic("comedy", ("roommates", "wedding", "prank", "road trip", "misfits", "blind date", "office", "reunion", "karaoke", "family dinner")),
+    Topic("drama", ("inheritance", "betrayal", "courtroom", "grief", "scandal", "secret", "redemption", "divorce", "ambition", "letters")),
+    Topic("horror", ("haunting", "cabin", "curse", "zombie", "ritual", "asylum", "whispers", "possession", "fog", "basement")),
+    Topic("sci-fi", ("starship", "android", "wormhole", "colony", "time loop", "alien", "cyborg", "mars", "clone", "singularity")),
+    Topic("documentary", ("ocean", "wildlife", "history", "volcano", "archive", "migration", "empire", "rainforest", "inventors", "arctic")),
+    Topic("romance", ("paris", "first love", "letters", "summer fling", "proposal", "second chance", "vineyard", "dance", "soulmate", "café")),
+    Topic("animation", ("dragon", "talking cat", "kingdom", "robot", "toy", "wizard", "island", "forest spirit", "pirate", "snowman")),
+)
+
+GENERIC = ("uncovers", "survives", "chases", "loses", "rebuilds", "questions", "discovers", "fights for", "escapes", "remembers")
+
+TEMPLATES = (
+    "The {t0} ({T}): a stranger {g} a {t1} and the {s}.",
+    "{t0} and {t1} - {T}. One night {g} everything.",
+    "Beyond the {t0} [{T}]: a story of {t1}, {t2} and {s}.",
+    "{T} special: {t0}. Someone {g} the {t1}.",
+)
+
+
+def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Duration in seconds: short clips to feature films (log-normal around 20 minutes)."""
+    return {"duration_seconds": np.clip(rng.lognormal(np.log(1200), 0.9, len(topic)), 60, 10_800).astype(np.float32)}
+
+
+def respond(satisfaction: np.ndarray, items: dict, rng: np.random.Generator) -> Response:
+    """Viewers watch a share that grows with satisfaction; ≥ 90% watched is a completion."""
+    n = len(satisfaction)
+    watch = np.clip(satisfaction + rng.normal(0.0, 0.2, n), 0.01, 1.0).astype(np.float32)
+    like = (rng.random(n) < 0.2 * satisfaction**2).astype(np.float32)
+    return Response(
+        signals={
+            Signal.CLICK: np.ones(n, np.float32),
+            Signal.WATCH_FRACTION: watch,
+            Signal.COMPLETION: (watch >= 0.9).astype(np.float32),
+            Signal.LIKE: like,
+        },
+        engagement=watch,
+        explicit_allowed=np.ones(n, bool),
+    )
+
+
+VIDEO = Domain(
+    name="video",
+    noun="video",
+    topics=TOPICS,
+    generic_words=GENERIC,
+    templates=TEMPLATES,
+    attributes=attributes,
+    respond=respond,
+    implicit_signals=(Signal.CLICK, Signal.WATCH_FRACTION, Signal.COMPLETION, Signal.LIKE),
+    text_signal=Signal.COMMENT,
+    default_delays={
+        "click": 0,
+        "watch_fraction": 1,
+        "completion": 1,
+        "like": "geometric:2",
+        "rating": "geometric:5",
+        "comment": "geometric:5",
+    },
+    reward_weights={"click": 0.2, "watch_fraction": 1.0, "completion": 1.0, "like": 1.0, "rating": 0.5},
+)
+
+
+class VideoEnv(SlateEnv):
+    """## Description
+    A viewer browses a row of videos (title, genre, one synopsis line) from eight hidden genres, picks
+    at most one, watches a fraction (≥ 90% is a completion), may like it, and now and then rates it and
+    leaves a comment whose tone matches the rating.
+
+    ## Action Space
+    ``MultiDiscrete([num_candidates] * slate_size)`` indexing ``obs["candidates"]``.
+
+    ## Observation Space
+    ``Dict`` with ``candidates``, ``candidate_features`` (genre one-hot + log duration by default),
+    ``history``, ``feedback`` and ``user_id``; shapes as in :class:`envs.news.NewsEnv`.
+
+    ## Rewards
+    ``weight * (value - neutral)`` over arrived records: click 0.2, watch fraction 1, completion 1,
+    like 1, 0.5 per star above 3. Watch data arrives a step late, ratings and comments ~5.
+
+    ## Starting State
+    A new viewing session of a user drawn from the population.
+
+    ## Episode End
+    Terminated when the viewer's time is up or mood falls below their threshold; truncated at
+    ``max_episode_steps``.
+
+    ## Arguments
+    ``catalog``, ``item_features`` and :class:`envs.config.SimConfig` fields.
+
+    >>> import gymnasium as gym, envs
+    >>> env = gym.make("FeedbackRec/Video-v0", item_features=None)
+    >>> sorted(env.observation_space.spaces)
+    ['candidates', 'feedback', 'history', 'user_id']
+    """
+
+    domain = VIDEO
+
+
+class VideoVectorEnv(SlateVectorEnv):
+    """:class:`VideoEnv` for ``num_envs`` viewers at once."""
+
+    domain = VIDEO
