@@ -1,0 +1,139 @@
+"""The ``Agent`` protocol every recommender implements, and the transition it observes.
+
+Agents act on *batched* observations: every array in ``obs`` has a leading axis ``B`` (sessions served
+at once, from :class:`envs.SlateVectorEnv`), and ``act`` returns slates ``(B, k)``. Feedback reaches an
+agent only through ``observe``: the records in ``info["feedback"]`` (and ``info["reset_feedback"]``)
+that have *arrived*, so delays affect every learner honestly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class Task:
+    """What an agent may know about the environment it will serve.
+
+    Attributes:
+        observation_space: the single-session ``Dict`` space.
+        action_space: the single-session ``MultiDiscrete([M] * k)`` space.
+        catalog: the items (agents may read texts, categories and attributes; never hidden columns).
+        domain: the domain name.
+    """
+
+    observation_space: spaces.Dict
+    action_space: spaces.MultiDiscrete
+    catalog: Catalog
+    domain: str
+
+    @property
+    def slate_size(self) -> int:
+        return len(self.action_space.nvec)
+
+    @property
+    def num_candidates(self) -> int:
+        return int(self.action_space.nvec[0])
+
+    @classmethod
+    def of(cls, env) -> Task:
+        """The task of a (vector) environment built from :mod:`envs`."""
+        base = env.unwrapped
+        single_obs = getattr(base, "single_observation_space", base.observation_space)
+        single_act = getattr(base, "single_action_space", base.action_space)
+        return cls(single_obs, single_act, base.catalog, base.sim.domain.name)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One batched step as an agent sees it.
+
+    Attributes:
+        obs: observation the slates were chosen from, arrays ``(B, ...)``.
+        action: ``(B, k)`` slates shown.
+        reward: ``(B,)`` reward of the feedback that arrived.
+        terminated, truncated: ``(B,)`` bool.
+        info: the vector env's info (``feedback``, ``reset_feedback``, ``impression_id``, ...).
+        next_obs: observation after the step (already the next session's where one ended).
+    """
+
+    obs: dict[str, np.ndarray]
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    info: dict[str, Any]
+    next_obs: dict[str, np.ndarray]
+
+    def arrived_feedback(self) -> np.ndarray:
+        """All records delivered this step: in-session ones and those that waited for a new session."""
+        waiting = self.info.get("reset_feedback")
+        if waiting is None or not len(waiting):
+            return self.info["feedback"]
+        return np.concatenate([self.info["feedback"], waiting])
+
+
+class Agent:
+    """Base class: a recommender that serves slates and learns from arrived feedback.
+
+    Subclasses override :meth:`act` and, when they learn, :meth:`observe` and :meth:`update`.
+    ``update_every`` is how many environment steps pass between calls to :meth:`update` in the runner's
+    online loop (:func:`agents.loop.run_online`). Agents with a training procedure of their own
+    (Stable-Baselines3) override :meth:`learn`.
+    """
+
+    update_every: int = 1
+
+    def __init__(self, task: Task, seed: int = 0) -> None:
+        self.task = task
+        self.rng = np.random.default_rng(seed)
+
+    def attach(self, env) -> None:
+        """Called when the agent starts serving ``env`` (training or evaluation)."""
+
+    def act(self, obs: dict[str, np.ndarray], explore: bool = True) -> np.ndarray:
+        """Slates ``(B, k)`` of candidate indices for the batch of observations."""
+        raise NotImplementedError
+
+    def observe(self, transition: Transition) -> None:
+        """Take in one step's outcome; the default agent learns nothing."""
+
+    def update(self) -> dict[str, float]:
+        """One learning step; returns losses/statistics for logging (``train/<name>``)."""
+        return {}
+
+    def learn(self, env, total_steps: int, seed: int, log=None) -> int:
+        """Train by interacting with vector ``env`` (reset with ``seed``) for ``total_steps`` user-steps;
+        ``log`` is a TensorBoard ``SummaryWriter`` or None. Returns the user-steps taken."""
+        from agents.loop import run_online
+
+        return run_online(self, env, total_steps, log, seed)
+
+    def save(self, directory: str | Path) -> None:
+        """Write the agent's learned state into ``directory`` (nothing for stateless agents)."""
+
+    def load(self, directory: str | Path) -> None:
+        """Read what :meth:`save` wrote."""
+
+    def check_slates(self, slates: np.ndarray, batch: int) -> np.ndarray:
+        """Refuse at once a slate whose size differs from the environment's, naming both sizes."""
+        if slates.ndim != 2 or slates.shape != (batch, self.task.slate_size):
+            raise ValueError(
+                f"{type(self).__name__} produced slates of shape {slates.shape}; the environment needs "
+                f"({batch}, {self.task.slate_size}) (slate_size={self.task.slate_size})"
+            )
+        return slates
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices ``(B, k)`` of the ``k`` largest ``scores`` ``(B, M)`` per row, best first."""
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)

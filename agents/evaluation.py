@@ -1,0 +1,128 @@
+"""The evaluation protocol shared by every agent.
+
+``eval.episodes`` sessions run side by side in one vector environment reset with a fixed evaluation
+seed, so every agent meets the same users in the same world. Each sub-environment is followed for its
+first session only. Evaluation measures what the agent's slates *cause*: its environment has the
+training settings but no delays and no privacy noise (delays shape the learning signal, not the
+outcome), and agents act greedily (``explore=False``) without learning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.metrics import ndcg_score
+
+from agents.base import Agent
+from envs.signals import Signal
+
+DWELL_SIGNALS = (Signal.DWELL_SECONDS, Signal.LISTEN_FRACTION, Signal.WATCH_FRACTION)
+
+
+@dataclass
+class _Tally:
+    """Running sums over the active sessions of an evaluation."""
+
+    impressions: int = 0
+    clicks: int = 0
+    purchases: float = 0.0
+    regret: list = field(default_factory=list)
+    ndcg: list = field(default_factory=list)
+    diversity: list = field(default_factory=list)
+    ratings: list = field(default_factory=list)
+    dwell: list = field(default_factory=list)
+    shown: set = field(default_factory=set)
+
+
+def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str, float]:
+    """Run one session in each of ``env.num_envs`` sub-environments; returns the metrics.
+
+    Keys: ``episode_reward_mean``, ``episode_reward_ci95`` (1.96 standard errors), ``ctr``,
+    ``rating_mean``, ``dwell_mean`` (seconds for news, fractions for music/video), ``purchase_rate``
+    (purchases per impression), ``session_length_mean``, ``regret_mean`` (utility of the best ``k``
+    candidates minus the shown slate's, per step), ``ndcg_at_k`` (shown slate against the utility
+    ranking), ``intra_list_diversity`` (share of slate pairs in different categories), ``coverage``
+    (share of the catalogue ever shown), ``episodes``. Metrics that do not apply are None.
+    """
+    if env.num_envs < 1:
+        raise ValueError(f"evaluation needs at least 1 episode, got {env.num_envs}")
+    base = env.unwrapped
+    obs, _ = env.reset(seed=seed)
+    agent.attach(env)
+    batch = env.num_envs
+    active = np.ones(batch, bool)
+    returns, lengths = np.zeros(batch), np.zeros(batch, np.int64)
+    tally = _Tally()
+    for _ in range(max_steps):
+        utility = base.candidate_utility()
+        slates = agent.check_slates(np.asarray(agent.act(obs, explore=False)), batch)
+        candidates = obs["candidates"]
+        obs, reward, terminated, truncated, info = env.step(slates)
+        rows = np.flatnonzero(active)
+        returns[rows] += reward[rows]
+        lengths[rows] += 1
+        _tally_step(tally, rows, slates, candidates, utility, info, base.catalog.categories)
+        active &= ~(terminated | truncated)
+        if not active.any():
+            break
+    return _summarise(returns, lengths, tally, base.catalog.num_items)
+
+
+def _tally_step(tally, rows, slates, candidates, utility, info, categories) -> None:
+    k = slates.shape[1]
+    slates, utility = slates[rows], utility[rows]
+    shown_items = np.take_along_axis(candidates[rows], slates, axis=1)
+    tally.impressions += len(rows)
+    tally.clicks += int((info["choice"][rows] >= 0).sum())
+    best = -np.sort(-utility, axis=1)[:, :k].sum(axis=1)
+    tally.regret.extend(best - info["utility"][rows].sum(axis=1))
+    relevance = utility - utility.min(axis=1, keepdims=True)
+    placed = np.zeros_like(utility)
+    np.put_along_axis(placed, slates, np.arange(k, 0, -1, dtype=placed.dtype), axis=1)
+    if relevance.shape[1] > 1:
+        tally.ndcg.append(ndcg_score(relevance, placed, k=k) * len(rows))
+    cats = categories[shown_items]
+    pairs = k * (k - 1) / 2
+    if pairs:
+        differ = (cats[:, :, None] != cats[:, None, :]).sum(axis=(1, 2)) / 2
+        tally.diversity.extend(differ / pairs)
+    tally.shown.update(shown_items.ravel().tolist())
+    feedback = info["feedback"]
+    feedback = feedback[np.isin(feedback["env_index"], rows)]
+    kinds = feedback["kind"]
+    tally.ratings.extend(feedback["value"][kinds == Signal.RATING])
+    tally.dwell.extend(feedback["value"][np.isin(kinds, DWELL_SIGNALS)])
+    tally.purchases += float(feedback["value"][kinds == Signal.PURCHASE].sum())
+
+
+def _summarise(returns, lengths, tally: _Tally, num_items: int) -> dict[str, float]:
+    n = len(returns)
+    ci = 1.96 * returns.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
+    impressions = max(tally.impressions, 1)
+    return {
+        "episode_reward_mean": float(returns.mean()),
+        "episode_reward_ci95": float(ci),
+        "ctr": tally.clicks / impressions,
+        "rating_mean": _mean_or_none(tally.ratings),
+        "dwell_mean": _mean_or_none(tally.dwell),
+        "purchase_rate": tally.purchases / impressions,
+        "session_length_mean": float(lengths.mean()),
+        "regret_mean": float(np.mean(tally.regret)),
+        "ndcg_at_k": float(np.sum(tally.ndcg) / impressions) if tally.ndcg else None,
+        "intra_list_diversity": _mean_or_none(tally.diversity),
+        "coverage": len(tally.shown) / num_items,
+        "episodes": n,
+    }
+
+
+def normalized_score(agent: float, random: float, oracle: float) -> float:
+    """``(agent - random) / (oracle - random)``: 0 is random, 1 is the oracle."""
+    if not oracle > random:
+        raise ValueError(f"oracle reward {oracle} must exceed random reward {random} to normalise")
+    return (agent - random) / (oracle - random)
+
+
+def _mean_or_none(values) -> float | None:
+    return float(np.mean(values)) if len(values) else None
