@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.catalog import Catalog
+from envs.feedback import as_records
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,11 @@ class Transition:
     next_obs: dict[str, np.ndarray]
 
     def arrived_feedback(self) -> np.ndarray:
-        """All records delivered this step: in-session ones and those that waited for a new session."""
+        """All records delivered this step (:data:`envs.feedback.FEEDBACK_DTYPE` array): in-session
+        ones and those that waited for a user whose new session started."""
+        arrived = as_records(self.info["feedback"])
         waiting = self.info.get("reset_feedback")
-        if waiting is None or not len(waiting):
-            return self.info["feedback"]
-        return np.concatenate([self.info["feedback"], waiting])
+        return arrived if waiting is None else np.concatenate([arrived, as_records(waiting)])
 
 
 class Agent:

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import ndcg_score
 
 from agents.base import Agent
+from envs.feedback import as_records
 from envs.signals import Signal
 
 DWELL_SIGNALS = (Signal.DWELL_SECONDS, Signal.LISTEN_FRACTION, Signal.WATCH_FRACTION)
@@ -89,7 +90,7 @@ def _tally_step(tally, rows, slates, candidates, utility, info, categories) -> N
         differ = (cats[:, :, None] != cats[:, None, :]).sum(axis=(1, 2)) / 2
         tally.diversity.extend(differ / pairs)
     tally.shown.update(shown_items.ravel().tolist())
-    feedback = info["feedback"]
+    feedback = as_records(info["feedback"])
     feedback = feedback[np.isin(feedback["env_index"], rows)]
     kinds = feedback["kind"]
     tally.ratings.extend(feedback["value"][kinds == Signal.RATING])

@@ -9,7 +9,7 @@ from gymnasium.envs.registration import register, registry
 from envs.catalog import Catalog
 from envs.config import SimConfig
 from envs.domain import Domain
-from envs.feedback import FEEDBACK_DTYPE, FeedbackEvent, as_events
+from envs.feedback import FEEDBACK_DTYPE, FeedbackEvent, as_columns, as_events, as_records, opinion_text
 from envs.signals import Signal
 from envs.simulator import FEEDBACK_FIELDS, Simulator
 from envs.slate_env import SlateEnv
@@ -39,5 +39,8 @@ __all__ = [
     "SlateEnv",
     "SlateVectorEnv",
     "Simulator",
+    "as_columns",
     "as_events",
+    "as_records",
+    "opinion_text",
 ]

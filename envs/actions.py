@@ -16,12 +16,11 @@ def check_slates(action: object, num_candidates: int, slate_size: int, num_envs:
     array = np.asarray(action)
     if array.shape != expected:
         raise ValueError(f"action {_show(array)} has shape {array.shape}; expected {expected} for {space}")
-    if not (np.issubdtype(array.dtype, np.integer) or _integral_floats(array)):
+    if array.dtype.kind not in "iu" and not _integral_floats(array):
         raise ValueError(f"action {_show(array)} has dtype {array.dtype}; expected integers for {space}")
     array = array.astype(np.int64, copy=False).reshape(-1, slate_size)
-    bad = (array < 0) | (array >= num_candidates)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+    if array.min() < 0 or array.max() >= num_candidates:
+        row, col = np.argwhere((array < 0) | (array >= num_candidates))[0]
         where = "" if num_envs is None else f" in sub-env {row}"
         raise ValueError(
             f"action {_show(array[row])}{where} has entry {array[row, col]} at position {col}; "
@@ -31,7 +30,7 @@ def check_slates(action: object, num_candidates: int, slate_size: int, num_envs:
 
 
 def _integral_floats(array: np.ndarray) -> bool:
-    return np.issubdtype(array.dtype, np.floating) and bool(np.all(np.isfinite(array) & (array == np.round(array))))
+    return array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array))))
 
 
 def _show(array: np.ndarray) -> str:

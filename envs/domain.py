@@ -23,23 +23,7 @@ class Topic:
     words: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Response:
-    """The implicit signals of a batch of ``C`` consumptions.
-
-    Attributes:
-        signals: kind → ``(C,)`` float32 values, one record per consumption and kind.
-        engagement: ``(C,)`` fraction of the item consumed, in [0, 1]; costs session time.
-        explicit_allowed: ``(C,)`` bool, where the user may go on to rate (e.g. only after a purchase).
-    """
-
-    signals: Mapping[Signal, np.ndarray]
-    engagement: np.ndarray
-    explicit_allowed: np.ndarray
-
-
 AttributeFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], dict[str, np.ndarray]]
-RespondFn = Callable[[np.ndarray, Mapping[str, np.ndarray], np.random.Generator], Response]
 
 
 @dataclass(frozen=True)
@@ -54,9 +38,14 @@ class Domain:
         templates: item-text templates. Slots: ``{t0} {t1} {t2}`` words of the primary topic,
             ``{s}`` a word of the secondary topic, ``{g}`` a generic word, ``{T}`` the topic name, and
             any attribute by name (e.g. ``{price:.2f}``).
-        attributes: ``(topic (N,), quality (N,), rng) -> {name: (N,) float32}``.
-        respond: ``(satisfaction (C,) in (0, 1), item attributes {name: (C,)}, rng) -> Response``.
-        implicit_signals: kinds ``respond`` returns, in order.
+        attributes: ``(topic (N,), quality (N,), rng) -> {name: (N,) float32}`` for generated catalogues.
+        attribute_names: the item attributes ``respond`` reads, in order.
+        respond: a numba-compiled ``(satisfaction, item, u, i, values) -> (engagement, may_rate, i)``
+            for one consumption: ``satisfaction`` in (0, 1); ``item`` the ``attribute_names`` values;
+            ``u``/``i`` the uniform block and cursor (see :mod:`envs.draws`; at most 6 uniforms);
+            ``values`` ``(len(implicit_signals),)`` to fill. Returns the fraction of the item consumed
+            (costs session time), whether the user may go on to rate it, and the cursor.
+        implicit_signals: kinds ``respond`` fills, in order.
         text_signal: the explicit text kind (review or comment) written alongside some ratings, or None.
         default_delays: signal name → delay spec (see :meth:`envs.feedback.DelayTable.parse`).
         reward_weights: signal name → weight of ``value - neutral`` in the reward.
@@ -68,7 +57,8 @@ class Domain:
     generic_words: tuple[str, ...]
     templates: tuple[str, ...]
     attributes: AttributeFn
-    respond: RespondFn
+    attribute_names: tuple[str, ...]
+    respond: Callable
     implicit_signals: tuple[Signal, ...]
     text_signal: Signal | None
     default_delays: Mapping[str, object]
@@ -88,22 +78,3 @@ class Domain:
             T=self.topics[topic].name,
             **attributes,
         )
-
-
-OPINIONS = {
-    1: ("Terrible {noun}, a waste of time.", "Really disappointed by this {noun}.", "Awful, would not recommend this {noun}."),
-    2: ("Not great; this {noun} fell short.", "Below expectations, a weak {noun}.", "Meh. I expected more from this {noun}."),
-    3: ("An okay {noun}, nothing special.", "Average {noun}; some good parts, some dull.", "Fine, but forgettable {noun}."),
-    4: ("A good {noun}, I enjoyed it.", "Solid {noun}, worth the time.", "Nice {noun}, would recommend."),
-    5: ("Excellent {noun}, loved every bit!", "Fantastic {noun}, one of the best.", "Brilliant {noun}, highly recommended!"),
-}
-
-
-def write_opinion(noun: str, stars: int, choice: int) -> str:
-    """Review/comment text whose sentiment matches ``stars`` (1..5); ``choice`` picks the phrasing."""
-    phrases = OPINIONS[stars]
-    return phrases[choice % len(phrases)].format(noun=noun)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.domain import Domain, Response, Topic
+from numba import njit
+
+from envs.domain import Domain, Topic
+from envs.draws import bernoulli
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
@@ -38,24 +41,18 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"price": np.round(price, 2).astype(np.float32)}
 
 
-def respond(satisfaction: np.ndarray, items: dict, rng: np.random.Generator) -> Response:
-    """Shoppers cart what they like; a share of carts is bought (1–3 units); dearer items sell less."""
-    n = len(satisfaction)
-    price_penalty = 1.0 / (1.0 + items["price"] / 400.0)
-    cart = rng.random(n) < 0.6 * satisfaction**2 * price_penalty
-    purchase = cart & (rng.random(n) < 0.35 + 0.5 * satisfaction)
-    units = 1 + rng.binomial(2, 0.15, n)
-    amount = np.where(purchase, items["price"] * units, 0.0).astype(np.float32)
-    return Response(
-        signals={
-            Signal.CLICK: np.ones(n, np.float32),
-            Signal.ADD_TO_CART: cart.astype(np.float32),
-            Signal.PURCHASE: purchase.astype(np.float32),
-            Signal.PURCHASE_AMOUNT: amount,
-        },
-        engagement=np.clip(0.3 + 0.7 * satisfaction, 0.0, 1.0).astype(np.float32),
-        explicit_allowed=purchase,
-    )
+@njit(cache=True)
+def respond(satisfaction, item, u, i, values):
+    """Shoppers cart what they like (dearer items less); a share of carts is bought, 1–3 units; only
+    buyers may rate. ``item``: ``(price,)``; ``values``: click, add-to-cart, purchase, amount (EUR)."""
+    cart, i = bernoulli(0.6 * satisfaction**2 / (1.0 + item[0] / 400.0), u, i)
+    buy, i = bernoulli(0.35 + 0.5 * satisfaction, u, i)
+    extra1, i = bernoulli(0.15, u, i)
+    extra2, i = bernoulli(0.15, u, i)
+    purchase = cart and buy
+    values[0], values[1], values[2] = 1.0, cart, purchase
+    values[3] = item[0] * (1 + extra1 + extra2) if purchase else 0.0
+    return 0.3 + 0.7 * satisfaction, purchase, i
 
 
 ECOMMERCE = Domain(
@@ -65,6 +62,7 @@ ECOMMERCE = Domain(
     generic_words=BRANDS,
     templates=TEMPLATES,
     attributes=attributes,
+    attribute_names=("price",),
     respond=respond,
     implicit_signals=(Signal.CLICK, Signal.ADD_TO_CART, Signal.PURCHASE, Signal.PURCHASE_AMOUNT),
     text_signal=Signal.REVIEW,

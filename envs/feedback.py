@@ -1,4 +1,4 @@
-"""Feedback events and the channel that delays, privatises and delivers them.
+"""Feedback records and the channel that delays, privatises and delivers them.
 
 Every reaction of a simulated user is one record of :data:`FEEDBACK_DTYPE` (a numpy structured array
 row). The :class:`FeedbackChannel` gives each record an arrival step drawn from its signal's delay
@@ -6,19 +6,21 @@ distribution, optionally privatises its value (local differential privacy) and h
 
 Conservation: every record submitted is delivered exactly once. A record is delivered to the session it
 came from; if that session has ended, to the same user's session running elsewhere in a batch; if the user
-is away, it waits in the user's backlog and is delivered by :meth:`FeedbackChannel.take_backlog` when the
-user's next session starts. Until then it is counted in :attr:`FeedbackChannel.pending`.
+is away, it is held and delivered when the user's next session starts (:meth:`FeedbackChannel.release`).
+Until then it is counted in :attr:`FeedbackChannel.pending`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
+from envs.draws import geometric, laplace
 from envs.signals import IS_BINARY, NUM_SIGNALS, VALUE_HIGH, VALUE_LOW, Signal
 
 FEEDBACK_DTYPE = np.dtype(
@@ -33,9 +35,26 @@ FEEDBACK_DTYPE = np.dtype(
         ("value", np.float32),  # in the signal's range (ratings 1..5, fractions 0..1, seconds, money)
         ("step_shown", np.int64),  # environment step at which the slate was shown
         ("step_arrived", np.int64),  # environment step at which the record was delivered
-        ("text", object),  # review/comment text, else None
+        ("text_id", np.int16),  # review/comment text (see :func:`opinion_text`), -1 for none
     ]
 )
+EMPTY_FEEDBACK = np.empty(0, dtype=FEEDBACK_DTYPE)
+
+OPINIONS = (
+    ("Terrible, a complete waste of time.", "Really disappointed, would not recommend.", "Awful. Nothing about it worked for me.", "Poor quality and boring."),
+    ("Not great, it fell short.", "Below expectations, rather weak.", "Meh. I expected a lot more.", "Some effort, but mostly dull."),
+    ("Okay, nothing special.", "Average; some good parts, some dull ones.", "Fine, but forgettable.", "Decent enough, not memorable."),
+    ("Good, I enjoyed it.", "Solid and worth the time.", "Nice one, would recommend.", "Pleasant surprise, quite good."),
+    ("Excellent, loved every bit!", "Fantastic, one of the best.", "Brilliant, highly recommended!", "Absolutely wonderful, a must."),
+)
+PHRASINGS = len(OPINIONS[0])
+
+
+def opinion_text(text_id: int) -> str | None:
+    """The review/comment text of a record's ``text_id``; its tone matches ``text_id // PHRASINGS + 1`` stars."""
+    if text_id < 0:
+        return None
+    return OPINIONS[text_id // PHRASINGS][text_id % PHRASINGS]
 
 
 class FeedbackEvent(NamedTuple):
@@ -52,8 +71,39 @@ class FeedbackEvent(NamedTuple):
     text: str | None
 
 
-def as_events(records: np.ndarray) -> list[FeedbackEvent]:
-    """Turn an array of :data:`FEEDBACK_DTYPE` records into :class:`FeedbackEvent` objects."""
+FeedbackColumns = dict[str, np.ndarray]
+"""Feedback as environments put it in ``info["feedback"]``: one equal-length array per field of
+:data:`FEEDBACK_DTYPE` (a plain dict, so Gymnasium's checkers and vector-info tools handle it)."""
+
+
+def as_columns(records: np.ndarray) -> FeedbackColumns:
+    """Field name → column view of a :data:`FEEDBACK_DTYPE` array (no copy)."""
+    return {name: records[name] for name in FEEDBACK_DTYPE.names}
+
+
+def as_records(feedback: FeedbackColumns | np.ndarray) -> np.ndarray:
+    """The :data:`FEEDBACK_DTYPE` array behind ``info["feedback"]`` columns (no copy when the columns
+    are the environment's own views). Raises ``ValueError`` on missing fields or unequal lengths."""
+    if isinstance(feedback, np.ndarray):
+        return feedback
+    missing = [name for name in FEEDBACK_DTYPE.names if name not in feedback]
+    if missing:
+        raise ValueError(f"feedback columns lack {missing}; expected every field of FEEDBACK_DTYPE")
+    base = feedback["kind"].base
+    if isinstance(base, np.ndarray) and base.dtype == FEEDBACK_DTYPE and all(feedback[n].base is base for n in FEEDBACK_DTYPE.names):
+        return base
+    lengths = {len(feedback[name]) for name in FEEDBACK_DTYPE.names}
+    if len(lengths) != 1:
+        raise ValueError(f"feedback columns have lengths {sorted(lengths)}; expected one length")
+    records = np.empty(lengths.pop(), FEEDBACK_DTYPE)
+    for name in FEEDBACK_DTYPE.names:
+        records[name] = feedback[name]
+    return records
+
+
+def as_events(feedback: FeedbackColumns | np.ndarray) -> list[FeedbackEvent]:
+    """Turn ``info["feedback"]`` (columns) or a record array into :class:`FeedbackEvent` objects."""
+    records = as_records(feedback)
     return [
         FeedbackEvent(
             int(r["impression_id"]),
@@ -64,13 +114,10 @@ def as_events(records: np.ndarray) -> list[FeedbackEvent]:
             float(r["value"]),
             int(r["step_shown"]),
             int(r["step_arrived"]),
-            r["text"],
+            opinion_text(int(r["text_id"])),
         )
         for r in records
     ]
-
-
-EMPTY_FEEDBACK = np.empty(0, dtype=FEEDBACK_DTYPE)
 
 
 @dataclass(frozen=True)
@@ -81,7 +128,7 @@ class DelayTable:
     with mean ``mean[k]`` truncated at ``max_steps``; otherwise the delay is the fixed ``round(mean[k])``.
 
     Attributes:
-        mean: ``(num_signals,)`` float, steps.
+        mean: ``(num_signals,)`` float64, steps.
         geometric: ``(num_signals,)`` bool.
         max_steps: the largest delay any record can get.
     """
@@ -91,18 +138,12 @@ class DelayTable:
     max_steps: int
 
     @classmethod
-    def parse(
-        cls, delays: Mapping[str, object] | None, scale: float = 1.0, max_steps: int = 200
-    ) -> DelayTable:
+    def parse(cls, delays: Mapping[str, object] | None, scale: float = 1.0, max_steps: int = 200) -> DelayTable:
         """Build from ``{"rating": "geometric:5", "dwell_seconds": 1, "click": "none"}``.
 
         A value is a number of steps (fixed delay), ``"none"``, ``"fixed:N"`` or ``"geometric:MEAN"``.
         ``scale`` multiplies every mean (0 turns all delays off).
         """
-        if not np.isfinite(scale) or scale < 0:
-            raise ValueError(f"delay_scale must be a finite number >= 0, got {scale!r}")
-        if int(max_steps) != max_steps or max_steps < 0:
-            raise ValueError(f"max_delay must be an integer >= 0, got {max_steps!r}")
         mean = np.zeros(NUM_SIGNALS)
         geometric = np.zeros(NUM_SIGNALS, dtype=bool)
         for name, spec in (delays or {}).items():
@@ -111,19 +152,8 @@ class DelayTable:
         mean *= scale
         if (mean > max_steps).any():
             worst = Signal(int(np.argmax(mean))).name.lower()
-            raise ValueError(
-                f"delay of {worst!r} has mean {mean.max():g} steps, above max_delay={max_steps}"
-            )
+            raise ValueError(f"delay of {worst!r} has mean {mean.max():g} steps, above max_delay={max_steps}")
         return cls(mean=mean, geometric=geometric, max_steps=int(max_steps))
-
-    def sample(self, kinds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Delays in steps for records of the given ``kinds`` ``(n,)`` → ``(n,)`` int64."""
-        delays = np.rint(self.mean[kinds]).astype(np.int64)
-        random = self.geometric[kinds]
-        if random.any():
-            p = 1.0 / (1.0 + self.mean[kinds[random]])
-            delays[random] = np.minimum(rng.geometric(p) - 1, self.max_steps)
-        return delays
 
 
 def _parse_delay(name: str, spec: object) -> tuple[float, bool]:
@@ -137,7 +167,7 @@ def _parse_delay(name: str, spec: object) -> tuple[float, bool]:
                 steps = float(number)
             except ValueError:
                 steps = -1.0
-            if steps >= 0:
+            if math.isfinite(steps) and steps >= 0:
                 return steps, dist == "geometric"
         raise ValueError(f"delay for {name!r} is {spec!r}; expected {expected}")
     if isinstance(spec, (int, float, np.number)) and not isinstance(spec, bool):
@@ -146,29 +176,15 @@ def _parse_delay(name: str, spec: object) -> tuple[float, bool]:
     raise ValueError(f"delay for {name!r} is {spec!r}; expected {expected}")
 
 
-def privatise(records: np.ndarray, epsilon: float, rng: np.random.Generator) -> None:
-    """Local differential privacy on ``records["value"]``, in place.
-
-    Binary signals go through randomised response (the true bit is kept with probability
-    ``e^ε / (1 + e^ε)``); numeric ones get Laplace noise of scale ``range / ε`` and are clipped back into
-    their range (ratings are rounded to whole stars). Text is not privatised.
-    """
-    kinds = records["kind"]
-    values = records["value"]
-    binary = IS_BINARY[kinds]
-    keep = rng.random(len(records)) < np.exp(epsilon) / (1.0 + np.exp(epsilon))
-    values[binary] = np.where(keep[binary], values[binary], 1.0 - values[binary])
-    numeric = ~binary
-    low, high = VALUE_LOW[kinds[numeric]], VALUE_HIGH[kinds[numeric]]
-    noisy = values[numeric] + rng.laplace(0.0, (high - low) / epsilon)
-    noisy = np.clip(noisy, low, high)
-    rating = kinds[numeric] == Signal.RATING
-    noisy[rating] = np.rint(noisy[rating])
-    values[numeric] = noisy
+UNIFORMS_PER_RECORD = 2
+HELD = -1  # env_index of a record waiting for its user's next session
 
 
 class FeedbackChannel:
     """Delays, privatises and delivers feedback records for a batch of sub-environments.
+
+    Pending records live in one pool (a :data:`FEEDBACK_DTYPE` array) whose ``step_arrived`` holds the
+    scheduled arrival until delivery; each step is one compiled pass over the pool.
 
     Args:
         delays: per-signal delay distributions.
@@ -178,82 +194,136 @@ class FeedbackChannel:
     def __init__(self, delays: DelayTable, privacy_epsilon: float | None = None) -> None:
         self.delays = delays
         self.privacy_epsilon = privacy_epsilon
+        self._epsilon = 0.0 if privacy_epsilon is None else float(privacy_epsilon)
         self.clear()
 
     def clear(self) -> None:
         """Forget every pending record and zero the counters."""
-        self._calendar: dict[int, list[np.ndarray]] = defaultdict(list)
-        self._backlog: dict[int, list[np.ndarray]] = {}
+        self._pool = np.empty(1024, FEEDBACK_DTYPE)
+        self._count = 0
         self.generated = np.zeros(NUM_SIGNALS, dtype=np.int64)
         self.delivered = np.zeros(NUM_SIGNALS, dtype=np.int64)
 
     @property
     def pending(self) -> int:
         """Records submitted and not yet delivered."""
-        return int(self.generated.sum() - self.delivered.sum())
+        return self._count
 
-    def submit(self, records: np.ndarray, now: int, rng: np.random.Generator) -> None:
-        """Schedule fresh ``records`` (shown at step ``now``); those with delay 0 are due at ``now``."""
-        if not len(records):
-            return
-        self.generated += np.bincount(records["kind"], minlength=NUM_SIGNALS)
-        if self.privacy_epsilon is not None:
-            privatise(records, self.privacy_epsilon, rng)
-        arrival = now + self.delays.sample(records["kind"], rng)
-        first = arrival[0]
-        if (arrival == first).all():
-            self._calendar[int(first)].append(records)
-            return
-        order = np.argsort(arrival, kind="stable")
-        arrival = arrival[order]
-        cuts = np.flatnonzero(np.diff(arrival)) + 1
-        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(order)], strict=True):
-            self._calendar[int(arrival[start])].append(records[order[start:stop]])
+    def pending_records(self) -> np.ndarray:
+        """A copy of the pending records (``step_arrived`` is their scheduled arrival; ``env_index`` -1
+        marks records held for an absent user)."""
+        return self._pool[: self._count].copy()
 
-    def collect(
-        self, now: int, session_of_env: np.ndarray, env_of_user: np.ndarray
-    ) -> np.ndarray:
-        """Records due at step ``now``, each with ``env_index`` set to where it is delivered.
+    def advance(self, records: np.ndarray, now: int, rng: np.random.Generator, session_of_env: np.ndarray, env_of_user: np.ndarray) -> np.ndarray:
+        """Schedule fresh ``records`` shown at step ``now`` and return every record due by ``now``, each
+        with ``env_index`` set to where it is delivered.
 
         Args:
-            session_of_env: ``(num_envs,)`` the session each sub-environment is running.
+            records: new :data:`FEEDBACK_DTYPE` records; those with delay 0 are due at once.
+            session_of_env: ``(num_envs,)`` the session each sub-environment is running (-1: none).
             env_of_user: ``(num_users,)`` the sub-environment each user is active in, or -1.
 
-        Records whose user is away go to the user's backlog instead of the result.
+        A due record whose session has ended goes to its user's session elsewhere in the batch, or is
+        held for the user's next session.
         """
-        due = self._calendar.pop(now, None)
-        if due is None:
-            return EMPTY_FEEDBACK
-        records = due[0] if len(due) == 1 else np.concatenate(due)
-        same_session = session_of_env[records["env_index"]] == records["session_id"]
-        if not same_session.all():
-            target = env_of_user[records["user_id"]]
-            moved = ~same_session & (target >= 0)
-            records["env_index"][moved] = target[moved]
-            away = ~same_session & (target < 0)
-            if away.any():
-                self._hold(records[away])
-                records = records[~away]
-        return self._deliver(records, now)
+        n = len(records)
+        if self._count + n > len(self._pool):
+            grown = np.empty(max(2 * len(self._pool), self._count + n), FEEDBACK_DTYPE)
+            grown[: self._count] = self._pool[: self._count]
+            self._pool = grown
+        u = rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32)
+        d = self.delays
+        self._count = _schedule(
+            self._pool, self._count, records, now, u, d.mean, d.geometric, d.max_steps,
+            self._epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH, self.generated,
+        )
+        out = np.empty(self._count, FEEDBACK_DTYPE)
+        self._count, n = _collect(self._pool, self._count, now, session_of_env, env_of_user, out, self.delivered)
+        return out[:n]
 
-    def take_backlog(self, users: np.ndarray, envs: np.ndarray, now: int) -> np.ndarray:
-        """Records that waited for ``users`` ``(n,)``, delivered to ``envs`` ``(n,)`` at step ``now``."""
-        found = []
-        for user, env in zip(users.tolist(), envs.tolist(), strict=True):
-            held = self._backlog.pop(user, None)
-            if held is not None:
-                records = np.concatenate(held)
-                records["env_index"] = env
-                found.append(records)
-        if not found:
-            return EMPTY_FEEDBACK
-        return self._deliver(np.concatenate(found), now)
+    def release(self, env_of_user: np.ndarray, now: int) -> np.ndarray:
+        """Held records of users who are active now, delivered to their sub-environments at ``now``."""
+        out = np.empty(self._count, FEEDBACK_DTYPE)
+        self._count, n = _release(self._pool, self._count, now, env_of_user, out, self.delivered)
+        return out[:n]
 
-    def _hold(self, records: np.ndarray) -> None:
-        for user in np.unique(records["user_id"]).tolist():
-            self._backlog.setdefault(user, []).append(records[records["user_id"] == user])
 
-    def _deliver(self, records: np.ndarray, now: int) -> np.ndarray:
-        records["step_arrived"] = now
-        self.delivered += np.bincount(records["kind"], minlength=NUM_SIGNALS)
-        return records
+@njit(cache=True)
+def _schedule(pool, count, records, now, u, mean, is_geometric, max_delay, epsilon, binary, low, high, generated):
+    keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
+    i = 0
+    for r in range(records.shape[0]):
+        kind = records[r]["kind"]
+        generated[kind] += 1
+        delay = int(round(mean[kind]))
+        if is_geometric[kind] and mean[kind] > 0:
+            delay, i = geometric(mean[kind], u, i)
+            delay = min(delay, max_delay)
+        else:
+            i += 1
+        pool[count] = records[r]
+        pool[count]["step_arrived"] = now + delay
+        if epsilon > 0:
+            pool[count]["value"], i = _privatise(pool[count]["value"], kind, keep, epsilon, binary, low, high, u, i)
+        else:
+            i += 1
+        count += 1
+    return count
+
+
+@njit(cache=True)
+def _privatise(value, kind, keep, epsilon, binary, low, high, u, i):
+    """Randomised response for binary signals, clipped Laplace noise (range / ε) for numeric ones."""
+    if binary[kind]:
+        flip = u[i] >= keep
+        return (1.0 - value) if flip else value, i + 1
+    noise, i = laplace((high[kind] - low[kind]) / epsilon, u, i)
+    noisy = min(max(value + noise, low[kind]), high[kind])
+    if kind == 12:  # Signal.RATING: whole stars
+        noisy = round(noisy)
+    return noisy, i
+
+
+@njit(cache=True)
+def _collect(pool, count, now, session_of_env, env_of_user, out, delivered):
+    n = 0
+    i = 0
+    while i < count:
+        env = pool[i]["env_index"]
+        if env == HELD or pool[i]["step_arrived"] > now:
+            i += 1
+            continue
+        if session_of_env[env] != pool[i]["session_id"]:
+            env = env_of_user[pool[i]["user_id"]]
+            if env < 0:
+                pool[i]["env_index"] = HELD
+                i += 1
+                continue
+        out[n] = pool[i]
+        out[n]["env_index"] = env
+        out[n]["step_arrived"] = now
+        delivered[pool[i]["kind"]] += 1
+        n += 1
+        count -= 1
+        pool[i] = pool[count]
+    return count, n
+
+
+@njit(cache=True)
+def _release(pool, count, now, env_of_user, out, delivered):
+    n = 0
+    i = 0
+    while i < count:
+        env = env_of_user[pool[i]["user_id"]] if pool[i]["env_index"] == HELD else -1
+        if env < 0:
+            i += 1
+            continue
+        out[n] = pool[i]
+        out[n]["env_index"] = env
+        out[n]["step_arrived"] = now
+        delivered[pool[i]["kind"]] += 1
+        n += 1
+        count -= 1
+        pool[i] = pool[count]
+    return count, n
+

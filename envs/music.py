@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.domain import Domain, Response, Topic
+from numba import njit
+
+from envs.domain import Domain, Topic
+from envs.draws import bernoulli, normal
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
@@ -35,21 +38,15 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"duration_seconds": rng.uniform(120, 420, len(topic)).astype(np.float32)}
 
 
-def respond(satisfaction: np.ndarray, items: dict, rng: np.random.Generator) -> Response:
-    """Listeners play the track and keep listening in proportion to satisfaction; under 30% is a skip."""
-    n = len(satisfaction)
-    listen = np.clip(satisfaction + rng.normal(0.0, 0.2, n), 0.0, 1.0).astype(np.float32)
-    like = (rng.random(n) < 0.25 * satisfaction**2).astype(np.float32)
-    return Response(
-        signals={
-            Signal.PLAY: np.ones(n, np.float32),
-            Signal.LISTEN_FRACTION: listen,
-            Signal.SKIP: (listen < 0.3).astype(np.float32),
-            Signal.LIKE: like,
-        },
-        engagement=listen,
-        explicit_allowed=np.ones(n, bool),
-    )
+@njit(cache=True)
+def respond(satisfaction, item, u, i, values):
+    """Listeners play the track and keep listening in proportion to satisfaction; under 30% is a skip.
+    ``item``: ``(duration_seconds,)``; ``values``: play, listen fraction, skip, like."""
+    noise, i = normal(u, i)
+    listen = min(max(satisfaction + 0.2 * noise, 0.0), 1.0)
+    like, i = bernoulli(0.25 * satisfaction**2, u, i)
+    values[0], values[1], values[2], values[3] = 1.0, listen, listen < 0.3, like
+    return listen, True, i
 
 
 MUSIC = Domain(
@@ -59,6 +56,7 @@ MUSIC = Domain(
     generic_words=ARTISTS,
     templates=TEMPLATES,
     attributes=attributes,
+    attribute_names=("duration_seconds",),
     respond=respond,
     implicit_signals=(Signal.PLAY, Signal.LISTEN_FRACTION, Signal.SKIP, Signal.LIKE),
     text_signal=None,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.domain import Domain, Response, Topic
+from numba import njit
+
+from envs.domain import Domain, Topic
+from envs.draws import bernoulli, normal
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
@@ -39,17 +42,15 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"length_words": np.clip(rng.lognormal(np.log(600), 0.5, len(topic)), 80, 5000).astype(np.float32)}
 
 
-def respond(satisfaction: np.ndarray, items: dict, rng: np.random.Generator) -> Response:
-    """Readers read a share of the article that grows with satisfaction (≈4 words/s), some share it."""
-    n = len(satisfaction)
-    read = np.clip(satisfaction + rng.normal(0.0, 0.15, n), 0.02, 1.0).astype(np.float32)
-    dwell = read * items["length_words"] / 4.0
-    share = (rng.random(n) < 0.15 * satisfaction**3).astype(np.float32)
-    return Response(
-        signals={Signal.CLICK: np.ones(n, np.float32), Signal.DWELL_SECONDS: dwell, Signal.SHARE: share},
-        engagement=read,
-        explicit_allowed=np.ones(n, bool),
-    )
+@njit(cache=True)
+def respond(satisfaction, item, u, i, values):
+    """Readers read a share of the article that grows with satisfaction (≈4 words/s); some share it.
+    ``item``: ``(length_words,)``; ``values``: click, dwell seconds, share."""
+    noise, i = normal(u, i)
+    read = min(max(satisfaction + 0.15 * noise, 0.02), 1.0)
+    share, i = bernoulli(0.15 * satisfaction**3, u, i)
+    values[0], values[1], values[2] = 1.0, read * item[0] / 4.0, share
+    return read, True, i
 
 
 NEWS = Domain(
@@ -59,6 +60,7 @@ NEWS = Domain(
     generic_words=GENERIC,
     templates=TEMPLATES,
     attributes=attributes,
+    attribute_names=("length_words",),
     respond=respond,
     implicit_signals=(Signal.CLICK, Signal.DWELL_SECONDS, Signal.SHARE),
     text_signal=Signal.COMMENT,

@@ -4,11 +4,9 @@
 sessions as arrays shaped ``(B, ...)``. The single-user environment is this core with ``B = 1``, the
 vector environment the same core with ``B = N``; both are thin Gymnasium faces over it.
 
-One step, for every session at once: look up the slate's items, mask repeated slots, compute each
-item's hidden utility for the user, let the choice model pick a slot (or none), turn a consumption into
-the domain's implicit signals and, rarely, a rating with review text, hand those records to the feedback
-channel, collect the records due now, score them into the reward, evolve the user (fatigue, interest
-drift, mood, time budget), and draw the next candidates.
+A step is two compiled passes — the user dynamics (:mod:`envs.dynamics`) and the feedback channel
+(:mod:`envs.feedback`) — fed by uniforms drawn from the caller's seeded ``numpy.random.Generator``.
+Arrays handed out in observations are never written again by the simulator.
 """
 
 from __future__ import annotations
@@ -17,13 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from gymnasium import spaces
+from numba import njit
 
 from envs.catalog import Catalog
-from envs.choice import make_choice_model
+from envs.choice import CHOICE_MODELS
 from envs.config import SimConfig
-from envs.domain import Domain, sigmoid, write_opinion
-from envs.feedback import EMPTY_FEEDBACK, FEEDBACK_DTYPE, DelayTable, FeedbackChannel
-from envs.signals import NUM_SIGNALS, VALUE_NEUTRAL, Signal
+from envs.domain import Domain
+from envs.dynamics import UNIFORMS_PER_SESSION, Dynamics, draw_candidates, step_kernel
+from envs.feedback import FEEDBACK_DTYPE, DelayTable, FeedbackChannel
+from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal
 from envs.users import Population, UserParams
 
 FEEDBACK_FIELDS = ("present", "kind", "item_index", "position", "value", "age")
@@ -86,23 +86,25 @@ class Simulator:
             raise ValueError(f"num_candidates={m} exceeds the catalog's {n_items} items")
         if config.num_users < num_envs:
             raise ValueError(f"num_users={config.num_users} is below num_envs={num_envs}; each session needs its own user")
-        self.max_episode_steps = max_episode_steps
         self.features = _resolve_features(item_features, self.catalog)
         params = UserParams(mean_rating_propensity=config.rating_propensity, spam_fraction=config.spam_fraction)
         self.population = Population(config.num_users, self.catalog.num_topics, config.population_seed, params)
-        self.choice_model = make_choice_model(config.choice_model, config.position_bias)
         delays = {} if config.delays == "none" else (config.delays or domain.default_delays)
-        self.channel = FeedbackChannel(
-            DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon
+        self.channel = FeedbackChannel(DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon)
+        self.reward_weight = _reward_weights(domain, config)
+        self._dynamics = Dynamics(
+            CHOICE_MODELS[config.choice_model], config.position_bias, config.misclick_rate, config.rating_noise,
+            config.quality_weight, config.fatigue_weight, config.fatigue_decay, config.drift_rate,
+            max_episode_steps or 0, -1 if domain.text_signal is None else int(domain.text_signal),
         )
-        weights = {**domain.reward_weights, **(config.reward_weights or {})}
-        self.reward_weight = np.zeros(NUM_SIGNALS)
-        for name, w in weights.items():
-            self.reward_weight[Signal.parse(name)] = w
-        layout_rng = np.random.default_rng([config.population_seed, 1])
-        self._order = layout_rng.permutation(n_items)
-        self._strides = _coprime_strides(n_items, layout_rng)
+        self._kernel = step_kernel(domain.respond)
+        self._catalog_arrays = (self.catalog.topic, self.catalog.secondary_topic, self.catalog.secondary_weight, self.catalog.quality)
+        self._attrs = _attribute_matrix(domain, self.catalog)
+        pop = self.population
+        self._population_arrays = (pop.no_click_utility, pop.click_temperature, pop.leave_threshold, pop.rating_bias, pop.rating_propensity, pop.spam)
+        self._strides = _coprime_strides(n_items, np.random.default_rng([config.population_seed, 1]))
         self._signals = np.array(domain.implicit_signals, dtype=np.int16)
+        self._stride = UNIFORMS_PER_SESSION + config.slate_size
         self.observation_space, self.action_space = self._spaces()
         self._allocate()
 
@@ -110,16 +112,17 @@ class Simulator:
 
     def _spaces(self) -> tuple[spaces.Dict, spaces.MultiDiscrete]:
         c, n_items = self.config, self.catalog.num_items
+        feedback_high = np.array([1, NUM_SIGNALS - 1, n_items - 1, c.slate_size - 1, VALUE_HIGH.max(), 2**31], np.float32)
         obs = {
             "candidates": spaces.Box(0, n_items - 1, (c.num_candidates,), np.int64),
             "history": spaces.Box(-1, n_items - 1, (c.history_length,), np.int64),
-            "feedback": spaces.Box(-np.inf, np.inf, (c.feedback_length, len(FEEDBACK_FIELDS)), np.float32),
+            "feedback": spaces.Box(0.0, np.broadcast_to(feedback_high, (c.feedback_length, len(FEEDBACK_FIELDS))), dtype=np.float32),
             "user_id": spaces.Box(0, c.num_users - 1, (1,), np.int64),
         }
         if self.features is not None:
-            obs["candidate_features"] = spaces.Box(
-                -np.inf, np.inf, (c.num_candidates, self.features.shape[1]), np.float32
-            )
+            low, high = self.features.min(axis=0), self.features.max(axis=0)
+            shape = (c.num_candidates, self.features.shape[1])
+            obs["candidate_features"] = spaces.Box(np.broadcast_to(low, shape), np.broadcast_to(high, shape), dtype=np.float32)
         return spaces.Dict(obs), spaces.MultiDiscrete([c.num_candidates] * c.slate_size)
 
     def _allocate(self) -> None:
@@ -138,6 +141,8 @@ class Simulator:
         self.clock = 0
         self._next_session = 0
         self._next_impression = 0
+        self._records = np.empty(b * (len(self.domain.implicit_signals) + 2), FEEDBACK_DTYPE)
+        self._handed_out = False
 
     def reset_world(self) -> None:
         """A fresh world: drift undone, no sessions, no pending feedback, clock at 0."""
@@ -163,10 +168,12 @@ class Simulator:
         self.mood[envs] = 1.0
         self.budget[envs] = pop.patience[users]
         self.history[envs] = -1
-        self.candidates[envs] = self._draw_candidates(len(envs), rng)
-        waiting = self.channel.take_backlog(users, envs, self.clock)
+        if self._handed_out:
+            self.candidates, self.feedback_obs = self.candidates.copy(), self.feedback_obs.copy()
+        _draw_rows(self.candidates, envs, self.catalog.num_items, self._strides, rng.random(2 * len(envs), dtype=np.float32))
+        waiting = self.channel.release(self.env_of_user, self.clock)
         self.feedback_obs[envs] = 0.0
-        self._write_feedback_obs(waiting)
+        _score(waiting, self.reward_weight, VALUE_NEUTRAL, np.zeros(self.num_envs), self.feedback_obs, np.zeros(self.num_envs, np.int64))
         return waiting
 
     def end_sessions(self, envs: np.ndarray) -> None:
@@ -178,188 +185,56 @@ class Simulator:
         self.session[active] = -1
 
     def _draw_free_users(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        users = rng.integers(self.config.num_users, size=n)
-        while True:
-            taken = self.env_of_user[users] >= 0
-            _, first = np.unique(users, return_index=True)
-            repeated = np.ones(n, bool)
-            repeated[first] = False
-            clash = taken | repeated
-            if not clash.any():
-                return users
-            users[clash] = rng.integers(self.config.num_users, size=int(clash.sum()))
-
-    def _draw_candidates(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``(n, M)`` distinct catalogue indices per row, O(M) per row whatever the catalogue size:
-        an arithmetic progression with a random start and a stride coprime to ``N`` over a fixed random
-        permutation of the catalogue."""
-        n_items = self.catalog.num_items
-        start = rng.integers(n_items, size=(n, 1))
-        stride = self._strides[rng.integers(len(self._strides), size=(n, 1))]
-        return self._order[(start + stride * np.arange(self.config.num_candidates)) % n_items]
+        """``n`` distinct users, none active in another session (uniform among the free ones)."""
+        users = np.empty(n, np.int64)
+        found = 0
+        while found < n:
+            found = _take_free(rng.integers(self.config.num_users, size=2 * n), self.env_of_user, users, found)
+        return users
 
     # ------------------------------------------------------------------ the step
 
-    def utility(self, items: np.ndarray) -> np.ndarray:
-        """Hidden utility ``(B, j)`` float32 of catalogue items ``(B, j)`` for each session's user now."""
+    def candidate_utility(self) -> np.ndarray:
+        """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only."""
         cat, c = self.catalog, self.config
+        items = self.candidates
         rows = np.arange(self.num_envs)[:, None]
         topic, second, w = cat.topic[items], cat.secondary_topic[items], cat.secondary_weight[items]
         affinity = (1 - w) * self.interests[rows, topic] + w * self.interests[rows, second]
-        fatigue = (1 - w) * self.fatigue[rows, topic] + w * self.fatigue[rows, second]
-        return affinity + c.quality_weight * cat.quality[items] - c.fatigue_weight * fatigue
-
-    def candidate_utility(self) -> np.ndarray:
-        """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only."""
-        return self.utility(self.candidates)
+        tired = (1 - w) * self.fatigue[rows, topic] + w * self.fatigue[rows, second]
+        return affinity + c.quality_weight * cat.quality[items] - c.fatigue_weight * tired
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepOutcome:
         """Advance every session by one slate. ``actions``: ``(B, k)`` validated candidate indices."""
-        c, pop = self.config, self.population
-        items = np.take_along_axis(self.candidates, actions, axis=1)
-        masked = _repeated_slots(actions)
-        if masked.any() and c.duplicates == "error":
-            b, j = np.argwhere(masked)[0]
-            raise ValueError(
-                f"slate {actions[b].tolist()} repeats candidate {actions[b, j]} at position {j} "
-                f"(sub-env {b}); duplicates='error' requires distinct slate entries"
-            )
-        utility = self.utility(items)
-        users = self.user
-        offered = np.where(masked, -np.inf, utility)
-        choice = self.choice_model.choose(offered, pop.no_click_utility[users], pop.click_temperature[users], rng)
-        choice = self._misclick(choice, masked, rng)
-        impressions = self._next_impression + np.arange(self.num_envs)
-        self._next_impression += self.num_envs
-        consumers = np.flatnonzero(choice >= 0)
-        consumed = items[consumers, choice[consumers]]
-        liked = utility[consumers, choice[consumers]] - pop.no_click_utility[users[consumers]]
-        satisfaction = sigmoid(1.5 * liked + rng.normal(0.0, 0.3, len(consumers))).astype(np.float32)
-        attrs = {name: column[consumed] for name, column in self.catalog.attributes.items()}
-        response = self.domain.respond(satisfaction, attrs, rng)
-        records = self._records(consumers, consumed, choice[consumers], impressions, response, satisfaction, rng)
-        self.channel.submit(records, self.clock, rng)
-        arrived = self.channel.collect(self.clock, self.session, self.env_of_user)
-        reward = self._reward(arrived)
-        self._evolve(consumers, consumed, satisfaction, response.engagement)
-        terminated = (self.budget <= 0) | (self.mood < pop.leave_threshold[users])
-        truncated = ~terminated & (
-            self.steps >= self.max_episode_steps if self.max_episode_steps else np.zeros(self.num_envs, bool)
+        b, k = actions.shape
+        if self.config.duplicates == "error":
+            _refuse_repeats(actions)
+        u = rng.random(b * self._stride, dtype=np.float32)
+        utility, masked = np.empty((b, k), np.float32), np.empty((b, k), bool)
+        choice, ended = np.empty(b, np.int64), np.empty((b, 2), bool)
+        next_candidates = np.empty_like(self.candidates)
+        impressions = self._next_impression + np.arange(b)
+        state = (self.session, self.steps, self.interests, self.fatigue, self.mood, self.budget, self.history)
+        n = self._kernel(
+            u, self._stride, actions, self.candidates, next_candidates, self._strides,
+            self._catalog_arrays, self._attrs, self.user, state, self._population_arrays, self._dynamics,
+            self._signals, self.clock, self._next_impression, utility, masked, choice, ended, self._records,
         )
-        self.clock += 1
-        self.candidates = self._draw_candidates(self.num_envs, rng)
+        self._next_impression += b
+        arrived = self.channel.advance(self._records[:n], self.clock, rng, self.session, self.env_of_user)
+        reward = np.zeros(b)
         self.feedback_obs = np.zeros_like(self.feedback_obs)
-        self._write_feedback_obs(arrived)
-        return StepOutcome(
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            feedback=arrived,
-            utility=np.where(masked, np.float32(0), utility),
-            masked=masked,
-            impression_id=impressions,
-            choice=choice,
-        )
-
-    def _misclick(self, choice: np.ndarray, masked: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """With probability ``misclick_rate`` the user clicks a uniformly random slot (none if empty)."""
-        slips = np.flatnonzero(rng.random(self.num_envs) < self.config.misclick_rate)
-        if len(slips):
-            slot = rng.integers(masked.shape[1], size=len(slips))
-            choice = choice.copy()
-            choice[slips] = np.where(masked[slips, slot], -1, slot)
-        return choice
-
-    def _records(self, consumers, items, positions, impressions, response, satisfaction, rng) -> np.ndarray:
-        """Feedback records ``(E,)`` for ``C`` consumptions: every implicit signal of the domain, plus a
-        rating (and sometimes review text) from users who bother to rate."""
-        c, pop, n = self.config, self.population, len(consumers)
-        if n == 0:
-            return EMPTY_FEEDBACK
-        users = self.user[consumers]
-        rates = response.explicit_allowed & (rng.random(n) < pop.rating_propensity[users])
-        raters = np.flatnonzero(rates)
-        stars = np.clip(
-            np.rint(1 + 4 * satisfaction[raters] + pop.rating_bias[users[raters]] + rng.normal(0, c.rating_noise, len(raters))),
-            1,
-            5,
-        )
-        spam = pop.spam[users[raters]]
-        stars[spam] = rng.integers(1, 6, size=int(spam.sum()))
-        writers = raters[rng.random(len(raters)) < 0.5] if self.domain.text_signal is not None else raters[:0]
-
-        rows = np.concatenate([np.tile(np.arange(n), len(self._signals)), raters, writers])
-        kinds = np.concatenate([
-            np.repeat(self._signals, n),
-            np.full(len(raters), Signal.RATING, np.int16),
-            np.full(len(writers), self.domain.text_signal or 0, np.int16),
-        ])
-        values = np.concatenate([*(response.signals[Signal(k)] for k in self._signals), stars, np.ones(len(writers))])
-        records = np.empty(len(rows), FEEDBACK_DTYPE)
-        records["impression_id"] = impressions[consumers[rows]]
-        records["user_id"] = users[rows]
-        records["env_index"] = consumers[rows]
-        records["session_id"] = self.session[consumers[rows]]
-        records["item_index"] = items[rows]
-        records["position"] = positions[rows]
-        records["kind"] = kinds
-        records["value"] = values
-        records["step_shown"] = self.clock
-        records["step_arrived"] = -1
-        if len(writers):
-            star_of = dict(zip(raters.tolist(), stars.tolist(), strict=True))
-            phrasing = rng.integers(0, 1 << 15, size=len(writers))
-            texts = [write_opinion(self.domain.noun, int(star_of[w]), int(p)) for w, p in zip(writers.tolist(), phrasing.tolist(), strict=True)]
-            records["text"][len(rows) - len(writers):] = texts
-        return records
-
-    def _reward(self, arrived: np.ndarray) -> np.ndarray:
-        kinds = arrived["kind"]
-        gain = self.reward_weight[kinds] * (arrived["value"] - VALUE_NEUTRAL[kinds])
-        return np.bincount(arrived["env_index"], weights=gain, minlength=self.num_envs)
-
-    def _evolve(self, consumers, items, satisfaction, engagement) -> None:
-        """Fatigue decays and builds on consumed topics; interests drift toward liked topics and away
-        from disliked ones; mood follows satisfaction; time budget is spent."""
-        c, cat = self.config, self.catalog
-        self.steps += 1
-        self.fatigue *= c.fatigue_decay
-        outcome = np.full(self.num_envs, 0.2, np.float32)
-        outcome[consumers] = 2.0 * satisfaction
-        self.mood = 0.85 * self.mood + 0.15 * outcome
-        spent = np.ones(self.num_envs, np.float32)
-        spent[consumers] += engagement
-        self.budget -= spent
-        if len(consumers) == 0:
-            return
-        w = cat.secondary_weight[items]
-        primary, second = cat.topic[items], cat.secondary_topic[items]
-        self.fatigue[consumers, primary] += 1 - w
-        self.fatigue[consumers, second] += w
-        drift = c.drift_rate * (2 * satisfaction - 1)
-        self.interests[consumers, primary] = np.clip(self.interests[consumers, primary] + drift * (1 - w), -4, 4)
-        self.interests[consumers, second] = np.clip(self.interests[consumers, second] + drift * w, -4, 4)
-        self.history[consumers, :-1] = self.history[consumers, 1:]
-        self.history[consumers, -1] = items
+        _score(arrived, self.reward_weight, VALUE_NEUTRAL, reward, self.feedback_obs, np.zeros(b, np.int64))
+        self.clock += 1
+        self.candidates = next_candidates
+        self._handed_out = False
+        return StepOutcome(reward, ended[:, 0], ended[:, 1], arrived, utility, masked, impressions, choice)
 
     # ------------------------------------------------------------------ observations
 
-    def _write_feedback_obs(self, records: np.ndarray) -> None:
-        """Put up to ``feedback_length`` arrived records per session into ``feedback_obs``."""
-        if not len(records):
-            return
-        env = records["env_index"]
-        order = np.argsort(env, kind="stable")
-        env = env[order]
-        rank = np.arange(len(env)) - np.searchsorted(env, env, side="left")
-        keep = rank < self.config.feedback_length
-        r = records[order[keep]]
-        self.feedback_obs[env[keep], rank[keep]] = np.column_stack([
-            np.ones(len(r)), r["kind"], r["item_index"], r["position"], r["value"], r["step_arrived"] - r["step_shown"]
-        ])
-
     def observation(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
-        """Observation arrays ``(len(rows), ...)`` for the given sessions; never aliases internal state."""
+        """Observation arrays ``(len(rows), ...)`` for the given sessions."""
+        self._handed_out |= isinstance(rows, slice)
         obs = {
             "candidates": self.candidates[rows],
             "history": self.history[rows].copy(),
@@ -368,16 +243,75 @@ class Simulator:
         }
         if self.features is not None:
             obs["candidate_features"] = self.features[obs["candidates"]]
-        if isinstance(rows, slice):
-            obs["candidates"] = obs["candidates"].copy()
-            obs["feedback"] = obs["feedback"].copy()
         return obs
 
 
-def _repeated_slots(actions: np.ndarray) -> np.ndarray:
-    """``(B, k)`` True where a slot repeats a candidate shown in an earlier slot of the same slate."""
-    same = actions[:, :, None] == actions[:, None, :]
-    return np.tril(same, k=-1).any(axis=2)
+@njit(cache=True)
+def _score(records, weight, neutral, reward, feedback_obs, filled):
+    """Add each record's ``weight * (value - neutral)`` to its env's reward and put up to
+    ``feedback_length`` records per env into ``feedback_obs`` ``(B, L, 6)``."""
+    for r in range(records.shape[0]):
+        env, kind, value = records[r]["env_index"], records[r]["kind"], records[r]["value"]
+        reward[env] += weight[kind] * (value - neutral[kind])
+        row = filled[env]
+        if row < feedback_obs.shape[1]:
+            feedback_obs[env, row, 0] = 1.0
+            feedback_obs[env, row, 1] = kind
+            feedback_obs[env, row, 2] = records[r]["item_index"]
+            feedback_obs[env, row, 3] = records[r]["position"]
+            feedback_obs[env, row, 4] = value
+            feedback_obs[env, row, 5] = records[r]["step_arrived"] - records[r]["step_shown"]
+            filled[env] = row + 1
+
+
+@njit(cache=True)
+def _draw_rows(candidates, envs, num_items, strides, u):
+    for r in range(envs.shape[0]):
+        draw_candidates(candidates[envs[r]], num_items, strides, u, 2 * r)
+
+
+@njit(cache=True)
+def _take_free(draws, env_of_user, users, found):
+    """Append to ``users`` the draws that are neither active nor already taken; returns the count."""
+    for user in draws:
+        if found == users.shape[0]:
+            break
+        if env_of_user[user] >= 0:
+            continue
+        taken = False
+        for f in range(found):
+            taken = taken or users[f] == user
+        if not taken:
+            users[found] = user
+            found += 1
+    return found
+
+
+def _refuse_repeats(actions: np.ndarray) -> None:
+    same = np.tril(actions[:, :, None] == actions[:, None, :], k=-1).any(axis=2)
+    if same.any():
+        b, j = np.argwhere(same)[0]
+        raise ValueError(
+            f"slate {actions[b].tolist()} repeats candidate {actions[b, j]} at position {j} "
+            f"(sub-env {b}); duplicates='error' requires distinct slate entries"
+        )
+
+
+def _reward_weights(domain: Domain, config: SimConfig) -> np.ndarray:
+    weights = np.zeros(NUM_SIGNALS)
+    for name, w in {**domain.reward_weights, **(config.reward_weights or {})}.items():
+        weights[Signal.parse(name)] = w
+    return weights
+
+
+def _attribute_matrix(domain: Domain, catalog: Catalog) -> np.ndarray:
+    missing = [a for a in domain.attribute_names if a not in catalog.attributes]
+    if missing:
+        raise ValueError(
+            f"catalog lacks attribute(s) {missing} that the {domain.name} domain's responses need; "
+            f"expected columns {list(domain.attribute_names)}"
+        )
+    return np.column_stack([catalog.attributes[a] for a in domain.attribute_names]).astype(np.float32)
 
 
 def _coprime_strides(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -397,9 +331,7 @@ def _resolve_features(item_features: str | np.ndarray | None, catalog: Catalog) 
         return catalog.meta_features()
     features = np.asarray(item_features, dtype=np.float32)
     if features.ndim != 2 or features.shape[0] != catalog.num_items:
-        raise ValueError(
-            f"item_features has shape {features.shape}; expected ({catalog.num_items}, d) for this catalog"
-        )
+        raise ValueError(f"item_features has shape {features.shape}; expected ({catalog.num_items}, d) for this catalog")
     if not np.isfinite(features).all():
         raise ValueError("item_features contains NaN or inf; expected finite values")
     return features

@@ -11,6 +11,7 @@ from envs.actions import check_slates
 from envs.catalog import Catalog
 from envs.config import SimConfig
 from envs.domain import Domain
+from envs.feedback import as_columns
 from envs.simulator import Simulator
 
 ONE = np.zeros(1, np.int64)
@@ -52,7 +53,7 @@ class SlateEnv(gym.Env):
         if seed is not None:
             self.sim.reset_world()
         waiting = self.sim.start_sessions(ONE, self.np_random)
-        info = {"feedback": waiting, "pending_feedback": self.sim.channel.pending, "user_id": int(self.sim.user[0])}
+        info = {"feedback": as_columns(waiting), "pending_feedback": self.sim.channel.pending, "user_id": int(self.sim.user[0])}
         return self._observation(), info
 
     def step(self, action):
@@ -64,9 +65,9 @@ class SlateEnv(gym.Env):
         if terminated or truncated:
             self.sim.end_sessions(ONE)
         info = {
-            "feedback": out.feedback,
+            "feedback": as_columns(out.feedback),
             "utility": out.utility[0],
-            "masked_positions": np.flatnonzero(out.masked[0]),
+            "masked_positions": out.masked[0],
             "impression_id": int(out.impression_id[0]),
             "pending_feedback": self.sim.channel.pending,
             "choice": int(out.choice[0]),
@@ -86,4 +87,4 @@ class SlateEnv(gym.Env):
         return "\n".join(lines)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {key: value[0] for key, value in self.sim.observation(slice(0, 1)).items()}
+        return {key: value[0] for key, value in self.sim.observation().items()}

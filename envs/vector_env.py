@@ -13,6 +13,7 @@ from envs.actions import check_slates
 from envs.catalog import Catalog
 from envs.config import SimConfig
 from envs.domain import Domain
+from envs.feedback import as_columns
 from envs.simulator import Simulator
 
 
@@ -23,7 +24,8 @@ class SlateVectorEnv(VectorEnv):
     session ends, the returned observation is already the next session's first one; the last one is in
     ``info["final_obs"]`` (rows masked by ``info["_final_obs"]``).
 
-    ``info`` per step: ``feedback`` (one structured array for all sub-envs; ``env_index`` says whose),
+    ``info`` per step: ``feedback`` (columns of :data:`envs.feedback.FEEDBACK_DTYPE` for all sub-envs;
+    ``env_index`` says whose),
     ``reset_feedback`` (records that waited for the users of sessions started this step), ``utility``
     ``(N, k)``, ``masked_positions`` ``(N, k)`` bool, ``impression_id`` ``(N,)``, ``choice`` ``(N,)``,
     ``pending_feedback`` (int, whole world).
@@ -63,14 +65,14 @@ class SlateVectorEnv(VectorEnv):
             self._np_random, self._np_random_seed = seeding.np_random(seed)
             self.sim.reset_world()
         waiting = self.sim.start_sessions(self._all, self.np_random)
-        return self.sim.observation(), {"feedback": waiting, "pending_feedback": self.sim.channel.pending}
+        return self.sim.observation(), {"feedback": as_columns(waiting), "pending_feedback": self.sim.channel.pending}
 
     def step(self, actions):
         slates = check_slates(actions, self.config.num_candidates, self.config.slate_size, self.num_envs)
         out = self.sim.step(slates, self.np_random)
         done = out.terminated | out.truncated
         info: dict[str, Any] = {
-            "feedback": out.feedback,
+            "feedback": as_columns(out.feedback),
             "utility": out.utility,
             "masked_positions": out.masked,
             "impression_id": out.impression_id,
@@ -80,7 +82,7 @@ class SlateVectorEnv(VectorEnv):
         if len(ended):
             info["final_obs"] = self._final_observation(ended)
             info["_final_obs"] = done
-            info["reset_feedback"] = self.sim.start_sessions(ended, self.np_random)
+            info["reset_feedback"] = as_columns(self.sim.start_sessions(ended, self.np_random))
         info["pending_feedback"] = self.sim.channel.pending
         return self.sim.observation(), out.reward, out.terminated, out.truncated, info
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.domain import Domain, Response, Topic
+from numba import njit
+
+from envs.domain import Domain, Topic
+from envs.draws import bernoulli, normal
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
@@ -35,21 +38,15 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"duration_seconds": np.clip(rng.lognormal(np.log(1200), 0.9, len(topic)), 60, 10_800).astype(np.float32)}
 
 
-def respond(satisfaction: np.ndarray, items: dict, rng: np.random.Generator) -> Response:
-    """Viewers watch a share that grows with satisfaction; ≥ 90% watched is a completion."""
-    n = len(satisfaction)
-    watch = np.clip(satisfaction + rng.normal(0.0, 0.2, n), 0.01, 1.0).astype(np.float32)
-    like = (rng.random(n) < 0.2 * satisfaction**2).astype(np.float32)
-    return Response(
-        signals={
-            Signal.CLICK: np.ones(n, np.float32),
-            Signal.WATCH_FRACTION: watch,
-            Signal.COMPLETION: (watch >= 0.9).astype(np.float32),
-            Signal.LIKE: like,
-        },
-        engagement=watch,
-        explicit_allowed=np.ones(n, bool),
-    )
+@njit(cache=True)
+def respond(satisfaction, item, u, i, values):
+    """Viewers watch a share that grows with satisfaction; ≥ 90% watched is a completion.
+    ``item``: ``(duration_seconds,)``; ``values``: click, watch fraction, completion, like."""
+    noise, i = normal(u, i)
+    watch = min(max(satisfaction + 0.2 * noise, 0.01), 1.0)
+    like, i = bernoulli(0.2 * satisfaction**2, u, i)
+    values[0], values[1], values[2], values[3] = 1.0, watch, watch >= 0.9, like
+    return watch, True, i
 
 
 VIDEO = Domain(
@@ -59,6 +56,7 @@ VIDEO = Domain(
     generic_words=GENERIC,
     templates=TEMPLATES,
     attributes=attributes,
+    attribute_names=("duration_seconds",),
     respond=respond,
     implicit_signals=(Signal.CLICK, Signal.WATCH_FRACTION, Signal.COMPLETION, Signal.LIKE),
     text_signal=Signal.COMMENT,

@@ -1,0 +1,52 @@
+"""Most-popular recommendation: rank candidates by the reward their items have collected so far."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from agents.base import Task, Transition, top_k
+from agents.credit import FeedbackAgent
+
+
+class PopularityAgent(FeedbackAgent):
+    """Shows the ``k`` candidates whose items earned the most arrived reward (all users pooled).
+
+    Popularity is learned online: ``shows`` counts each item's impressions when they happen,
+    ``earned`` sums each item's arrived feedback credit (:mod:`agents.credit`) when it arrives, so a
+    late rating counts from the step it arrives. Not personalised and never exploring on purpose:
+    unshown items keep popularity 0 and surface only through ties.
+
+    Attributes:
+        shows: ``(num_items,)`` int64 impressions per item.
+        earned: ``(num_items,)`` float64 arrived reward per item.
+    """
+
+    def __init__(self, task: Task, seed: int = 0) -> None:
+        super().__init__(task, seed)
+        self.shows = np.zeros(task.catalog.num_items, np.int64)
+        self.earned = np.zeros(task.catalog.num_items)
+
+    def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
+        """``(B, M)`` the candidates' popularity."""
+        return self.earned[obs["candidates"]]
+
+    def act(self, obs: dict[str, np.ndarray], explore: bool = True) -> np.ndarray:
+        return top_k(self.scores(obs, explore), self.task.slate_size)
+
+    def observe(self, transition: Transition) -> None:
+        shown = np.take_along_axis(transition.obs["candidates"], transition.action, axis=1)
+        np.add.at(self.shows, shown.ravel(), 1)
+        records, reward = self.credit(transition)
+        np.add.at(self.earned, records["item_index"], reward)
+
+    def update(self) -> dict[str, float]:
+        return {"items_shown": float((self.shows > 0).mean())}
+
+    def save(self, directory: str | Path) -> None:
+        np.savez(Path(directory) / "item_stats.npz", shows=self.shows, earned=self.earned)
+
+    def load(self, directory: str | Path) -> None:
+        with np.load(Path(directory) / "item_stats.npz") as stats:
+            self.shows, self.earned = stats["shows"], stats["earned"]

@@ -1,0 +1,77 @@
+"""Our batched environment seen through Stable-Baselines3's ``VecEnv`` API.
+
+Both sides use same-step autoreset: when a session ends, the returned observation is already the next
+session's. The last one moves from ``info["final_obs"]`` to ``infos[i]["terminal_observation"]``, and
+``infos[i]["TimeLimit.truncated"]`` says whether SB3 should bootstrap from it (time limit, not the user
+leaving). Observations gain ``user_context`` ``(2d,)`` (:mod:`agents.context`); actions are decoded into
+slates of distinct candidates by a :mod:`agents.slate_actions` decoder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.context import UserContext
+
+
+def with_context(obs: dict[str, np.ndarray], context: UserContext) -> dict[str, np.ndarray]:
+    """``obs`` (arrays ``(B, ...)``) plus ``user_context`` ``(B, 2d)``."""
+    return {**obs, "user_context": context.describe(obs).astype(np.float32)}
+
+
+class SB3VecEnv(VecEnv):
+    """Adapts a :class:`envs.SlateVectorEnv` (``num_envs`` sessions) to SB3.
+
+    Args:
+        env: the vector environment (its ``reset(seed=...)`` seeds the whole world).
+        decode: maps the policy's actions ``(N, ...)`` and the current observation to slates ``(N, k)``;
+            its ``space`` is the action space SB3 sees.
+        context: the user summary added to every observation.
+    """
+
+    def __init__(self, env, decode, context: UserContext) -> None:
+        self.env, self.decode, self.context = env, decode, context
+        observation_space = spaces.Dict({**env.single_observation_space.spaces, "user_context": context.space})
+        super().__init__(env.num_envs, observation_space, decode.space)
+        self._obs: dict[str, np.ndarray] = {}
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> dict[str, np.ndarray]:
+        """Reset with the first seed set by :meth:`seed` (the world's seed), else continue the world."""
+        self._obs, _ = self.env.reset(seed=self._seeds[0])
+        self._reset_seeds()
+        return with_context(self._obs, self.context)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        slates = self.decode(self._actions, self._obs)
+        self._obs, reward, terminated, truncated, info = self.env.step(slates)
+        infos = [{"TimeLimit.truncated": bool(t and not d)} for t, d in zip(truncated, terminated, strict=True)]
+        ended = np.flatnonzero(terminated | truncated)
+        if len(ended):
+            last = with_context({key: value[ended] for key, value in info["final_obs"].items()}, self.context)
+            for row, i in enumerate(ended):
+                infos[i]["terminal_observation"] = {key: value[row] for key, value in last.items()}
+        return with_context(self._obs, self.context), reward.astype(np.float32), terminated | truncated, infos
+
+    def close(self) -> None:
+        self.env.close()
+
+    def get_attr(self, attr_name: str, indices=None) -> list:
+        """The batched env's attribute, once per requested sub-env (sessions share one world)."""
+        return [getattr(self.env, attr_name)] * len(list(self._get_indices(indices)))
+
+    def set_attr(self, attr_name: str, value, indices=None) -> None:
+        setattr(self.env, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list:
+        raise NotImplementedError(
+            f"env_method({method_name!r}): the sessions of a batched env share one object; call env.{method_name} once"
+        )
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * len(list(self._get_indices(indices)))
