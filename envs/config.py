@@ -113,9 +113,7 @@ def _require_int(name: str, value: object, low: int) -> None:
         raise ValueError(f"{name}={value!r}; expected an integer >= {low}")
 
 
-def _require_range(
-    name: str, value: object, low: float, high: float, low_open: bool = False
-) -> None:
+def _require_range(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
     ok = ok and (value > low if low_open else value >= low) and value <= high  # type: ignore[operator]
     if not ok:

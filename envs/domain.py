@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.responses import RESPONSES
 from envs.signals import Signal
 
 
@@ -40,12 +41,8 @@ class Domain:
             any attribute by name (e.g. ``{price:.2f}``).
         attributes: ``(topic (N,), quality (N,), rng) -> {name: (N,) float32}`` for generated catalogues.
         attribute_names: the item attributes ``respond`` reads, in order.
-        respond: a numba-compiled ``(satisfaction, item, u, i, values) -> (engagement, may_rate, i)``
-            for one consumption: ``satisfaction`` in (0, 1); ``item`` the ``attribute_names`` values;
-            ``u``/``i`` the uniform block and cursor (see :mod:`envs.draws`; at most 6 uniforms);
-            ``values`` ``(len(implicit_signals),)`` to fill. Returns the fraction of the item consumed
-            (costs session time), whether the user may go on to rate it, and the cursor.
-        implicit_signals: kinds ``respond`` fills, in order.
+        response: the response model (a key of :data:`envs.responses.RESPONSES`).
+        implicit_signals: kinds the response model fills, in order.
         text_signal: the explicit text kind (review or comment) written alongside some ratings, or None.
         default_delays: signal name → delay spec (see :meth:`envs.feedback.DelayTable.parse`).
         reward_weights: signal name → weight of ``value - neutral`` in the reward.
@@ -58,15 +55,19 @@ class Domain:
     templates: tuple[str, ...]
     attributes: AttributeFn
     attribute_names: tuple[str, ...]
-    respond: Callable
+    response: str
     implicit_signals: tuple[Signal, ...]
     text_signal: Signal | None
     default_delays: Mapping[str, object]
     reward_weights: Mapping[str, float]
 
-    def write_text(
-        self, template: int, topic: int, secondary: int, words: np.ndarray, attributes: dict
-    ) -> str:
+    def __post_init__(self) -> None:
+        if self.response not in RESPONSES:
+            raise ValueError(
+                f"domain {self.name!r}: unknown response {self.response!r}; expected one of {sorted(RESPONSES)}"
+            )
+
+    def write_text(self, template: int, topic: int, secondary: int, words: np.ndarray, attributes: dict) -> str:
         """The text of one item; ``words`` ``(4,)`` are random integers choosing the slot words."""
         primary = self.topics[topic].words
         return self.templates[template].format(

@@ -39,7 +39,7 @@ def bernoulli(p, u, i):
 def geometric(mean, u, i):
     """A geometric count on {0, 1, 2, ...} with the given mean (inverse CDF)."""
     a, i = uniform(u, i)
-    return int(math.floor(math.log(a) / math.log(mean / (1.0 + mean)))), i
+    return math.floor(math.log(a) / math.log(mean / (1.0 + mean))), i
 
 
 @njit(cache=True, inline="always")

@@ -9,8 +9,6 @@ slice per session (see :mod:`envs.draws`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +17,7 @@ from numba import njit
 from envs.choice import CASCADE, choose_cascade, choose_mnl
 from envs.draws import bernoulli, normal, sigmoid, uniform
 from envs.feedback import PHRASINGS
+from envs.responses import respond
 from envs.signals import Signal
 
 UNIFORMS_PER_SESSION = 20  # plus one per slot for the cascade model
@@ -38,6 +37,7 @@ class Dynamics(NamedTuple):
     drift_rate: float
     max_episode_steps: int  # 0: never truncate
     text_kind: int  # -1: the domain writes no text
+    response: int  # a value of envs.responses.RESPONSES
 
 
 @njit(cache=True, inline="always")
@@ -65,88 +65,102 @@ def draw_candidates(out, num_items, strides, u, i):
     return i
 
 
-@cache
-def step_kernel(respond: Callable) -> Callable:
-    """The step kernel specialised (and compiled once) for a domain's ``respond``."""
+@njit(cache=True)
+def step(
+    u,
+    stride,
+    actions,
+    candidates,
+    next_candidates,
+    strides,
+    catalog,
+    attrs,
+    users,
+    state,
+    population,
+    p,
+    signals,
+    clock,
+    impression_base,
+    utility,
+    masked,
+    choice,
+    ended,
+    records,
+):
+    """Advance every session by one slate; returns the number of records written.
 
-    @njit(cache=True)
-    def step(u, stride, actions, candidates, next_candidates, strides, catalog, attrs, users, state,
-             population, p, signals, clock, impression_base, utility, masked, choice, ended, records):
-        """Advance every session by one slate; returns the number of records written.
-
-        ``catalog``: (topic, second, weight, quality) arrays ``(N,)``; ``attrs`` ``(N, A)``;
-        ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
-        ``population``: (no_click, temperature, leave, rating_bias, rating_propensity, spam) ``(U,)``.
-        Outputs: ``utility``/``masked`` ``(B, k)``, ``choice`` ``(B,)``, ``ended`` ``(B, 2)``
-        (terminated, truncated), ``records`` (capacity ``B * (signals + 2)``).
-        """
-        topic, second, weight, quality = catalog
-        session, steps, interests, fatigue, mood, budget, history = state
-        no_click, temperature, leave, rating_bias, rating_propensity, spam = population
-        n = 0
-        k = actions.shape[1]
-        values = np.empty(signals.shape[0], np.float32)
-        weights = np.empty(actions.shape[1])
-        for b in range(actions.shape[0]):
-            i = b * stride
-            usr = users[b]
-            for j in range(k):
-                masked[b, j] = False
-                for jj in range(j):
-                    if actions[b, jj] == actions[b, j]:
-                        masked[b, j] = True
-                item = candidates[b, actions[b, j]]
-                utility[b, j] = item_utility(interests[b], fatigue[b], item, topic, second, weight, quality, p)
-            if p.choice_model == CASCADE:
-                c, i = choose_cascade(utility[b], masked[b], no_click[usr], temperature[usr], p.position_bias, u, i)
-            else:
-                c, i = choose_mnl(utility[b], masked[b], no_click[usr], temperature[usr], u, i, weights)
-            slip, i = bernoulli(p.misclick_rate, u, i)
-            if slip:
-                a, i = uniform(u, i)
-                c = int(a * k)
-                c = -1 if masked[b, c] else c
-            else:
-                i += 1
-            choice[b] = c
-            spent = 1.0
-            for t in range(fatigue.shape[1]):
-                fatigue[b, t] *= p.fatigue_decay
-            if c >= 0:
-                item = candidates[b, actions[b, c]]
-                noise, i = normal(u, i)
-                satisfaction = sigmoid(1.5 * (utility[b, c] - no_click[usr]) + 0.3 * noise)
-                engagement, may_rate, i = respond(satisfaction, attrs[item], u, i, values)
-                for s in range(signals.shape[0]):
-                    _emit(records[n], impression_base + b, usr, b, session[b], item, c, signals[s], values[s], clock)
+    ``catalog``: (topic, second, weight, quality) arrays ``(N,)``; ``attrs`` ``(N, A)``;
+    ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
+    ``population``: (no_click, temperature, leave, rating_bias, rating_propensity, spam) ``(U,)``.
+    Outputs: ``utility``/``masked`` ``(B, k)``, ``choice`` ``(B,)``, ``ended`` ``(B, 2)``
+    (terminated, truncated), ``records`` (capacity ``B * (signals + 2)``).
+    """
+    topic, second, weight, quality = catalog
+    session, steps, interests, fatigue, mood, budget, history = state
+    no_click, temperature, leave, rating_bias, rating_propensity, spam = population
+    n = 0
+    k = actions.shape[1]
+    values = np.empty(signals.shape[0], np.float32)
+    weights = np.empty(actions.shape[1])
+    for b in range(actions.shape[0]):
+        i = b * stride
+        usr = users[b]
+        for j in range(k):
+            masked[b, j] = False
+            for jj in range(j):
+                if actions[b, jj] == actions[b, j]:
+                    masked[b, j] = True
+            item = candidates[b, actions[b, j]]
+            utility[b, j] = item_utility(interests[b], fatigue[b], item, topic, second, weight, quality, p)
+        if p.choice_model == CASCADE:
+            c, i = choose_cascade(utility[b], masked[b], no_click[usr], temperature[usr], p.position_bias, u, i)
+        else:
+            c, i = choose_mnl(utility[b], masked[b], no_click[usr], temperature[usr], u, i, weights)
+        slip, i = bernoulli(p.misclick_rate, u, i)
+        if slip:
+            a, i = uniform(u, i)
+            c = int(a * k)
+            c = -1 if masked[b, c] else c
+        else:
+            i += 1
+        choice[b] = c
+        spent = 1.0
+        for t in range(fatigue.shape[1]):
+            fatigue[b, t] *= p.fatigue_decay
+        if c >= 0:
+            item = candidates[b, actions[b, c]]
+            noise, i = normal(u, i)
+            satisfaction = sigmoid(1.5 * (utility[b, c] - no_click[usr]) + 0.3 * noise)
+            engagement, may_rate, i = respond(p.response, satisfaction, attrs[item], u, i, values)
+            for s in range(signals.shape[0]):
+                _emit(records[n], impression_base + b, usr, b, session[b], item, c, signals[s], values[s], clock)
+                n += 1
+            rate, i = bernoulli(rating_propensity[usr], u, i)
+            if may_rate and rate:
+                stars, i = _stars(satisfaction, rating_bias[usr], spam[usr], p.rating_noise, u, i)
+                _emit(records[n], impression_base + b, usr, b, session[b], item, c, RATING, stars, clock)
+                n += 1
+                write, i = bernoulli(0.5, u, i)
+                phrasing, i = uniform(u, i)
+                if write and p.text_kind >= 0:
+                    _emit(records[n], impression_base + b, usr, b, session[b], item, c, p.text_kind, 1.0, clock)
+                    records[n]["text_id"] = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
                     n += 1
-                rate, i = bernoulli(rating_propensity[usr], u, i)
-                if may_rate and rate:
-                    stars, i = _stars(satisfaction, rating_bias[usr], spam[usr], p.rating_noise, u, i)
-                    _emit(records[n], impression_base + b, usr, b, session[b], item, c, RATING, stars, clock)
-                    n += 1
-                    write, i = bernoulli(0.5, u, i)
-                    phrasing, i = uniform(u, i)
-                    if write and p.text_kind >= 0:
-                        _emit(records[n], impression_base + b, usr, b, session[b], item, c, p.text_kind, 1.0, clock)
-                        records[n]["text_id"] = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
-                        n += 1
-                _consume(b, item, satisfaction, topic, second, weight, interests, fatigue, history, p)
-                spent += engagement
-                mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
-            else:
-                mood[b] = 0.85 * mood[b] + 0.15 * 0.2
-            for j in range(k):
-                if masked[b, j]:
-                    utility[b, j] = 0.0
-            steps[b] += 1
-            budget[b] -= spent
-            ended[b, 0] = budget[b] <= 0 or mood[b] < leave[usr]
-            ended[b, 1] = not ended[b, 0] and p.max_episode_steps > 0 and steps[b] >= p.max_episode_steps
-            draw_candidates(next_candidates[b], topic.shape[0], strides, u, b * stride + stride - 2)
-        return n
-
-    return step
+            _consume(b, item, satisfaction, topic, second, weight, interests, fatigue, history, p)
+            spent += engagement
+            mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
+        else:
+            mood[b] = 0.85 * mood[b] + 0.15 * 0.2
+        for j in range(k):
+            if masked[b, j]:
+                utility[b, j] = 0.0
+        steps[b] += 1
+        budget[b] -= spent
+        ended[b, 0] = budget[b] <= 0 or mood[b] < leave[usr]
+        ended[b, 1] = not ended[b, 0] and p.max_episode_steps > 0 and steps[b] >= p.max_episode_steps
+        draw_candidates(next_candidates[b], topic.shape[0], strides, u, b * stride + stride - 2)
+    return n
 
 
 @njit(cache=True, inline="always")
@@ -186,4 +200,3 @@ def _consume(b, item, satisfaction, topic, second, weight, interests, fatigue, h
     for h in range(history.shape[1] - 1):
         history[b, h] = history[b, h + 1]
     history[b, history.shape[1] - 1] = item
-

@@ -4,23 +4,107 @@ from __future__ import annotations
 
 import numpy as np
 
-from numba import njit
-
 from envs.domain import Domain, Topic
-from envs.draws import bernoulli
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
-    Topic("electronics", ("headphones", "laptop", "charger", "speaker", "monitor", "keyboard", "camera", "tablet", "router", "smartwatch")),
+    Topic(
+        "electronics",
+        (
+            "headphones",
+            "laptop",
+            "charger",
+            "speaker",
+            "monitor",
+            "keyboard",
+            "camera",
+            "tablet",
+            "router",
+            "smartwatch",
+        ),
+    ),
     Topic("home", ("lamp", "cushion", "blender", "kettle", "rug", "curtains", "shelf", "vacuum", "mattress", "candle")),
-    Topic("fashion", ("sneakers", "jacket", "dress", "scarf", "boots", "jeans", "handbag", "sunglasses", "sweater", "belt")),
-    Topic("sports", ("yoga mat", "dumbbells", "tent", "bicycle helmet", "running shoes", "water bottle", "backpack", "racket", "skates", "jersey")),
-    Topic("beauty", ("moisturiser", "shampoo", "perfume", "lipstick", "serum", "sunscreen", "hair dryer", "nail polish", "face mask", "razor")),
-    Topic("toys", ("puzzle", "building blocks", "doll", "board game", "plush bear", "kite", "train set", "card game", "robot kit", "crayons")),
-    Topic("books", ("novel", "cookbook", "biography", "atlas", "comic", "poetry collection", "thriller", "textbook", "journal", "travel guide")),
-    Topic("grocery", ("coffee beans", "olive oil", "green tea", "pasta", "chocolate", "honey", "granola", "spice mix", "rice", "snack box")),
+    Topic(
+        "fashion",
+        ("sneakers", "jacket", "dress", "scarf", "boots", "jeans", "handbag", "sunglasses", "sweater", "belt"),
+    ),
+    Topic(
+        "sports",
+        (
+            "yoga mat",
+            "dumbbells",
+            "tent",
+            "bicycle helmet",
+            "running shoes",
+            "water bottle",
+            "backpack",
+            "racket",
+            "skates",
+            "jersey",
+        ),
+    ),
+    Topic(
+        "beauty",
+        (
+            "moisturiser",
+            "shampoo",
+            "perfume",
+            "lipstick",
+            "serum",
+            "sunscreen",
+            "hair dryer",
+            "nail polish",
+            "face mask",
+            "razor",
+        ),
+    ),
+    Topic(
+        "toys",
+        (
+            "puzzle",
+            "building blocks",
+            "doll",
+            "board game",
+            "plush bear",
+            "kite",
+            "train set",
+            "card game",
+            "robot kit",
+            "crayons",
+        ),
+    ),
+    Topic(
+        "books",
+        (
+            "novel",
+            "cookbook",
+            "biography",
+            "atlas",
+            "comic",
+            "poetry collection",
+            "thriller",
+            "textbook",
+            "journal",
+            "travel guide",
+        ),
+    ),
+    Topic(
+        "grocery",
+        (
+            "coffee beans",
+            "olive oil",
+            "green tea",
+            "pasta",
+            "chocolate",
+            "honey",
+            "granola",
+            "spice mix",
+            "rice",
+            "snack box",
+        ),
+    ),
 )
 
 BRANDS = ("Acme", "Nordvik", "Lumina", "Brightway", "Kestrel", "Orbit", "Maple & Co", "Zentro", "Halcyon", "Vireo")
@@ -41,20 +125,6 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"price": np.round(price, 2).astype(np.float32)}
 
 
-@njit(cache=True)
-def respond(satisfaction, item, u, i, values):
-    """Shoppers cart what they like (dearer items less); a share of carts is bought, 1–3 units; only
-    buyers may rate. ``item``: ``(price,)``; ``values``: click, add-to-cart, purchase, amount (EUR)."""
-    cart, i = bernoulli(0.6 * satisfaction**2 / (1.0 + item[0] / 400.0), u, i)
-    buy, i = bernoulli(0.35 + 0.5 * satisfaction, u, i)
-    extra1, i = bernoulli(0.15, u, i)
-    extra2, i = bernoulli(0.15, u, i)
-    purchase = cart and buy
-    values[0], values[1], values[2] = 1.0, cart, purchase
-    values[3] = item[0] * (1 + extra1 + extra2) if purchase else 0.0
-    return 0.3 + 0.7 * satisfaction, purchase, i
-
-
 ECOMMERCE = Domain(
     name="ecommerce",
     noun="product",
@@ -63,7 +133,7 @@ ECOMMERCE = Domain(
     templates=TEMPLATES,
     attributes=attributes,
     attribute_names=("price",),
-    respond=respond,
+    response="shop",
     implicit_signals=(Signal.CLICK, Signal.ADD_TO_CART, Signal.PURCHASE, Signal.PURCHASE_AMOUNT),
     text_signal=Signal.REVIEW,
     default_delays={

@@ -41,11 +41,36 @@ FEEDBACK_DTYPE = np.dtype(
 EMPTY_FEEDBACK = np.empty(0, dtype=FEEDBACK_DTYPE)
 
 OPINIONS = (
-    ("Terrible, a complete waste of time.", "Really disappointed, would not recommend.", "Awful. Nothing about it worked for me.", "Poor quality and boring."),
-    ("Not great, it fell short.", "Below expectations, rather weak.", "Meh. I expected a lot more.", "Some effort, but mostly dull."),
-    ("Okay, nothing special.", "Average; some good parts, some dull ones.", "Fine, but forgettable.", "Decent enough, not memorable."),
-    ("Good, I enjoyed it.", "Solid and worth the time.", "Nice one, would recommend.", "Pleasant surprise, quite good."),
-    ("Excellent, loved every bit!", "Fantastic, one of the best.", "Brilliant, highly recommended!", "Absolutely wonderful, a must."),
+    (
+        "Terrible, a complete waste of time.",
+        "Really disappointed, would not recommend.",
+        "Awful. Nothing about it worked for me.",
+        "Poor quality and boring.",
+    ),
+    (
+        "Not great, it fell short.",
+        "Below expectations, rather weak.",
+        "Meh. I expected a lot more.",
+        "Some effort, but mostly dull.",
+    ),
+    (
+        "Okay, nothing special.",
+        "Average; some good parts, some dull ones.",
+        "Fine, but forgettable.",
+        "Decent enough, not memorable.",
+    ),
+    (
+        "Good, I enjoyed it.",
+        "Solid and worth the time.",
+        "Nice one, would recommend.",
+        "Pleasant surprise, quite good.",
+    ),
+    (
+        "Excellent, loved every bit!",
+        "Fantastic, one of the best.",
+        "Brilliant, highly recommended!",
+        "Absolutely wonderful, a must.",
+    ),
 )
 PHRASINGS = len(OPINIONS[0])
 
@@ -90,7 +115,11 @@ def as_records(feedback: FeedbackColumns | np.ndarray) -> np.ndarray:
     if missing:
         raise ValueError(f"feedback columns lack {missing}; expected every field of FEEDBACK_DTYPE")
     base = feedback["kind"].base
-    if isinstance(base, np.ndarray) and base.dtype == FEEDBACK_DTYPE and all(feedback[n].base is base for n in FEEDBACK_DTYPE.names):
+    if (
+        isinstance(base, np.ndarray)
+        and base.dtype == FEEDBACK_DTYPE
+        and all(feedback[n].base is base for n in FEEDBACK_DTYPE.names)
+    ):
         return base
     lengths = {len(feedback[name]) for name in FEEDBACK_DTYPE.names}
     if len(lengths) != 1:
@@ -214,7 +243,14 @@ class FeedbackChannel:
         marks records held for an absent user)."""
         return self._pool[: self._count].copy()
 
-    def advance(self, records: np.ndarray, now: int, rng: np.random.Generator, session_of_env: np.ndarray, env_of_user: np.ndarray) -> np.ndarray:
+    def advance(
+        self,
+        records: np.ndarray,
+        now: int,
+        rng: np.random.Generator,
+        session_of_env: np.ndarray,
+        env_of_user: np.ndarray,
+    ) -> np.ndarray:
         """Schedule fresh ``records`` shown at step ``now`` and return every record due by ``now``, each
         with ``env_index`` set to where it is delivered.
 
@@ -234,8 +270,19 @@ class FeedbackChannel:
         u = rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32)
         d = self.delays
         self._count = _schedule(
-            self._pool, self._count, records, now, u, d.mean, d.geometric, d.max_steps,
-            self._epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH, self.generated,
+            self._pool,
+            self._count,
+            records,
+            now,
+            u,
+            d.mean,
+            d.geometric,
+            d.max_steps,
+            self._epsilon,
+            IS_BINARY,
+            VALUE_LOW,
+            VALUE_HIGH,
+            self.generated,
         )
         out = np.empty(self._count, FEEDBACK_DTYPE)
         self._count, n = _collect(self._pool, self._count, now, session_of_env, env_of_user, out, self.delivered)
@@ -255,7 +302,7 @@ def _schedule(pool, count, records, now, u, mean, is_geometric, max_delay, epsil
     for r in range(records.shape[0]):
         kind = records[r]["kind"]
         generated[kind] += 1
-        delay = int(round(mean[kind]))
+        delay = round(mean[kind])
         if is_geometric[kind] and mean[kind] > 0:
             delay, i = geometric(mean[kind], u, i)
             delay = min(delay, max_delay)
@@ -326,4 +373,3 @@ def _release(pool, count, now, env_of_user, out, delivered):
         count -= 1
         pool[i] = pool[count]
     return count, n
-

@@ -4,26 +4,49 @@ from __future__ import annotations
 
 import numpy as np
 
-from numba import njit
-
 from envs.domain import Domain, Topic
-from envs.draws import bernoulli, normal
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
-    Topic("rock", ("guitar", "highway", "thunder", "rebel", "amplifier", "riff", "midnight", "garage", "stadium", "fire")),
-    Topic("pop", ("heartbeat", "summer", "dance", "crush", "glitter", "radio", "forever", "party", "sugar", "starlight")),
-    Topic("jazz", ("saxophone", "blue", "swing", "lounge", "trumpet", "smoky", "bebop", "velvet", "improvisation", "bass")),
-    Topic("classical", ("sonata", "symphony", "concerto", "prelude", "orchestra", "nocturne", "violin", "adagio", "opera", "quartet")),
-    Topic("hip-hop", ("beats", "block", "hustle", "rhyme", "cypher", "street", "flow", "crown", "mixtape", "freestyle")),
+    Topic(
+        "rock", ("guitar", "highway", "thunder", "rebel", "amplifier", "riff", "midnight", "garage", "stadium", "fire")
+    ),
+    Topic(
+        "pop", ("heartbeat", "summer", "dance", "crush", "glitter", "radio", "forever", "party", "sugar", "starlight")
+    ),
+    Topic(
+        "jazz", ("saxophone", "blue", "swing", "lounge", "trumpet", "smoky", "bebop", "velvet", "improvisation", "bass")
+    ),
+    Topic(
+        "classical",
+        ("sonata", "symphony", "concerto", "prelude", "orchestra", "nocturne", "violin", "adagio", "opera", "quartet"),
+    ),
+    Topic(
+        "hip-hop", ("beats", "block", "hustle", "rhyme", "cypher", "street", "flow", "crown", "mixtape", "freestyle")
+    ),
     Topic("electronic", ("synth", "bassline", "techno", "pulse", "laser", "rave", "circuit", "drop", "groove", "neon")),
-    Topic("folk", ("river", "banjo", "harvest", "cabin", "lantern", "mountain", "ballad", "fiddle", "meadow", "wanderer")),
-    Topic("country", ("truck", "boots", "whiskey", "ranch", "dusty", "honky-tonk", "rodeo", "porch", "prairie", "sunset")),
+    Topic(
+        "folk", ("river", "banjo", "harvest", "cabin", "lantern", "mountain", "ballad", "fiddle", "meadow", "wanderer")
+    ),
+    Topic(
+        "country", ("truck", "boots", "whiskey", "ranch", "dusty", "honky-tonk", "rodeo", "porch", "prairie", "sunset")
+    ),
 )
 
-ARTISTS = ("The Lanterns", "Mira Vale", "DJ Orbit", "Jonah Reed", "Static Bloom", "Nova Quartet", "Cass & the Tide", "Little Harbor", "Eli Stone", "Velvet Echo")
+ARTISTS = (
+    "The Lanterns",
+    "Mira Vale",
+    "DJ Orbit",
+    "Jonah Reed",
+    "Static Bloom",
+    "Nova Quartet",
+    "Cass & the Tide",
+    "Little Harbor",
+    "Eli Stone",
+    "Velvet Echo",
+)
 
 TEMPLATES = (
     "'{t0} {t1}' by {g} - {T}",
@@ -38,17 +61,6 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"duration_seconds": rng.uniform(120, 420, len(topic)).astype(np.float32)}
 
 
-@njit(cache=True)
-def respond(satisfaction, item, u, i, values):
-    """Listeners play the track and keep listening in proportion to satisfaction; under 30% is a skip.
-    ``item``: ``(duration_seconds,)``; ``values``: play, listen fraction, skip, like."""
-    noise, i = normal(u, i)
-    listen = min(max(satisfaction + 0.2 * noise, 0.0), 1.0)
-    like, i = bernoulli(0.25 * satisfaction**2, u, i)
-    values[0], values[1], values[2], values[3] = 1.0, listen, listen < 0.3, like
-    return listen, True, i
-
-
 MUSIC = Domain(
     name="music",
     noun="track",
@@ -57,7 +69,7 @@ MUSIC = Domain(
     templates=TEMPLATES,
     attributes=attributes,
     attribute_names=("duration_seconds",),
-    respond=respond,
+    response="listen",
     implicit_signals=(Signal.PLAY, Signal.LISTEN_FRACTION, Signal.SKIP, Signal.LIKE),
     text_signal=None,
     default_delays={"play": 0, "skip": 0, "listen_fraction": 1, "like": "geometric:2", "rating": "geometric:5"},

@@ -4,28 +4,120 @@ from __future__ import annotations
 
 import numpy as np
 
-from numba import njit
-
 from envs.domain import Domain, Topic
-from envs.draws import bernoulli, normal
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
-    Topic("politics", ("parliament", "election", "senator", "coalition", "ballot", "minister", "campaign", "reform", "vote", "policy")),
-    Topic("business", ("markets", "startup", "merger", "earnings", "investors", "inflation", "shares", "bank", "tariffs", "retail")),
-    Topic("technology", ("smartphone", "software", "chip", "robotics", "cybersecurity", "cloud", "algorithm", "browser", "battery", "satellite")),
-    Topic("science", ("telescope", "genome", "physics", "fossil", "laboratory", "particle", "galaxy", "experiment", "species", "quantum")),
-    Topic("health", ("vaccine", "hospital", "nutrition", "sleep", "clinic", "therapy", "fitness", "virus", "diet", "surgery")),
-    Topic("sports", ("football", "championship", "striker", "marathon", "coach", "tennis", "olympics", "league", "goalkeeper", "cycling")),
-    Topic("entertainment", ("celebrity", "festival", "premiere", "album", "actor", "concert", "streaming", "award", "sitcom", "director")),
-    Topic("travel", ("airline", "island", "museum", "passport", "resort", "hiking", "cruise", "heritage", "beach", "railway")),
-    Topic("food", ("restaurant", "recipe", "chef", "bakery", "vegan", "wine", "harvest", "spices", "coffee", "dessert")),
-    Topic("climate", ("drought", "emissions", "wildfire", "glacier", "solar", "flooding", "heatwave", "recycling", "forest", "hurricane")),
+    Topic(
+        "politics",
+        (
+            "parliament",
+            "election",
+            "senator",
+            "coalition",
+            "ballot",
+            "minister",
+            "campaign",
+            "reform",
+            "vote",
+            "policy",
+        ),
+    ),
+    Topic(
+        "business",
+        ("markets", "startup", "merger", "earnings", "investors", "inflation", "shares", "bank", "tariffs", "retail"),
+    ),
+    Topic(
+        "technology",
+        (
+            "smartphone",
+            "software",
+            "chip",
+            "robotics",
+            "cybersecurity",
+            "cloud",
+            "algorithm",
+            "browser",
+            "battery",
+            "satellite",
+        ),
+    ),
+    Topic(
+        "science",
+        (
+            "telescope",
+            "genome",
+            "physics",
+            "fossil",
+            "laboratory",
+            "particle",
+            "galaxy",
+            "experiment",
+            "species",
+            "quantum",
+        ),
+    ),
+    Topic(
+        "health",
+        ("vaccine", "hospital", "nutrition", "sleep", "clinic", "therapy", "fitness", "virus", "diet", "surgery"),
+    ),
+    Topic(
+        "sports",
+        (
+            "football",
+            "championship",
+            "striker",
+            "marathon",
+            "coach",
+            "tennis",
+            "olympics",
+            "league",
+            "goalkeeper",
+            "cycling",
+        ),
+    ),
+    Topic(
+        "entertainment",
+        ("celebrity", "festival", "premiere", "album", "actor", "concert", "streaming", "award", "sitcom", "director"),
+    ),
+    Topic(
+        "travel",
+        ("airline", "island", "museum", "passport", "resort", "hiking", "cruise", "heritage", "beach", "railway"),
+    ),
+    Topic(
+        "food", ("restaurant", "recipe", "chef", "bakery", "vegan", "wine", "harvest", "spices", "coffee", "dessert")
+    ),
+    Topic(
+        "climate",
+        (
+            "drought",
+            "emissions",
+            "wildfire",
+            "glacier",
+            "solar",
+            "flooding",
+            "heatwave",
+            "recycling",
+            "forest",
+            "hurricane",
+        ),
+    ),
 )
 
-GENERIC = ("surprises", "reshapes", "divides", "boosts", "challenges", "reveals", "threatens", "inspires", "delays", "transforms")
+GENERIC = (
+    "surprises",
+    "reshapes",
+    "divides",
+    "boosts",
+    "challenges",
+    "reveals",
+    "threatens",
+    "inspires",
+    "delays",
+    "transforms",
+)
 
 TEMPLATES = (
     "{t0} {g} {t1} debate as {s} worries grow",
@@ -42,17 +134,6 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"length_words": np.clip(rng.lognormal(np.log(600), 0.5, len(topic)), 80, 5000).astype(np.float32)}
 
 
-@njit(cache=True)
-def respond(satisfaction, item, u, i, values):
-    """Readers read a share of the article that grows with satisfaction (≈4 words/s); some share it.
-    ``item``: ``(length_words,)``; ``values``: click, dwell seconds, share."""
-    noise, i = normal(u, i)
-    read = min(max(satisfaction + 0.15 * noise, 0.02), 1.0)
-    share, i = bernoulli(0.15 * satisfaction**3, u, i)
-    values[0], values[1], values[2] = 1.0, read * item[0] / 4.0, share
-    return read, True, i
-
-
 NEWS = Domain(
     name="news",
     noun="article",
@@ -61,10 +142,16 @@ NEWS = Domain(
     templates=TEMPLATES,
     attributes=attributes,
     attribute_names=("length_words",),
-    respond=respond,
+    response="read",
     implicit_signals=(Signal.CLICK, Signal.DWELL_SECONDS, Signal.SHARE),
     text_signal=Signal.COMMENT,
-    default_delays={"click": 0, "dwell_seconds": 1, "share": "geometric:1.5", "rating": "geometric:5", "comment": "geometric:5"},
+    default_delays={
+        "click": 0,
+        "dwell_seconds": 1,
+        "share": "geometric:1.5",
+        "rating": "geometric:5",
+        "comment": "geometric:5",
+    },
     reward_weights={"click": 1.0, "dwell_seconds": 0.01, "share": 2.0, "rating": 0.5},
 )
 

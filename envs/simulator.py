@@ -21,8 +21,10 @@ from envs.catalog import Catalog
 from envs.choice import CHOICE_MODELS
 from envs.config import SimConfig
 from envs.domain import Domain
-from envs.dynamics import UNIFORMS_PER_SESSION, Dynamics, draw_candidates, step_kernel
+from envs.dynamics import UNIFORMS_PER_SESSION, Dynamics, draw_candidates
+from envs.dynamics import step as step_users
 from envs.feedback import FEEDBACK_DTYPE, DelayTable, FeedbackChannel
+from envs.responses import RESPONSES
 from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal
 from envs.users import Population, UserParams
 
@@ -85,23 +87,46 @@ class Simulator:
         if m > n_items:
             raise ValueError(f"num_candidates={m} exceeds the catalog's {n_items} items")
         if config.num_users < num_envs:
-            raise ValueError(f"num_users={config.num_users} is below num_envs={num_envs}; each session needs its own user")
+            raise ValueError(
+                f"num_users={config.num_users} is below num_envs={num_envs}; each session needs its own user"
+            )
         self.features = _resolve_features(item_features, self.catalog)
         params = UserParams(mean_rating_propensity=config.rating_propensity, spam_fraction=config.spam_fraction)
         self.population = Population(config.num_users, self.catalog.num_topics, config.population_seed, params)
         delays = {} if config.delays == "none" else (config.delays or domain.default_delays)
-        self.channel = FeedbackChannel(DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon)
+        self.channel = FeedbackChannel(
+            DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon
+        )
         self.reward_weight = _reward_weights(domain, config)
         self._dynamics = Dynamics(
-            CHOICE_MODELS[config.choice_model], config.position_bias, config.misclick_rate, config.rating_noise,
-            config.quality_weight, config.fatigue_weight, config.fatigue_decay, config.drift_rate,
-            max_episode_steps or 0, -1 if domain.text_signal is None else int(domain.text_signal),
+            CHOICE_MODELS[config.choice_model],
+            config.position_bias,
+            config.misclick_rate,
+            config.rating_noise,
+            config.quality_weight,
+            config.fatigue_weight,
+            config.fatigue_decay,
+            config.drift_rate,
+            max_episode_steps or 0,
+            -1 if domain.text_signal is None else int(domain.text_signal),
+            RESPONSES[domain.response],
         )
-        self._kernel = step_kernel(domain.respond)
-        self._catalog_arrays = (self.catalog.topic, self.catalog.secondary_topic, self.catalog.secondary_weight, self.catalog.quality)
+        self._catalog_arrays = (
+            self.catalog.topic,
+            self.catalog.secondary_topic,
+            self.catalog.secondary_weight,
+            self.catalog.quality,
+        )
         self._attrs = _attribute_matrix(domain, self.catalog)
         pop = self.population
-        self._population_arrays = (pop.no_click_utility, pop.click_temperature, pop.leave_threshold, pop.rating_bias, pop.rating_propensity, pop.spam)
+        self._population_arrays = (
+            pop.no_click_utility,
+            pop.click_temperature,
+            pop.leave_threshold,
+            pop.rating_bias,
+            pop.rating_propensity,
+            pop.spam,
+        )
         self._strides = _coprime_strides(n_items, np.random.default_rng([config.population_seed, 1]))
         self._signals = np.array(domain.implicit_signals, dtype=np.int16)
         self._stride = UNIFORMS_PER_SESSION + config.slate_size
@@ -112,17 +137,23 @@ class Simulator:
 
     def _spaces(self) -> tuple[spaces.Dict, spaces.MultiDiscrete]:
         c, n_items = self.config, self.catalog.num_items
-        feedback_high = np.array([1, NUM_SIGNALS - 1, n_items - 1, c.slate_size - 1, VALUE_HIGH.max(), 2**31], np.float32)
+        feedback_high = np.array(
+            [1, NUM_SIGNALS - 1, n_items - 1, c.slate_size - 1, VALUE_HIGH.max(), 2**31], np.float32
+        )
         obs = {
             "candidates": spaces.Box(0, n_items - 1, (c.num_candidates,), np.int64),
             "history": spaces.Box(-1, n_items - 1, (c.history_length,), np.int64),
-            "feedback": spaces.Box(0.0, np.broadcast_to(feedback_high, (c.feedback_length, len(FEEDBACK_FIELDS))), dtype=np.float32),
+            "feedback": spaces.Box(
+                0.0, np.broadcast_to(feedback_high, (c.feedback_length, len(FEEDBACK_FIELDS))), dtype=np.float32
+            ),
             "user_id": spaces.Box(0, c.num_users - 1, (1,), np.int64),
         }
         if self.features is not None:
             low, high = self.features.min(axis=0), self.features.max(axis=0)
             shape = (c.num_candidates, self.features.shape[1])
-            obs["candidate_features"] = spaces.Box(np.broadcast_to(low, shape), np.broadcast_to(high, shape), dtype=np.float32)
+            obs["candidate_features"] = spaces.Box(
+                np.broadcast_to(low, shape), np.broadcast_to(high, shape), dtype=np.float32
+            )
         return spaces.Dict(obs), spaces.MultiDiscrete([c.num_candidates] * c.slate_size)
 
     def _allocate(self) -> None:
@@ -170,10 +201,19 @@ class Simulator:
         self.history[envs] = -1
         if self._handed_out:
             self.candidates, self.feedback_obs = self.candidates.copy(), self.feedback_obs.copy()
-        _draw_rows(self.candidates, envs, self.catalog.num_items, self._strides, rng.random(2 * len(envs), dtype=np.float32))
+        _draw_rows(
+            self.candidates, envs, self.catalog.num_items, self._strides, rng.random(2 * len(envs), dtype=np.float32)
+        )
         waiting = self.channel.release(self.env_of_user, self.clock)
         self.feedback_obs[envs] = 0.0
-        _score(waiting, self.reward_weight, VALUE_NEUTRAL, np.zeros(self.num_envs), self.feedback_obs, np.zeros(self.num_envs, np.int64))
+        _score(
+            waiting,
+            self.reward_weight,
+            VALUE_NEUTRAL,
+            np.zeros(self.num_envs),
+            self.feedback_obs,
+            np.zeros(self.num_envs, np.int64),
+        )
         return waiting
 
     def end_sessions(self, envs: np.ndarray) -> None:
@@ -215,10 +255,27 @@ class Simulator:
         next_candidates = np.empty_like(self.candidates)
         impressions = self._next_impression + np.arange(b)
         state = (self.session, self.steps, self.interests, self.fatigue, self.mood, self.budget, self.history)
-        n = self._kernel(
-            u, self._stride, actions, self.candidates, next_candidates, self._strides,
-            self._catalog_arrays, self._attrs, self.user, state, self._population_arrays, self._dynamics,
-            self._signals, self.clock, self._next_impression, utility, masked, choice, ended, self._records,
+        n = step_users(
+            u,
+            self._stride,
+            actions,
+            self.candidates,
+            next_candidates,
+            self._strides,
+            self._catalog_arrays,
+            self._attrs,
+            self.user,
+            state,
+            self._population_arrays,
+            self._dynamics,
+            self._signals,
+            self.clock,
+            self._next_impression,
+            utility,
+            masked,
+            choice,
+            ended,
+            self._records,
         )
         self._next_impression += b
         arrived = self.channel.advance(self._records[:n], self.clock, rng, self.session, self.env_of_user)
@@ -331,7 +388,9 @@ def _resolve_features(item_features: str | np.ndarray | None, catalog: Catalog) 
         return catalog.meta_features()
     features = np.asarray(item_features, dtype=np.float32)
     if features.ndim != 2 or features.shape[0] != catalog.num_items:
-        raise ValueError(f"item_features has shape {features.shape}; expected ({catalog.num_items}, d) for this catalog")
+        raise ValueError(
+            f"item_features has shape {features.shape}; expected ({catalog.num_items}, d) for this catalog"
+        )
     if not np.isfinite(features).all():
         raise ValueError("item_features contains NaN or inf; expected finite values")
     return features

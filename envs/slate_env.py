@@ -53,7 +53,11 @@ class SlateEnv(gym.Env):
         if seed is not None:
             self.sim.reset_world()
         waiting = self.sim.start_sessions(ONE, self.np_random)
-        info = {"feedback": as_columns(waiting), "pending_feedback": self.sim.channel.pending, "user_id": int(self.sim.user[0])}
+        info = {
+            "feedback": as_columns(waiting),
+            "pending_feedback": self.sim.channel.pending,
+            "user_id": int(self.sim.user[0]),
+        }
         return self._observation(), info
 
     def step(self, action):

@@ -4,26 +4,102 @@ from __future__ import annotations
 
 import numpy as np
 
-from numba import njit
-
 from envs.domain import Domain, Topic
-from envs.draws import bernoulli, normal
 from envs.signals import Signal
 from envs.slate_env import SlateEnv
 from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
-    Topic("action", ("heist", "explosion", "agent", "chase", "mercenary", "rescue", "showdown", "bodyguard", "escape", "vengeance")),
-    Topic("comedy", ("roommates", "wedding", "prank", "road trip", "misfits", "blind date", "office", "reunion", "karaoke", "family dinner")),
-    Topic("drama", ("inheritance", "betrayal", "courtroom", "grief", "scandal", "secret", "redemption", "divorce", "ambition", "letters")),
-    Topic("horror", ("haunting", "cabin", "curse", "zombie", "ritual", "asylum", "whispers", "possession", "fog", "basement")),
-    Topic("sci-fi", ("starship", "android", "wormhole", "colony", "time loop", "alien", "cyborg", "mars", "clone", "singularity")),
-    Topic("documentary", ("ocean", "wildlife", "history", "volcano", "archive", "migration", "empire", "rainforest", "inventors", "arctic")),
-    Topic("romance", ("paris", "first love", "letters", "summer fling", "proposal", "second chance", "vineyard", "dance", "soulmate", "café")),
-    Topic("animation", ("dragon", "talking cat", "kingdom", "robot", "toy", "wizard", "island", "forest spirit", "pirate", "snowman")),
+    Topic(
+        "action",
+        ("heist", "explosion", "agent", "chase", "mercenary", "rescue", "showdown", "bodyguard", "escape", "vengeance"),
+    ),
+    Topic(
+        "comedy",
+        (
+            "roommates",
+            "wedding",
+            "prank",
+            "road trip",
+            "misfits",
+            "blind date",
+            "office",
+            "reunion",
+            "karaoke",
+            "family dinner",
+        ),
+    ),
+    Topic(
+        "drama",
+        (
+            "inheritance",
+            "betrayal",
+            "courtroom",
+            "grief",
+            "scandal",
+            "secret",
+            "redemption",
+            "divorce",
+            "ambition",
+            "letters",
+        ),
+    ),
+    Topic(
+        "horror",
+        ("haunting", "cabin", "curse", "zombie", "ritual", "asylum", "whispers", "possession", "fog", "basement"),
+    ),
+    Topic(
+        "sci-fi",
+        ("starship", "android", "wormhole", "colony", "time loop", "alien", "cyborg", "mars", "clone", "singularity"),
+    ),
+    Topic(
+        "documentary",
+        (
+            "ocean",
+            "wildlife",
+            "history",
+            "volcano",
+            "archive",
+            "migration",
+            "empire",
+            "rainforest",
+            "inventors",
+            "arctic",
+        ),
+    ),
+    Topic(
+        "romance",
+        (
+            "paris",
+            "first love",
+            "letters",
+            "summer fling",
+            "proposal",
+            "second chance",
+            "vineyard",
+            "dance",
+            "soulmate",
+            "café",
+        ),
+    ),
+    Topic(
+        "animation",
+        ("dragon", "talking cat", "kingdom", "robot", "toy", "wizard", "island", "forest spirit", "pirate", "snowman"),
+    ),
 )
 
-GENERIC = ("uncovers", "survives", "chases", "loses", "rebuilds", "questions", "discovers", "fights for", "escapes", "remembers")
+GENERIC = (
+    "uncovers",
+    "survives",
+    "chases",
+    "loses",
+    "rebuilds",
+    "questions",
+    "discovers",
+    "fights for",
+    "escapes",
+    "remembers",
+)
 
 TEMPLATES = (
     "The {t0} ({T}): a stranger {g} a {t1} and the {s}.",
@@ -38,17 +114,6 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
     return {"duration_seconds": np.clip(rng.lognormal(np.log(1200), 0.9, len(topic)), 60, 10_800).astype(np.float32)}
 
 
-@njit(cache=True)
-def respond(satisfaction, item, u, i, values):
-    """Viewers watch a share that grows with satisfaction; ≥ 90% watched is a completion.
-    ``item``: ``(duration_seconds,)``; ``values``: click, watch fraction, completion, like."""
-    noise, i = normal(u, i)
-    watch = min(max(satisfaction + 0.2 * noise, 0.01), 1.0)
-    like, i = bernoulli(0.2 * satisfaction**2, u, i)
-    values[0], values[1], values[2], values[3] = 1.0, watch, watch >= 0.9, like
-    return watch, True, i
-
-
 VIDEO = Domain(
     name="video",
     noun="video",
@@ -57,7 +122,7 @@ VIDEO = Domain(
     templates=TEMPLATES,
     attributes=attributes,
     attribute_names=("duration_seconds",),
-    respond=respond,
+    response="watch",
     implicit_signals=(Signal.CLICK, Signal.WATCH_FRACTION, Signal.COMPLETION, Signal.LIKE),
     text_signal=Signal.COMMENT,
     default_delays={

@@ -56,8 +56,14 @@ def bench_single(steps: int) -> None:
 def vector_rate(num_envs: int, num_items: int, m: int, k: int, features, steps: int) -> float:
     """User-steps per second of the batched news env."""
     env = gym.make_vec(
-        "FeedbackRec/News-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
-        num_items=num_items, num_candidates=m, slate_size=k, num_users=max(10 * num_envs, 1000), item_features=features,
+        "FeedbackRec/News-v0",
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        num_items=num_items,
+        num_candidates=m,
+        slate_size=k,
+        num_users=max(10 * num_envs, 1000),
+        item_features=features,
     )
     slates = random_slates(np.random.default_rng(0), num_envs, m, k)
     env.reset(seed=0)
@@ -107,13 +113,28 @@ def bench_vector(steps: int) -> None:
                 n = max(steps // num_envs, 20)
                 rate = vector_rate(num_envs, num_items, m, k, None, n)
                 ref = numpy_reference_rate(num_envs, num_items, m, k, n)
-                print(f"{num_envs:>6}{num_items:>10,}{m:>5}{k:>4}{'none':>9}{rate:>15,.0f}{ref:>13,.0f}{rate / ref:>7.2f}")
+                print(
+                    f"{num_envs:>6}{num_items:>10,}{m:>5}{k:>4}{'none':>9}{rate:>15,.0f}{ref:>13,.0f}{rate / ref:>7.2f}"
+                )
     rate = vector_rate(1024, 10_000, 100, 10, "meta", max(steps // 1024, 20))
     print(f"{1024:>6}{10_000:>10,}{100:>5}{10:>4}{'meta':>9}{rate:>15,.0f}")
     env = gym.make_vec("FeedbackRec/News-v0", num_envs=1024, vectorization_mode="vector_entry_point", num_users=10_000)
     sim = env.unwrapped.sim
-    state_bytes = sum(a.nbytes for a in (sim.user, sim.session, sim.steps, sim.interests, sim.fatigue, sim.mood,
-                                         sim.budget, sim.history, sim.candidates, sim.feedback_obs))
+    state_bytes = sum(
+        a.nbytes
+        for a in (
+            sim.user,
+            sim.session,
+            sim.steps,
+            sim.interests,
+            sim.fatigue,
+            sim.mood,
+            sim.budget,
+            sim.history,
+            sim.candidates,
+            sim.feedback_obs,
+        )
+    )
     print(f"session state: {state_bytes / 1024:,.0f} bytes per user (1,024 users, M=20)")
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 

@@ -1,0 +1,254 @@
+"""Feedback features: what arrived about each consumed item, as fixed-width vectors with explicit masks.
+
+An *engagement* is one shown item (an impression and a slate position) for which feedback arrived. Its
+raw feedback is kept as ``values`` and ``arrived`` arrays ``(..., S)`` over the signal kinds of
+:class:`envs.signals.Signal` (``S = NUM_SIGNALS``). From them:
+
+- :func:`engagement_features` builds :data:`FEATURES`: explicit rating (normalised, and de-biased by the
+  user's own mean rating), sentiment read from review/comment text, consumption depth (dwell normalised
+  by reading time, listen/watch fractions), binary actions (share, like, cart, purchase, completion,
+  skip), log purchase amount, and recency. Every signal has a value column *and* a mask column, so a
+  user who never rates is told apart from one who rates badly.
+- :func:`slate_labels` builds the training targets of the recommender's heads.
+- :class:`TextSentiment` reads star ratings from text: the encoder's embedding of the text, then a small
+  head trained on the (text, rating) pairs observed so far.
+- :class:`RewardWeights` learns what each kind of feedback is worth from the step rewards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.signals import NUM_SIGNALS, VALUE_NEUTRAL, Signal
+
+WORDS_PER_SECOND = 4.0
+"""Typical adult reading speed (about 240 words a minute): ``length_words / 4`` seconds reads an article."""
+DEPTH_SIGNALS = (Signal.DWELL_SECONDS, Signal.LISTEN_FRACTION, Signal.WATCH_FRACTION)
+ACTIONS = (Signal.SHARE, Signal.LIKE, Signal.ADD_TO_CART, Signal.PURCHASE, Signal.COMPLETION, Signal.SKIP)
+CONSUMED = (Signal.CLICK, Signal.PLAY)
+RATING_PRIOR = 2.0
+"""Pseudo-ratings at the global mean added to a user's own when estimating their mean rating."""
+LOG_SCALE = math.log1p(1000.0)
+"""Log-scaled amounts (money) and ages (steps) are divided by ``log1p(1000)``, so 1000 maps to 1."""
+
+FEATURES = (
+    "rating_debiased",
+    "rating",
+    "rating_mask",
+    "sentiment",
+    "sentiment_mask",
+    "depth",
+    "depth_mask",
+    *(name for kind in ACTIONS for name in (kind.name.lower(), f"{kind.name.lower()}_mask")),
+    "log_amount",
+    "amount_mask",
+    "consumed",
+    "recency",
+)
+NUM_FEATURES = len(FEATURES)
+
+
+def item_seconds(catalog) -> np.ndarray:
+    """``(num_items,)`` seconds an item takes to read in full (``length_words`` / reading speed), NaN
+    for catalogues without lengths."""
+    length = catalog.attributes.get("length_words")
+    if length is None:
+        return np.full(catalog.num_items, np.nan, np.float32)
+    return (np.asarray(length, np.float32) / WORDS_PER_SECOND).astype(np.float32)
+
+
+def consumption_depth(values: np.ndarray, arrived: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How much of each item was consumed, in [0, 1], and whether it is known.
+
+    Args:
+        values, arrived: ``(..., S)`` raw feedback.
+        seconds: ``(...)`` full reading time of each item (NaN when unknown).
+
+    Returns ``(depth, known)``, both ``(...)``: dwell seconds over reading time, else the listen or
+    watch fraction.
+    """
+    dwell = values[..., Signal.DWELL_SECONDS] / np.where(np.isfinite(seconds) & (seconds > 0), seconds, np.nan)
+    depth = np.zeros(values.shape[:-1], np.float32)
+    known = np.zeros(values.shape[:-1], bool)
+    for kind, value in zip(DEPTH_SIGNALS, (dwell, values[..., Signal.LISTEN_FRACTION], values[..., Signal.WATCH_FRACTION]), strict=True):
+        use = arrived[..., kind] & ~known & np.isfinite(value)
+        depth[use] = np.clip(value[use], 0.0, 1.0)
+        known |= use
+    return depth, known
+
+
+def engagement_features(
+    values: np.ndarray,
+    arrived: np.ndarray,
+    valid: np.ndarray,
+    sentiment: np.ndarray,
+    seconds: np.ndarray,
+    age: np.ndarray,
+    global_rating: float,
+) -> np.ndarray:
+    """:data:`FEATURES` ``(N, P, F)`` float32 of ``P`` engagements of each of ``N`` users.
+
+    Args:
+        values, arrived: ``(N, P, S)`` raw feedback per engagement.
+        valid: ``(N, P)`` bool, real engagements (others give zero rows).
+        sentiment: ``(N, P)`` stars read from the engagement's text, NaN when it has none.
+        seconds: ``(N, P)`` reading time of the item in seconds (NaN when unknown).
+        age: ``(N, P)`` steps between the impression and now.
+        global_rating: mean star rating over all users, the prior of each user's mean.
+    """
+    rated = arrived[..., Signal.RATING] & valid
+    stars = np.where(rated, values[..., Signal.RATING], 0.0)
+    user_mean = (stars.sum(-1, keepdims=True) + RATING_PRIOR * global_rating) / (rated.sum(-1, keepdims=True) + RATING_PRIOR)
+    has_text = np.isfinite(sentiment)
+    depth, depth_known = consumption_depth(values, arrived, seconds)
+    amount = np.log1p(np.maximum(values[..., Signal.PURCHASE_AMOUNT], 0.0)) / LOG_SCALE
+    columns = [
+        np.where(rated, (stars - user_mean) / 2.0, 0.0),
+        np.where(rated, (stars - 3.0) / 2.0, 0.0),
+        rated,
+        np.where(has_text, (np.nan_to_num(sentiment, nan=3.0) - 3.0) / 2.0, 0.0),
+        has_text,
+        depth,
+        depth_known,
+    ]
+    for kind in ACTIONS:
+        columns += [np.where(arrived[..., kind], values[..., kind], 0.0), arrived[..., kind]]
+    columns += [
+        np.where(arrived[..., Signal.PURCHASE_AMOUNT], amount, 0.0),
+        arrived[..., Signal.PURCHASE_AMOUNT],
+        arrived[..., list(CONSUMED)].any(-1),
+        np.log1p(np.maximum(age, 0)) / LOG_SCALE,
+    ]
+    return (np.stack(columns, axis=-1) * valid[..., None]).astype(np.float32)
+
+
+def slate_labels(values: np.ndarray, arrived: np.ndarray, seconds: np.ndarray, worth: np.ndarray) -> dict[str, np.ndarray]:
+    """Targets ``(N, K)`` for the shown items of ``N`` slates, each with a ``<name>_mask``.
+
+    Args:
+        values, arrived: ``(N, K, S)`` raw feedback of each slate position.
+        seconds: ``(N, K)`` reading time of each item (NaN when unknown).
+        worth: ``(S,)`` reward per unit of each signal (see :class:`RewardWeights`).
+
+    ``click``: 1 if the item was consumed (any feedback arrived), else 0 — always labelled; whether an
+    impression is old enough to count its silence as a negative is the sampler's choice. ``value``: the
+    reward its arrived feedback earned, on consumed items. ``rating``: stars, where rated. ``depth``:
+    consumed share, where known.
+    """
+    consumed = arrived.any(-1)
+    depth, depth_known = consumption_depth(values, arrived, seconds)
+    rated = arrived[..., Signal.RATING]
+    return {
+        "click": consumed.astype(np.float32),
+        "click_mask": np.ones_like(consumed),
+        "value": feedback_value(values, arrived, worth),
+        "value_mask": consumed,
+        "rating": np.where(rated, values[..., Signal.RATING], 0.0).astype(np.float32),
+        "rating_mask": rated,
+        "depth": depth,
+        "depth_mask": depth_known,
+    }
+
+
+def feedback_value(values: np.ndarray, arrived: np.ndarray, worth: np.ndarray) -> np.ndarray:
+    """``(...)`` float32 reward earned by the arrived feedback ``(..., S)``: Σ worth·(value − neutral)."""
+    gain = np.where(arrived, worth * (values - VALUE_NEUTRAL), 0.0)
+    return gain.sum(-1).astype(np.float32)
+
+
+class RewardWeights:
+    """The environment's reward per unit of each feedback kind, learnt from the rewards of the steps.
+
+    A step's reward is linear in the feedback that arrived during it,
+    ``r_b = Σ_{records of session b} w[kind] · (value − neutral[kind])``, so ``w`` ``(S,)`` is the
+    least-squares solution over the steps seen so far (ridge ``ridge`` keeps never-seen kinds at 0).
+    This attributes every unit of reward to the shown item whose feedback earned it.
+    """
+
+    def __init__(self, ridge: float = 1e-3) -> None:
+        self.ridge = ridge
+        self.gram = np.zeros((NUM_SIGNALS, NUM_SIGNALS))
+        self.moment = np.zeros(NUM_SIGNALS)
+        self.weights = np.zeros(NUM_SIGNALS, np.float32)
+
+    def observe(self, records: np.ndarray, reward: np.ndarray) -> None:
+        """Add one step: the records ``info["feedback"]`` that arrived in it and the ``(B,)`` rewards."""
+        design = np.zeros((len(reward), NUM_SIGNALS))
+        kinds = records["kind"].astype(np.int64)
+        np.add.at(design, (records["env_index"], kinds), records["value"] - VALUE_NEUTRAL[kinds])
+        self.gram += design.T @ design
+        self.moment += design.T @ reward
+        self.weights = np.linalg.solve(self.gram + self.ridge * np.eye(NUM_SIGNALS), self.moment).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"gram": self.gram, "moment": self.moment, "weights": self.weights}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.gram, self.moment, self.weights = state["gram"], state["moment"], state["weights"]
+
+
+class TextSentiment:
+    """Star ratings read from review and comment text.
+
+    Each distinct text is embedded once by ``embed`` and given an id; a small head maps the embedding to
+    stars and is trained on the (text, rating) pairs the agent has observed — never on hidden state.
+
+    Args:
+        embed: texts → ``(n, D)`` float32 embeddings (the agent's frozen encoder).
+        dim: ``D``.
+        max_texts: distinct texts remembered; later new texts get id -1 (no sentiment).
+        lr: learning rate of the head.
+        device: where the head runs.
+    """
+
+    def __init__(
+        self,
+        embed: Callable[[list[str]], np.ndarray],
+        dim: int,
+        max_texts: int = 100_000,
+        lr: float = 1e-3,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.embed, self.max_texts, self.device = embed, max_texts, torch.device(device)
+        self.head = nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, 1)).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.head.parameters(), lr=lr)
+        self.ids_of: dict[str, int] = {}
+        self.vectors = np.zeros((0, dim), np.float32)
+        self.predicted = np.zeros(0, np.float32)
+
+    def ids(self, texts: np.ndarray) -> np.ndarray:
+        """``(n,)`` int32 ids of ``texts`` (objects: str or None), embedding the new ones; -1 for None."""
+        fresh = sorted({t for t in texts.tolist() if t is not None and t not in self.ids_of})
+        fresh = fresh[: max(self.max_texts - len(self.ids_of), 0)]
+        if fresh:
+            self.ids_of.update({t: len(self.ids_of) + i for i, t in enumerate(fresh)})
+            self.vectors = np.concatenate([self.vectors, self.embed(fresh).astype(np.float32)])
+            self._predict()
+        return np.array([self.ids_of.get(t, -1) if t is not None else -1 for t in texts.tolist()], np.int32)
+
+    def stars(self, ids: np.ndarray) -> np.ndarray:
+        """Stars ``ids.shape`` float32 read from the texts ``ids``; NaN where the id is -1."""
+        if not len(self.predicted):
+            return np.full(ids.shape, np.nan, np.float32)
+        return np.where(ids >= 0, self.predicted[np.maximum(ids, 0)], np.nan).astype(np.float32)
+
+    def fit(self, ids: np.ndarray, stars: np.ndarray) -> float:
+        """One AdamW step of squared error on (text ``ids`` ``(n,)``, ``stars`` ``(n,)``) pairs; the loss."""
+        x = torch.as_tensor(self.vectors[ids], device=self.device)
+        target = torch.as_tensor((stars - 3.0) / 2.0, dtype=torch.float32, device=self.device)
+        loss = nn.functional.mse_loss(self.head(x).squeeze(-1), target)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self._predict()
+        return float(loss)
+
+    def _predict(self) -> None:
+        with torch.no_grad():
+            normalised = self.head(torch.as_tensor(self.vectors, device=self.device)).squeeze(-1)
+        self.predicted = (3.0 + 2.0 * normalised).cpu().numpy().astype(np.float32)

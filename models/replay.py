@@ -1,0 +1,157 @@
+"""The feedback replay: shown slates joined with the feedback that arrives for them, however late.
+
+One row per *impression* (one slate shown to one user at one step), in a ring of ``capacity`` rows.
+Arrived feedback records are joined to their row by ``impression_id`` and to the slot by ``position``,
+so a rating that arrives 30 steps after the slate trains the item it rates. Each row also remembers the
+user's context when the slate was chosen: the session history and a snapshot of the user's memory.
+
+The *memory* of a user is the keys of their ``memory_size`` most recent engagements (consumed items),
+across sessions; a key is ``serial * slate_size + position`` of the engagement's row. It lives as long as
+the row it points at, so memory and replay share one bound. Held-out rows (for measuring rating error)
+are joined but never enter a memory nor a training batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.signals import NUM_SIGNALS
+
+
+@dataclass(frozen=True)
+class Engagements:
+    """Engagements looked up by key, arrays shaped like the keys ``(N, P)``.
+
+    Attributes:
+        items: catalogue index (0 where invalid).
+        values, arrived: ``(N, P, S)`` raw feedback.
+        text: text id of the review/comment, -1 for none.
+        step: the agent step the item was shown at.
+        valid: the key points at a live engagement.
+    """
+
+    items: np.ndarray
+    values: np.ndarray
+    arrived: np.ndarray
+    text: np.ndarray
+    step: np.ndarray
+    valid: np.ndarray
+
+
+class FeedbackReplay:
+    """A bounded table of impressions with their joined feedback, and every user's recent engagements.
+
+    Args:
+        capacity: rows kept (the oldest are overwritten).
+        slate_size: ``k``.
+        history_length: ``H``, session history items stored per row.
+        memory_size: ``P``, engagements remembered per user.
+        num_users: users in the population (ids ``0 .. num_users - 1``).
+    """
+
+    def __init__(self, capacity: int, slate_size: int, history_length: int, memory_size: int, num_users: int) -> None:
+        k, s = slate_size, NUM_SIGNALS
+        self.capacity, self.slate_size = capacity, slate_size
+        self.serial = np.full(capacity, -1, np.int64)
+        self.impression = np.full(capacity, -1, np.int64)
+        self.user = np.zeros(capacity, np.int64)
+        self.step = np.zeros(capacity, np.int64)
+        self.holdout = np.zeros(capacity, bool)
+        self.items = np.zeros((capacity, k), np.int64)
+        self.history = np.full((capacity, history_length), -1, np.int64)
+        self.memory = np.full((capacity, memory_size), -1, np.int64)
+        self.values = np.zeros((capacity, k, s), np.float32)
+        self.arrived = np.zeros((capacity, k, s), bool)
+        self.text = np.full((capacity, k), -1, np.int32)
+        self.user_memory = np.full((num_users, memory_size), -1, np.int64)
+        self.added = 0
+        self.epoch_start = 0
+        self._row_of: dict[int, int] = {}
+
+    def new_epoch(self) -> None:
+        """Impression ids start again (a new environment or a world reset): forget the id → row map."""
+        self._row_of = {}
+        self.epoch_start = self.added
+
+    def add(self, impressions: np.ndarray, users: np.ndarray, items: np.ndarray, history: np.ndarray, step: int, holdout: np.ndarray) -> None:
+        """Append ``B`` impressions: ids ``(B,)``, users ``(B,)``, shown items ``(B, k)``, session
+        history ``(B, H)`` at the time of choice, the agent ``step``, and ``(B,)`` held-out flags."""
+        n = len(impressions)
+        if n > self.capacity:
+            raise ValueError(f"buffer_size={self.capacity} is smaller than one step's {n} impressions")
+        rows = (self.added + np.arange(n)) % self.capacity
+        for old, row in zip(self.impression[rows].tolist(), rows.tolist(), strict=True):
+            if self._row_of.get(old) == row:
+                del self._row_of[old]
+        self.serial[rows] = self.added + np.arange(n)
+        self.impression[rows], self.user[rows], self.step[rows], self.holdout[rows] = impressions, users, step, holdout
+        self.items[rows], self.history[rows] = items, history
+        self.memory[rows] = self.user_memory[users]
+        self.values[rows], self.arrived[rows], self.text[rows] = 0.0, False, -1
+        self._row_of.update(zip(np.asarray(impressions).tolist(), rows.tolist(), strict=True))
+        self.added += n
+
+    def join(self, records: np.ndarray, text_ids: np.ndarray) -> int:
+        """Write arrived ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) into their rows; ``text_ids``
+        ``(n,)`` are their texts' ids (-1 for none). New engagements enter their user's memory.
+        Returns how many records matched no impression in the buffer (too old, or another env's)."""
+        rows = np.array([self._row_of.get(i, -1) for i in records["impression_id"].tolist()], np.int64)
+        pos = records["position"].astype(np.int64)
+        match = rows >= 0
+        match[match] &= self.items[rows[match], pos[match]] == records["item_index"][match]
+        rows, pos, kinds = rows[match], pos[match], records["kind"][match].astype(np.int64)
+        fresh = ~self.arrived[rows, pos].any(-1)
+        self.values[rows, pos, kinds] = records["value"][match]
+        self.arrived[rows, pos, kinds] = True
+        texts = text_ids[match]
+        self.text[rows[texts >= 0], pos[texts >= 0]] = texts[texts >= 0]
+        self._remember(rows[fresh], pos[fresh])
+        return int((~match).sum())
+
+    def _remember(self, rows: np.ndarray, pos: np.ndarray) -> None:
+        keep = ~self.holdout[rows]
+        keys = self.serial[rows[keep]] * self.slate_size + pos[keep]
+        for user, key in zip(self.user[rows[keep]].tolist(), keys.tolist(), strict=True):
+            memory = self.user_memory[user]
+            if key not in memory:
+                memory[:-1] = memory[1:]
+                memory[-1] = key
+
+    def engagements(self, keys: np.ndarray) -> Engagements:
+        """Look up engagement ``keys`` ``(N, P)`` (-1 pads); overwritten ones come back invalid."""
+        serial = np.where(keys >= 0, keys // self.slate_size, -1)
+        pos = np.where(keys >= 0, keys % self.slate_size, 0)
+        rows = np.maximum(serial, 0) % self.capacity
+        valid = (serial >= 0) & (self.serial[rows] == serial)
+        return Engagements(
+            items=np.where(valid, self.items[rows, pos], 0),
+            values=self.values[rows, pos],
+            arrived=self.arrived[rows, pos] & valid[..., None],
+            text=np.where(valid, self.text[rows, pos], -1),
+            step=self.step[rows],
+            valid=valid,
+        )
+
+    def trainable(self, now: int, window: int) -> np.ndarray:
+        """Rows that may train: filled, not held out, and shown at least ``window`` steps before ``now``."""
+        return np.flatnonzero((self.serial >= 0) & ~self.holdout & (now - self.step >= window))
+
+    def rated_holdout(self, rating_kind: int) -> np.ndarray:
+        """``(n, 2)`` (row, position) of held-out shown items that received a rating."""
+        return np.argwhere(self.holdout[:, None] & self.arrived[:, :, rating_kind])
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every array plus counters, for saving."""
+        names = ("serial", "impression", "user", "step", "holdout", "items", "history", "memory", "values", "arrived", "text", "user_memory")
+        return {**{n: getattr(self, n) for n in names}, "counters": np.array([self.added, self.epoch_start])}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Undo :meth:`state`; the id → row map is rebuilt for the current epoch's rows."""
+        for name, value in state.items():
+            if name != "counters":
+                getattr(self, name)[...] = value
+        self.added, self.epoch_start = (int(x) for x in state["counters"])
+        live = np.flatnonzero(self.serial >= self.epoch_start)
+        self._row_of = dict(zip(self.impression[live].tolist(), live.tolist(), strict=True))
