@@ -151,7 +151,7 @@ def step(
             spent += engagement
             mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
         else:
-            mood[b] = 0.85 * mood[b] + 0.15 * 0.2
+            mood[b] = 0.85 * mood[b]
         for j in range(k):
             if masked[b, j]:
                 utility[b, j] = 0.0

@@ -286,13 +286,13 @@ class FeedbackChannel:
         )
         out = np.empty(self._count, FEEDBACK_DTYPE)
         self._count, n = _collect(self._pool, self._count, now, session_of_env, env_of_user, out, self.delivered)
-        return out[:n]
+        return out[:n].copy()
 
     def release(self, env_of_user: np.ndarray, now: int) -> np.ndarray:
         """Held records of users who are active now, delivered to their sub-environments at ``now``."""
         out = np.empty(self._count, FEEDBACK_DTYPE)
         self._count, n = _release(self._pool, self._count, now, env_of_user, out, self.delivered)
-        return out[:n]
+        return out[:n].copy()
 
 
 @njit(cache=True)

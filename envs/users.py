@@ -48,12 +48,11 @@ class Population:
         self.initial_interests = interests.astype(np.float32)
         self.interests = self.initial_interests.copy()
         self.rating_bias = rng.normal(0.0, 0.4, num_users).astype(np.float32)
-        a = 2.0
-        self.rating_propensity = rng.beta(a, a * (1 - p.mean_rating_propensity) / p.mean_rating_propensity, num_users)
+        self.rating_propensity = _propensities(p.mean_rating_propensity, num_users, rng)
         self.patience = rng.gamma(4.0, p.mean_patience / 4.0, num_users).astype(np.float32)
-        self.no_click_utility = rng.normal(0.8, 0.3, num_users).astype(np.float32)
+        self.no_click_utility = rng.normal(1.0, 0.3, num_users).astype(np.float32)
         self.click_temperature = rng.uniform(*p.click_temperature, num_users).astype(np.float32)
-        self.leave_threshold = rng.uniform(0.15, 0.35, num_users).astype(np.float32)
+        self.leave_threshold = rng.uniform(0.3, 0.5, num_users).astype(np.float32)
         self.spam = rng.random(num_users) < p.spam_fraction
 
     def __len__(self) -> int:
@@ -62,3 +61,10 @@ class Population:
     def restore(self) -> None:
         """Undo all interest drift: back to the population as drawn."""
         self.interests[:] = self.initial_interests
+
+
+def _propensities(mean: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n,)`` per-user chances of rating: Beta(2, ·) around ``mean`` (exactly ``mean`` at 0 or 1)."""
+    if mean <= 0.0 or mean >= 1.0:
+        return np.full(n, mean)
+    return rng.beta(2.0, 2.0 * (1 - mean) / mean, n)

@@ -1,0 +1,165 @@
+"""The feedback channel: delays, privacy, conservation, value ranges (property-based)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from envs import FEEDBACK_DTYPE, Signal, as_events, as_records
+from envs.feedback import DelayTable, FeedbackChannel
+from envs.signals import IS_BINARY, SIGNAL_INFO
+from tests.conftest import ENV_IDS, SMALL
+
+ONE_SESSION = np.zeros(1, np.int64)
+
+
+def clicks(n: int, step: int, kind: Signal = Signal.CLICK) -> np.ndarray:
+    records = np.zeros(n, FEEDBACK_DTYPE)
+    records["kind"] = kind
+    records["value"] = 1.0
+    records["step_shown"] = step
+    records["impression_id"] = step * 1000 + np.arange(n)
+    records["text_id"] = -1
+    return records
+
+
+def stream_delays(table: DelayTable, steps: int = 400, per_step: int = 50, privacy=None) -> np.ndarray:
+    """Delays of records fed to one never-ending session for ``steps`` steps."""
+    channel = FeedbackChannel(table, privacy)
+    rng = np.random.default_rng(0)
+    delays = []
+    for step in range(steps + table.max_steps + 1):
+        fresh = clicks(per_step, step) if step < steps else clicks(0, step)
+        arrived = channel.advance(fresh, step, rng, ONE_SESSION, np.zeros(1, np.int64))
+        delays.extend((arrived["step_arrived"] - arrived["step_shown"]).tolist())
+    assert channel.pending == 0 and len(delays) == steps * per_step
+    return np.array(delays)
+
+
+@pytest.mark.parametrize("mean", [0.5, 3.0, 10.0])
+def test_geometric_delays_have_the_configured_mean(mean):
+    delays = stream_delays(DelayTable.parse({"click": f"geometric:{mean}"}, max_steps=500))
+    assert abs(delays.mean() - mean) < 0.1 * mean + 0.05
+    assert delays.min() == 0
+
+
+def test_geometric_delays_are_truncated_at_max_delay():
+    delays = stream_delays(DelayTable.parse({"click": "geometric:8"}, max_steps=10))
+    assert delays.max() == 10
+
+
+def test_fixed_delays_and_scale():
+    assert set(stream_delays(DelayTable.parse({"click": "fixed:3"}, scale=2.0))) == {6}
+    assert set(stream_delays(DelayTable.parse({"click": 4}, scale=0.0))) == {0}
+
+
+def test_delay_above_max_is_refused():
+    with pytest.raises(ValueError, match=r"delay of 'rating' has mean 300 steps, above max_delay=200"):
+        DelayTable.parse({"rating": 300})
+
+
+def test_randomised_response_flips_the_configured_share():
+    epsilon = 1.0
+    channel = FeedbackChannel(DelayTable.parse({}), privacy_epsilon=epsilon)
+    arrived = channel.advance(clicks(20_000, 0), 0, np.random.default_rng(0), ONE_SESSION, np.zeros(1, np.int64))
+    kept = np.exp(epsilon) / (1 + np.exp(epsilon))
+    assert abs(arrived["value"].mean() - kept) < 0.01
+
+
+def test_laplace_noise_stays_in_range_and_ratings_stay_whole():
+    channel = FeedbackChannel(DelayTable.parse({}), privacy_epsilon=0.5)
+    records = clicks(5000, 0, Signal.RATING)
+    records["value"] = 3.0
+    arrived = channel.advance(records, 0, np.random.default_rng(0), ONE_SESSION, np.zeros(1, np.int64))
+    assert arrived["value"].min() >= 1 and arrived["value"].max() <= 5
+    assert (arrived["value"] == np.round(arrived["value"])).all()
+    assert arrived["value"].std() > 0.5
+
+
+def run_world(env_id: str, delays: dict, steps: int, reset_every: int, privacy, seed: int):
+    """Step a world with random slates and forced early resets; return the env and every record
+    delivered (at steps and at resets)."""
+    env = gym.make(env_id, delays=delays, privacy_epsilon=privacy, max_delay=30, **SMALL)
+    rng = np.random.default_rng(seed)
+    _, info = env.reset(seed=seed)
+    delivered = [as_records(info["feedback"])]
+    for t in range(steps):
+        _, _, terminated, truncated, info = env.step(rng.permutation(20)[:5])
+        delivered.append(as_records(info["feedback"]))
+        if terminated or truncated or (reset_every and t % reset_every == reset_every - 1):
+            _, info = env.reset()
+            delivered.append(as_records(info["feedback"]))
+    return env, np.concatenate(delivered)
+
+
+delay_spec = st.one_of(
+    st.just("none"),
+    st.integers(0, 12),
+    st.floats(0.0, 10.0).map(lambda m: f"geometric:{m:.2f}"),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    env_id=st.sampled_from(ENV_IDS),
+    click_delay=delay_spec,
+    rating_delay=delay_spec,
+    steps=st.integers(1, 300),
+    reset_every=st.integers(0, 15),
+    privacy=st.one_of(st.none(), st.floats(0.1, 5.0)),
+    seed=st.integers(0, 2**16),
+)
+def test_every_generated_record_is_delivered_exactly_once(
+    env_id, click_delay, rating_delay, steps, reset_every, privacy, seed
+):
+    delays = {"click": click_delay, "rating": rating_delay}
+    if env_id.endswith("Music-v0"):
+        delays = {"play": click_delay, "rating": rating_delay}
+    env, delivered = run_world(env_id, delays, steps, reset_every, privacy, seed)
+    channel = env.unwrapped.sim.channel
+    pending = channel.pending_records()
+    counts = np.bincount(delivered["kind"], minlength=len(Signal)) + np.bincount(pending["kind"], minlength=len(Signal))
+    assert np.array_equal(counts, channel.generated)
+    assert np.array_equal(channel.delivered, np.bincount(delivered["kind"], minlength=len(Signal)))
+    keys = np.concatenate([delivered, pending])[["impression_id", "kind"]]
+    assert len(np.unique(keys)) == len(keys), "a record was delivered twice"
+    assert (delivered["step_arrived"] >= delivered["step_shown"]).all()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(env_id=st.sampled_from(ENV_IDS), privacy=st.one_of(st.none(), st.floats(0.05, 3.0)), seed=st.integers(0, 2**16))
+def test_values_stay_in_their_ranges(env_id, privacy, seed):
+    _, records = run_world(env_id, {}, 300, 0, privacy, seed)
+    for kind in np.unique(records["kind"]):
+        info = SIGNAL_INFO[Signal(int(kind))]
+        values = records["value"][records["kind"] == kind]
+        assert np.isfinite(values).all()
+        assert values.min() >= info.low and values.max() <= info.high, Signal(int(kind))
+        if IS_BINARY[kind]:
+            assert set(np.unique(values)) <= {0.0, 1.0}
+    ratings = records["value"][records["kind"] == Signal.RATING]
+    assert np.isin(ratings, [1, 2, 3, 4, 5]).all()
+    amounts = records["value"][records["kind"] == Signal.PURCHASE_AMOUNT]
+    assert (amounts >= 0).all()
+
+
+def test_feedback_columns_round_trip_to_records_and_events():
+    env = gym.make("FeedbackRec/News-v0", delays="none", **SMALL)
+    env.reset(seed=0)
+    info = {}
+    while not len(info.get("feedback", {"kind": []})["kind"]):
+        _, _, terminated, truncated, info = env.step([0, 1, 2, 3, 4])
+        if terminated or truncated:
+            env.reset()
+    columns = info["feedback"]
+    records = as_records(columns)
+    assert records.dtype == FEEDBACK_DTYPE and len(records) == len(columns["kind"])
+    copied = as_records({k: v.copy() for k, v in columns.items()})
+    assert copied.tobytes() == records.tobytes()
+    events = as_events(columns)
+    assert [e.kind for e in events] == [Signal(k) for k in columns["kind"]]
+    with pytest.raises(ValueError, match="lack"):
+        as_records({"kind": columns["kind"]})
