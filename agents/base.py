@@ -8,6 +8,7 @@ that have *arrived*, so delays affect every learner honestly.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,18 +111,23 @@ class Agent:
         """One learning step; returns losses/statistics for logging (``train/<name>``)."""
         return {}
 
-    def learn(self, env, total_steps: int, seed: int, log=None) -> int:
+    def learn(self, env, total_steps: int, seed: int, log=None, checkpoints=None, checkpoint_every: int = 0) -> int:
         """Train by interacting with vector ``env`` (reset with ``seed``) for ``total_steps`` user-steps;
-        ``log`` is a TensorBoard ``SummaryWriter`` or None. Returns the user-steps taken."""
+        ``log`` is a TensorBoard ``SummaryWriter`` or None; ``checkpoints`` an
+        :class:`agents.checkpoint.Checkpoints` to resume from and save to every ``checkpoint_every``
+        user-steps. Returns the user-steps taken."""
         from agents.loop import run_online
 
-        return run_online(self, env, total_steps, log, seed)
+        return run_online(self, env, total_steps, log, seed, checkpoints, checkpoint_every)
 
     def save(self, directory: str | Path) -> None:
-        """Write the agent's learned state into ``directory`` (nothing for stateless agents)."""
+        """Write the agent's state into the existing ``directory``; subclasses extend it (and call
+        ``super().save``) with what they learned. The base state is the random generator's."""
+        (Path(directory) / "rng.json").write_text(json.dumps(self.rng.bit_generator.state))
 
     def load(self, directory: str | Path) -> None:
         """Read what :meth:`save` wrote."""
+        self.rng.bit_generator.state = json.loads((Path(directory) / "rng.json").read_text())
 
     def check_slates(self, slates: np.ndarray, batch: int) -> np.ndarray:
         """Refuse at once a slate whose size differs from the environment's, naming both sizes."""

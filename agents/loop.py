@@ -1,61 +1,130 @@
-"""The online interaction loop: serve slates, pass arrived feedback to the agent, learn, log.
+"""The online interaction loop: serve slates, pass arrived feedback to the agent, learn, log, checkpoint.
 
-Reads top to bottom: reset, then for each batched step act → step → observe → (every ``update_every``
-steps) update, with TensorBoard scalars under ``rollout/``, ``train/`` and ``time/``.
+Reads top to bottom: restore or reset, then for each batched step act → step → observe → (every
+``update_every`` steps) update, with TensorBoard scalars under ``rollout/``, ``train/`` and ``time/``,
+and a checkpoint (agent, environment, loop counters) every ``checkpoint_every`` user-steps.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from agents.base import Agent, Transition
+from agents.checkpoint import Checkpoints
 
 LOG_EVERY_STEPS = 1_000
 
 
-def run_online(agent: Agent, env, total_steps: int, log=None, seed: int = 0, progress: bool = True) -> int:
-    """Interact with vector ``env`` for at least ``total_steps`` user-steps; returns user-steps taken.
+@dataclass
+class LoopState:
+    """Counters of the loop that a checkpoint must carry."""
 
-    ``log`` is a ``torch.utils.tensorboard.SummaryWriter`` or None.
+    steps: int = 0
+    calls: int = 0
+    returns: list = field(default_factory=list)  # running return of each sub-env's current session
+    lengths: list = field(default_factory=list)
+    recent_returns: list = field(default_factory=list)  # last 100 finished sessions
+    recent_lengths: list = field(default_factory=list)
+
+    def finish(self, done: np.ndarray, reward: np.ndarray) -> None:
+        returns, lengths = np.asarray(self.returns) + reward, np.asarray(self.lengths) + 1
+        self.recent_returns = (self.recent_returns + returns[done].tolist())[-100:]
+        self.recent_lengths = (self.recent_lengths + lengths[done].tolist())[-100:]
+        returns[done], lengths[done] = 0.0, 0
+        self.returns, self.lengths = returns.tolist(), lengths.tolist()
+
+
+def run_online(
+    agent: Agent,
+    env,
+    total_steps: int,
+    log=None,
+    seed: int = 0,
+    checkpoints: Checkpoints | None = None,
+    checkpoint_every: int = 0,
+    progress: bool = True,
+) -> int:
+    """Interact with vector ``env`` until ``total_steps`` user-steps; returns the user-steps taken.
+
+    ``log`` is a ``torch.utils.tensorboard.SummaryWriter`` or None. With ``checkpoints``, the loop
+    resumes from the latest checkpoint when there is one, and writes one every ``checkpoint_every``
+    user-steps (0: never) and at the end.
     """
-    obs, _ = env.reset(seed=seed)
-    agent.attach(env)
-    batch = env.num_envs
-    returns, lengths = np.zeros(batch), np.zeros(batch, np.int64)
-    recent_returns, recent_lengths = deque(maxlen=100), deque(maxlen=100)
-    steps, calls, last_log, start = 0, 0, 0, time.perf_counter()
-    bar = tqdm(total=total_steps, desc=f"train {type(agent).__name__}", unit="step", disable=not progress, leave=False)
-    while steps < total_steps:
+    state, obs = _start(agent, env, seed, checkpoints)
+    batch, start, last_log, last_save = env.num_envs, time.perf_counter(), state.steps, state.steps
+    bar = tqdm(
+        total=total_steps,
+        initial=state.steps,
+        desc=f"train {type(agent).__name__}",
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
+    while state.steps < total_steps:
         action = agent.act(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
         agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs))
-        steps, calls = steps + batch, calls + 1
-        losses = agent.update() if calls % agent.update_every == 0 else {}
-        returns += reward
-        lengths += 1
-        for i in np.flatnonzero(terminated | truncated):
-            recent_returns.append(returns[i])
-            recent_lengths.append(lengths[i])
-        returns[terminated | truncated], lengths[terminated | truncated] = 0.0, 0
+        state.steps, state.calls = state.steps + batch, state.calls + 1
+        losses = agent.update() if state.calls % agent.update_every == 0 else {}
+        state.finish(terminated | truncated, reward)
         obs = next_obs
         bar.update(batch)
-        if log is not None and (steps - last_log >= LOG_EVERY_STEPS or steps >= total_steps):
-            last_log = steps
-            fps = steps / (time.perf_counter() - start)
-            _log_step(log, steps, fps, recent_returns, recent_lengths, losses)
-            bar.set_postfix(reward=f"{np.mean(recent_returns) if recent_returns else 0:.2f}", fps=f"{fps:.0f}")
+        if log is not None and (state.steps - last_log >= LOG_EVERY_STEPS or state.steps >= total_steps):
+            last_log = state.steps
+            fps = (state.steps - bar.initial) / (time.perf_counter() - start)
+            _log_step(log, state, fps, losses)
+            bar.set_postfix(
+                reward=f"{np.mean(state.recent_returns) if state.recent_returns else 0:.2f}", fps=f"{fps:.0f}"
+            )
+        if checkpoints and checkpoint_every and state.steps - last_save >= checkpoint_every:
+            last_save = state.steps
+            save(checkpoints, agent, env, state)
     bar.close()
-    return steps
+    if checkpoints:
+        save(checkpoints, agent, env, state)
+    return state.steps
 
 
-def _log_step(log, steps, fps, recent_returns, recent_lengths, losses) -> None:
-    log.add_scalar("time/fps", fps, steps)
-    if recent_returns:
-        log.add_scalar("rollout/ep_rew_mean", float(np.mean(recent_returns)), steps)
-        log.add_scalar("rollout/ep_len_mean", float(np.mean(recent_lengths)), steps)
+def _start(agent: Agent, env, seed: int, checkpoints: Checkpoints | None) -> tuple[LoopState, dict]:
+    latest = checkpoints.latest() if checkpoints else None
+    if latest is None:
+        obs, _ = env.reset(seed=seed)
+        state = LoopState(returns=[0.0] * env.num_envs, lengths=[0] * env.num_envs)
+    else:
+        env.reset(seed=seed)
+        with np.load(latest / "env.npz", allow_pickle=False) as arrays:
+            env.unwrapped.load_state_dict(dict(arrays), json.loads((latest / "env.json").read_text()))
+        agent.load(latest / "agent")
+        state = LoopState(**json.loads((latest / "loop.json").read_text()))
+        obs = env.unwrapped.observation()
+    agent.attach(env)
+    return state, obs
+
+
+def save(checkpoints: Checkpoints, agent: Agent, env, state: LoopState) -> Path:
+    """Write a checkpoint of the agent, the environment and the loop counters."""
+
+    def write(directory: Path) -> None:
+        arrays, json_state = env.unwrapped.state_dict()
+        np.savez(directory / "env.npz", **arrays)
+        (directory / "env.json").write_text(json.dumps(json_state))
+        (directory / "loop.json").write_text(json.dumps(state.__dict__))
+        (directory / "agent").mkdir()
+        agent.save(directory / "agent")
+
+    return checkpoints.save(state.steps, write)
+
+
+def _log_step(log, state: LoopState, fps: float, losses: dict) -> None:
+    log.add_scalar("time/fps", fps, state.steps)
+    if state.recent_returns:
+        log.add_scalar("rollout/ep_rew_mean", float(np.mean(state.recent_returns)), state.steps)
+        log.add_scalar("rollout/ep_len_mean", float(np.mean(state.recent_lengths)), state.steps)
     for name, value in losses.items():
-        log.add_scalar(f"train/{name}", value, steps)
+        log.add_scalar(f"train/{name}", value, state.steps)

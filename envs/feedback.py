@@ -243,6 +243,25 @@ class FeedbackChannel:
         marks records held for an absent user)."""
         return self._pool[: self._count].copy()
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume: pending records and counters (plain arrays, no pickle)."""
+        return {
+            "pending": self.pending_records(),
+            "generated": self.generated.copy(),
+            "delivered": self.delivered.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        pending = np.asarray(state["pending"])
+        if pending.dtype != FEEDBACK_DTYPE:
+            raise ValueError(f"pending feedback has dtype {pending.dtype}; expected FEEDBACK_DTYPE")
+        self._pool = np.empty(max(1024, 2 * len(pending)), FEEDBACK_DTYPE)
+        self._pool[: len(pending)] = pending
+        self._count = len(pending)
+        self.generated = np.array(state["generated"], np.int64)
+        self.delivered = np.array(state["delivered"], np.int64)
+
     def advance(
         self,
         records: np.ndarray,

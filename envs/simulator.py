@@ -181,6 +181,43 @@ class Simulator:
         self.channel.clear()
         self._allocate()
 
+    _STATE = (
+        "user",
+        "session",
+        "steps",
+        "interests",
+        "fatigue",
+        "mood",
+        "budget",
+        "history",
+        "candidates",
+        "feedback_obs",
+        "env_of_user",
+    )
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The whole mutable world as named arrays (for checkpoints; saved without pickle)."""
+        state = {name: getattr(self, name).copy() for name in self._STATE}
+        state["counters"] = np.array([self.clock, self._next_session, self._next_impression], np.int64)
+        state["population_interests"] = self.population.interests.copy()
+        state.update({f"channel_{k}": v for k, v in self.channel.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned; shapes must match this world's."""
+        for name in self._STATE:
+            current = getattr(self, name)
+            value = np.asarray(state[name])
+            if value.shape != current.shape:
+                raise ValueError(f"saved simulator state {name!r} has shape {value.shape}; expected {current.shape}")
+            setattr(self, name, value.astype(current.dtype, copy=True))
+        self.clock, self._next_session, self._next_impression = (int(x) for x in state["counters"])
+        self.population.interests[:] = state["population_interests"]
+        self.channel.load_state_dict(
+            {k.removeprefix("channel_"): v for k, v in state.items() if k.startswith("channel_")}
+        )
+        self._handed_out = True
+
     # ------------------------------------------------------------------ sessions
 
     def start_sessions(self, envs: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -86,6 +86,20 @@ class SlateVectorEnv(VectorEnv):
         info["pending_feedback"] = self.sim.channel.pending
         return self.sim.observation(), out.reward, out.terminated, out.truncated, info
 
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, json_state)``: the simulator's arrays and the random generator's state, enough to
+        continue this environment exactly where it is (see :meth:`load_state_dict`)."""
+        return self.sim.state_dict(), {"bit_generator": self.np_random.bit_generator.state}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], json_state: dict) -> None:
+        """Continue from a :meth:`state_dict`; the observation to act on is :meth:`observation`."""
+        self.sim.load_state_dict(arrays)
+        self.np_random.bit_generator.state = json_state["bit_generator"]
+
+    def observation(self) -> dict[str, np.ndarray]:
+        """The current observation (after :meth:`load_state_dict`, the one to act on)."""
+        return self.sim.observation()
+
     def candidate_utility(self) -> np.ndarray:
         """``(N, M)`` hidden utility of the current candidates (for the oracle and metrics only)."""
         return self.sim.candidate_utility()

@@ -1,64 +1,132 @@
 """Run one experiment: train an agent online on a FeedbackRec environment, evaluate it, write metrics.
 
-    python experiments/run.py                      # embedded default: news, random agent
-    python experiments/run.py +env=ecommerce agent=oracle train.steps=5000
+    python experiments/run.py                      # embedded default: news, BERT agent
+    python experiments/run.py +env=ecommerce agent=linucb delay=long feedback=implicit
+    python experiments/run.py -m +env=news experiment=feedback_vs_delay   # a sweep
 
-Writes into Hydra's output directory: ``.hydra/`` (the composed config), ``tb/`` (TensorBoard) and
-``metrics.json``; returns ``cfg.objective`` for Hydra sweepers.
+Writes into Hydra's output directory: ``.hydra/`` (the composed config), ``tb/`` (TensorBoard),
+``checkpoints/``, ``metrics.json`` (or ``failure.json`` when the job failed); returns ``cfg.objective``
+for Hydra sweepers. ``resume=true`` continues from the last checkpoint of the same output directory.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
+import traceback
 from pathlib import Path
 
 import gymnasium as gym
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers the environments)
 from agents.base import Agent, Task
+from agents.checkpoint import CheckpointError, Checkpoints
 from agents.evaluation import evaluate, normalized_score
 from agents.oracle import OracleAgent
 from agents.random import RandomAgent
 
 log = logging.getLogger("feedbackrec")
 
+ITEM_FEATURES = ("meta", "none", "bert")
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, CheckpointError)
 
-def make_env(cfg: DictConfig, num_envs: int, evaluation: bool = False):
-    """The batched environment of ``cfg.env``; for evaluation without delays or privacy noise."""
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse out-of-range settings before any work, naming the key and the valid range."""
+    checks = [
+        ("train.steps", cfg.train.steps, cfg.train.steps >= 1, "an integer >= 1"),
+        ("train.num_envs", cfg.train.num_envs, cfg.train.num_envs >= 1, "an integer >= 1"),
+        ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 0, "an integer >= 0"),
+        ("eval.episodes", cfg.eval.episodes, cfg.eval.episodes >= 1, "at least 1 evaluation episode"),
+        ("eval.seed", cfg.eval.seed, cfg.eval.seed != cfg.seed, f"a seed other than the training seed {cfg.seed}"),
+        (
+            "features.item_features",
+            cfg.features.item_features,
+            cfg.features.item_features in ITEM_FEATURES,
+            f"one of {ITEM_FEATURES}",
+        ),
+    ]
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{key}={value!r}; expected {expected}")
+
+
+def item_features(cfg: DictConfig, catalog) -> str | np.ndarray | None:
+    """What the environments put in ``candidate_features``: meta features, none, or text embeddings
+    (encoded once per catalogue and model, then read from the embedding cache)."""
+    choice = cfg.features.item_features
+    if choice == "bert":
+        from models import catalog_embeddings
+
+        return catalog_embeddings(catalog, cfg.features.encoder)
+    return None if choice == "none" else "meta"
+
+
+def make_env(cfg: DictConfig, num_envs: int, catalog, features, evaluation: bool = False):
+    """The batched environment of ``cfg.env`` over ``catalog``. Training uses the feedback strategy's
+    reward weights and privacy; evaluation the domain's own reward, without delays or privacy noise."""
     kwargs = OmegaConf.to_container(cfg.env, resolve=True)
     env_id = kwargs.pop("id")
+    kwargs["catalog"] = catalog
     if evaluation:
-        kwargs.update(delays="none", privacy_epsilon=None)
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+        kwargs.update(delays="none")
+    else:
+        kwargs.update(
+            reward_weights=_container(cfg.feedback.reward_weights), privacy_epsilon=cfg.feedback.privacy_epsilon
+        )
+    return gym.make_vec(
+        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", item_features=features, **kwargs
+    )
+
+
+def make_agent(cfg: DictConfig, task: Task) -> Agent:
+    """Instantiate ``cfg.agent``, with the feedback strategy's agent settings where the agent has them."""
+    agent_cfg = cfg.agent.copy()
+    for key, value in cfg.feedback.agent.items():
+        if key in agent_cfg:
+            agent_cfg[key] = value
+    return instantiate(agent_cfg, _partial_=True)(task=task, seed=cfg.seed)
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict:
-    """Train, evaluate and write ``metrics.json``; returns the metrics."""
-    if cfg.eval.seed == cfg.seed:
-        raise ValueError(f"eval.seed={cfg.eval.seed} equals the training seed; expected disjoint seeds")
-    if cfg.eval.episodes < 1:
-        raise ValueError(f"eval.episodes={cfg.eval.episodes}; expected at least 1 evaluation episode")
+    """Train (resuming when asked), evaluate and write ``metrics.json``; returns the metrics."""
+    validate(cfg)
     start = time.perf_counter()
-    train_env = make_env(cfg, cfg.train.num_envs)
+    catalog = gym.make(cfg.env.id, **{k: v for k, v in cfg.env.items() if k != "id"}).unwrapped.catalog
+    features = item_features(cfg, catalog)
+    train_env = make_env(cfg, cfg.train.num_envs, catalog, features)
     task = Task.of(train_env)
-    agent: Agent = instantiate(cfg.agent, _partial_=True)(task=task, seed=cfg.seed)
+    agent = make_agent(cfg, task)
+    checkpoints = Checkpoints(output_dir / "checkpoints")
+    if not cfg.resume and checkpoints.root.exists() and any(checkpoints.root.iterdir()):
+        raise ValueError(f"{output_dir} already holds checkpoints; pass resume=true to continue, or another output dir")
     writer = SummaryWriter(str(output_dir / "tb"))
-    writer.add_text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "\n```")
-    steps = agent.learn(train_env, cfg.train.steps, seed=cfg.seed, log=writer)
+    writer.add_text("config", config_table(cfg))
+    steps = agent.learn(
+        train_env,
+        cfg.train.steps,
+        seed=cfg.seed,
+        log=writer,
+        checkpoints=checkpoints,
+        checkpoint_every=cfg.train.checkpoint_every,
+    )
     train_seconds = time.perf_counter() - start
 
-    metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, evaluation=True), seed=cfg.eval.seed)
+    metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, evaluation=True), seed=cfg.eval.seed)
     if cfg.eval.baselines:
-        floor = evaluate(RandomAgent(task, seed=cfg.seed), make_env(cfg, cfg.eval.episodes, True), cfg.eval.seed)
-        ceiling = evaluate(OracleAgent(task), make_env(cfg, cfg.eval.episodes, True), cfg.eval.seed)
+        floor = evaluate(
+            RandomAgent(task, seed=cfg.seed), make_env(cfg, cfg.eval.episodes, catalog, features, True), cfg.eval.seed
+        )
+        ceiling = evaluate(OracleAgent(task), make_env(cfg, cfg.eval.episodes, catalog, features, True), cfg.eval.seed)
         metrics["normalized_score"] = normalized_score(
             metrics["episode_reward_mean"], floor["episode_reward_mean"], ceiling["episode_reward_mean"]
         )
@@ -67,9 +135,34 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     for name, value in metrics.items():
         if value is not None:
             writer.add_scalar(f"eval/{name}", value, steps)
+    writer.add_hparams(
+        hyperparameters(cfg), {f"hparam/{k}": v for k, v in metrics.items() if v is not None}, run_name="hparams"
+    )
     writer.close()
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_json(output_dir / "metrics.json", metrics)
     return metrics
+
+
+def config_table(cfg: DictConfig) -> str:
+    """The resolved config as a Markdown table (TensorBoard's Text tab renders it)."""
+    rows = [f"| `{key}` | `{value}` |" for key, value in sorted(hyperparameters(cfg).items())]
+    return "\n".join(["| setting | value |", "|---|---|", *rows])
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, str | float | int | bool]:
+    """Flat ``dotted.key → scalar`` view of the config (lists and mappings as text)."""
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, f"{name}.")
+            else:
+                flat[name] = value if isinstance(value, (str, int, float, bool)) else str(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
 
 
 def summary(metrics: dict) -> str:
@@ -79,14 +172,37 @@ def summary(metrics: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _container(node):
+    return None if node is None else OmegaConf.to_container(node, resolve=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=2))
+    temporary.replace(path)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = run(cfg, output_dir)
+    try:
+        metrics = run(cfg, output_dir)
+    except Exception as error:  # one failed job must not take down a sweep: record it, report it
+        _write_json(
+            output_dir / "failure.json",
+            {"error": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()},
+        )
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("job failed: %s: %s (see %s)", type(error).__name__, error, output_dir / "failure.json")
+            return float("nan")
+        if isinstance(error, USER_ERRORS):
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        raise
     print(summary(metrics))
     print(f"metrics written to {output_dir / 'metrics.json'}")
-    value = metrics[cfg.objective]
-    return float(value) if value is not None else float(np.nan)
+    value = metrics.get(cfg.objective)
+    return float(value) if value is not None else float("nan")
 
 
 if __name__ == "__main__":
