@@ -70,6 +70,7 @@ class Simulator:
         catalog: items to recommend; generated from ``config`` when None.
         item_features: ``"meta"``, an ``(num_items, d)`` array, or None (no feature observation).
         max_episode_steps: truncate sessions after this many steps (None: never).
+        population: the users; drawn from ``config`` when None (a fitted one for real-data worlds).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class Simulator:
         catalog: Catalog | None = None,
         item_features: str | np.ndarray | None = "meta",
         max_episode_steps: int | None = None,
+        population: Population | None = None,
     ) -> None:
         self.domain, self.config, self.num_envs = domain, config, num_envs
         self.catalog = catalog or Catalog.generate(domain, config.num_items, seed=config.population_seed)
@@ -91,8 +93,17 @@ class Simulator:
                 f"num_users={config.num_users} is below num_envs={num_envs}; each session needs its own user"
             )
         self.features = _resolve_features(item_features, self.catalog)
-        params = UserParams(mean_rating_propensity=config.rating_propensity, spam_fraction=config.spam_fraction)
-        self.population = Population(config.num_users, self.catalog.num_topics, config.population_seed, params)
+        self.population = population or Population(
+            config.num_users,
+            self.catalog.num_topics,
+            config.population_seed,
+            UserParams(mean_rating_propensity=config.rating_propensity, spam_fraction=config.spam_fraction),
+        )
+        if len(self.population) != config.num_users or self.population.interests.shape[1] != self.catalog.num_topics:
+            raise ValueError(
+                f"population has {len(self.population)} users over {self.population.interests.shape[1]} topics; "
+                f"expected num_users={config.num_users} over the catalog's {self.catalog.num_topics} topics"
+            )
         delays = {} if config.delays == "none" else (config.delays or domain.default_delays)
         self.channel = FeedbackChannel(
             DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon

@@ -13,6 +13,7 @@ from envs.config import SimConfig
 from envs.domain import Domain
 from envs.feedback import as_columns
 from envs.simulator import Simulator
+from envs.users import Population
 
 ONE = np.zeros(1, np.int64)
 
@@ -34,13 +35,14 @@ class SlateEnv(gym.Env):
         catalog: Catalog | None = None,
         item_features: str | np.ndarray | None = "meta",
         render_mode: str | None = None,
+        population: Population | None = None,
         **kwargs: Any,
     ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r}; expected None or one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
         self.config = SimConfig.from_kwargs(kwargs)
-        self.sim = Simulator(self.domain, self.config, 1, catalog, item_features)
+        self.sim = Simulator(self.domain, self.config, 1, catalog, item_features, population=population)
         self.observation_space = self.sim.observation_space
         self.action_space = self.sim.action_space
 

@@ -15,6 +15,7 @@ from envs.config import SimConfig
 from envs.domain import Domain
 from envs.feedback import as_columns
 from envs.simulator import Simulator
+from envs.users import Population
 
 
 class SlateVectorEnv(VectorEnv):
@@ -41,6 +42,7 @@ class SlateVectorEnv(VectorEnv):
         item_features: str | np.ndarray | None = "meta",
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        population: Population | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
@@ -49,7 +51,9 @@ class SlateVectorEnv(VectorEnv):
             raise ValueError(f"render_mode={render_mode!r}; the vector env does not render (expected None)")
         self.num_envs = int(num_envs)
         self.config = SimConfig.from_kwargs(kwargs)
-        self.sim = Simulator(self.domain, self.config, self.num_envs, catalog, item_features, max_episode_steps)
+        self.sim = Simulator(
+            self.domain, self.config, self.num_envs, catalog, item_features, max_episode_steps, population
+        )
         self.single_observation_space = self.sim.observation_space
         self.single_action_space = self.sim.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
