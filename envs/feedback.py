@@ -365,14 +365,20 @@ def _collect(pool, count, now, session_of_env, env_of_user, out, delivered):
                 pool[i]["env_index"] = HELD
                 i += 1
                 continue
-        out[n] = pool[i]
-        out[n]["env_index"] = env
-        out[n]["step_arrived"] = now
-        delivered[pool[i]["kind"]] += 1
-        n += 1
-        count -= 1
-        pool[i] = pool[count]
+        count, n = _deliver(pool, i, count, env, now, out, n, delivered)
     return count, n
+
+
+@njit(cache=True, inline="always")
+def _deliver(pool, i, count, env, now, out, n, delivered):
+    """Move pool record ``i`` to ``out[n]``, delivered to ``env`` at ``now``; the last pending record
+    takes its place. Returns the new pool count and out count."""
+    out[n] = pool[i]
+    out[n]["env_index"] = env
+    out[n]["step_arrived"] = now
+    delivered[pool[i]["kind"]] += 1
+    pool[i] = pool[count - 1]
+    return count - 1, n + 1
 
 
 @njit(cache=True)
@@ -384,11 +390,5 @@ def _release(pool, count, now, env_of_user, out, delivered):
         if env < 0:
             i += 1
             continue
-        out[n] = pool[i]
-        out[n]["env_index"] = env
-        out[n]["step_arrived"] = now
-        delivered[pool[i]["kind"]] += 1
-        n += 1
-        count -= 1
-        pool[i] = pool[count]
+        count, n = _deliver(pool, i, count, env, now, out, n, delivered)
     return count, n
