@@ -56,7 +56,7 @@ def run_online(
     resumes from the latest checkpoint when there is one, and writes one every ``checkpoint_every``
     user-steps (0: never) and at the end.
     """
-    state, obs = _start(agent, env, seed, checkpoints)
+    state, obs = restore_or_reset(agent, env, seed, checkpoints)
     batch, start, last_log, last_save = env.num_envs, time.perf_counter(), state.steps, state.steps
     bar = tqdm(
         total=total_steps,
@@ -91,7 +91,8 @@ def run_online(
     return state.steps
 
 
-def _start(agent: Agent, env, seed: int, checkpoints: Checkpoints | None) -> tuple[LoopState, dict]:
+def restore_or_reset(agent: Agent, env, seed: int, checkpoints: Checkpoints | None) -> tuple[LoopState, dict]:
+    """Continue from the latest checkpoint (agent, env, counters), or reset ``env`` with ``seed``."""
     latest = checkpoints.latest() if checkpoints else None
     if latest is None:
         obs, _ = env.reset(seed=seed)

@@ -8,7 +8,16 @@ from agents.base import Agent, top_k
 
 
 class RandomAgent(Agent):
-    """Shows ``k`` distinct candidates drawn uniformly at random (seeded)."""
+    """Shows ``k`` distinct candidates drawn uniformly at random. Its generator restarts from the seed
+    whenever it is attached to an environment, so on the same evaluation seed it reproduces the random
+    floor of ``normalized_score`` exactly (score 0)."""
+
+    def __init__(self, task, seed: int = 0) -> None:
+        super().__init__(task, seed)
+        self.seed = seed
+
+    def attach(self, env) -> None:
+        self.rng = np.random.default_rng(self.seed)
 
     def act(self, obs: dict[str, np.ndarray], explore: bool = True) -> np.ndarray:
         batch = obs["candidates"].shape[0]

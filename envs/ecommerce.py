@@ -144,7 +144,12 @@ ECOMMERCE = Domain(
         "rating": "geometric:30",
         "review": "geometric:30",
     },
-    reward_weights={"click": 0.2, "add_to_cart": 1.0, "purchase": 3.0, "purchase_amount": 0.01, "rating": 0.5},
+    reward_weights={
+        "click": 0.2,
+        "add_to_cart": 1.0,
+        "purchase": 3.0,
+        "rating": 0.5,
+    },  # amount: price-confounded, unweighted
 )
 
 

@@ -152,7 +152,7 @@ NEWS = Domain(
         "rating": "geometric:5",
         "comment": "geometric:5",
     },
-    reward_weights={"click": 1.0, "dwell_seconds": 0.01, "share": 2.0, "rating": 0.5},
+    reward_weights={"click": 1.0, "share": 2.0, "rating": 0.5},  # dwell is informative but length-confounded
 )
 
 

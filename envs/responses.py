@@ -28,9 +28,10 @@ def read(satisfaction, item, u, i, values):
 
 @njit(cache=True)
 def shop(satisfaction, item, u, i, values):
-    """Shoppers cart what they like (dearer items less); a share of carts is bought, 1–3 units; only
-    buyers may rate. ``item``: ``(price,)``; ``values``: click, add-to-cart, purchase, amount (EUR)."""
-    cart, i = bernoulli(0.6 * satisfaction**2 / (1.0 + item[0] / 400.0), u, i)
+    """Shoppers cart what they like; a share of carts is bought, 1–3 units; only buyers may rate. Price
+    sets the amount, not the odds (a price effect belongs in the hidden utility, where the oracle sees it).
+    ``item``: ``(price,)``; ``values``: click, add-to-cart, purchase, amount (EUR)."""
+    cart, i = bernoulli(0.6 * satisfaction**2, u, i)
     buy, i = bernoulli(0.35 + 0.5 * satisfaction, u, i)
     extra1, i = bernoulli(0.15, u, i)
     extra2, i = bernoulli(0.15, u, i)
