@@ -45,8 +45,10 @@ class PopularityAgent(FeedbackAgent):
         return {"items_shown": float((self.shows > 0).mean())}
 
     def save(self, directory: str | Path) -> None:
+        super().save(directory)
         np.savez(Path(directory) / "item_stats.npz", shows=self.shows, earned=self.earned)
 
     def load(self, directory: str | Path) -> None:
+        super().load(directory)
         with np.load(Path(directory) / "item_stats.npz") as stats:
             self.shows, self.earned = stats["shows"], stats["earned"]

@@ -1,10 +1,11 @@
 """Stable-Baselines3 baselines: PPO and A2C on the slate (``MultiDiscrete``), DQN on a lead item.
 
-Every algorithm runs SB3's own ``MultiInputPolicy`` and ``model.learn`` on our vector env through
-:class:`agents.sb3_env.SB3VecEnv`; the policy sees the observation through
-:class:`CandidateExtractor`, which reads ``candidate_features`` — meta features or the BERT embeddings
-the runner passes — and the user context of :mod:`agents.context`. Raw actions become slates of
-distinct candidates by a :mod:`agents.slate_actions` decoder, the same in training and evaluation.
+Every algorithm runs SB3's ``model.learn`` on our vector env through :class:`agents.sb3_env.SB3VecEnv`,
+with SB3's ``MultiInputPolicy`` given candidate-wise parts (:mod:`agents.sb3_policies`): the
+:class:`~agents.sb3_policies.CandidateExtractor` reads ``candidate_features`` — meta features or the
+BERT embeddings the runner passes — and the user context of :mod:`agents.context`; PPO and A2C draw
+slates without replacement (duplicates masked in the distribution), DQN chooses a lead item that
+:class:`~agents.slate_actions.LeadItem` completes into a slate, the same in training and evaluation.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecMonitor
-from torch import nn
 
 from agents.base import Agent, Task
 from agents.context import UserContext
+from agents.loop import LoopState
+from agents.loop import restore_or_reset as start_online
+from agents.loop import save as save_online
 from agents.sb3_env import SB3VecEnv, with_context
+from agents.sb3_policies import CandidateExtractor, CandidateQPolicy, SlatePolicy
 from agents.slate_actions import SLATE_ACTIONS
 
 ALGORITHMS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+POLICIES = {"ppo": SlatePolicy, "a2c": SlatePolicy, "dqn": CandidateQPolicy}
 SUPPORTED_ACTIONS = {  # the action spaces each algorithm declares to SB3 (``supported_action_spaces``)
     "ppo": (spaces.MultiDiscrete, spaces.Discrete),
     "a2c": (spaces.MultiDiscrete, spaces.Discrete),
@@ -33,45 +38,18 @@ SUPPORTED_ACTIONS = {  # the action spaces each algorithm declares to SB3 (``sup
 }
 
 
-class CandidateExtractor(BaseFeaturesExtractor):
-    """Encodes each candidate with one small network shared by all candidates.
-
-    Candidate ``i`` enters as ``[v_i, m ⊙ v_i, l ⊙ v_i]`` ``(3d,)`` — its features and their products
-    with the user context ``[m, l]`` ``(2d,)`` (mean and latest consumed item features) — and leaves
-    as a ``code``-wide vector. Output ``(B, M * code + 2d)``: the codes in candidate order (so the
-    policy head can tell candidates apart by slot), then the user context.
-
-    Args:
-        observation_space: the adapted ``Dict`` space with ``candidate_features`` ``(M, d)`` and
-            ``user_context`` ``(2d,)``.
-        hidden: width of the shared network's hidden layer.
-        code: per-candidate output width.
-    """
-
-    def __init__(self, observation_space: spaces.Dict, hidden: int = 32, code: int = 4) -> None:
-        m, d = observation_space["candidate_features"].shape
-        super().__init__(observation_space, m * code + 2 * d)
-        self.encode = nn.Sequential(nn.Linear(3 * d, hidden), nn.ReLU(), nn.Linear(hidden, code), nn.ReLU())
-
-    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
-        items, user = observations["candidate_features"], observations["user_context"]
-        d = items.shape[-1]
-        mean, last = user[:, None, :d], user[:, None, d:]
-        codes = self.encode(th.cat([items, mean * items, last * items], dim=-1))
-        return th.cat([codes.flatten(1), user], dim=1)
-
-
 class SB3Agent(Agent):
     """A Stable-Baselines3 algorithm as an :class:`~agents.base.Agent`.
 
     Args:
         algorithm: ``"ppo"``, ``"a2c"`` or ``"dqn"``.
-        actions: ``"slate"`` (``MultiDiscrete([M] * k)``, repeats resolved by
-            :class:`~agents.slate_actions.DistinctSlate`) or ``"lead_item"`` (``Discrete(M)``, slate
-            filled by :class:`~agents.slate_actions.LeadItem`).
+        actions: ``"slate"`` (``MultiDiscrete([M] * k)``, :class:`~agents.slate_actions.Slate`) or
+            ``"lead_item"`` (``Discrete(M)``, slate filled by :class:`~agents.slate_actions.LeadItem`).
         hyperparameters: keyword arguments of the SB3 algorithm (``n_steps``, ``learning_rate``, ...).
-        policy: ``policy_kwargs`` besides the extractor (e.g. ``net_arch``).
-        extractor: keyword arguments of :class:`CandidateExtractor`.
+        policy: ``policy_kwargs`` besides the extractor (e.g. ``net_arch``: the value network's layers).
+        extractor: keyword arguments of :class:`~agents.sb3_policies.CandidateExtractor`.
+        threads: torch CPU threads for this process (these small networks run fastest on one; None
+            keeps torch's default).
 
     The model is built by the first :meth:`learn` (SB3 needs the environment's ``num_envs``) or by
     :meth:`load`; it trains with SB3's ``model.learn`` and logs SB3's own keys (``rollout/``,
@@ -87,6 +65,7 @@ class SB3Agent(Agent):
         hyperparameters: dict | None = None,
         policy: dict | None = None,
         extractor: dict | None = None,
+        threads: int | None = 1,
     ) -> None:
         super().__init__(task, seed)
         if algorithm not in ALGORITHMS:
@@ -104,24 +83,31 @@ class SB3Agent(Agent):
             "features_extractor_kwargs": dict(extractor or {}),
         }
         self.model = None
+        if threads is not None:
+            th.set_num_threads(threads)
 
-    def learn(self, env, total_steps: int, seed: int, log=None) -> int:
-        venv = VecMonitor(SB3VecEnv(env, self.decode, self.context))
+    def learn(self, env, total_steps: int, seed: int, log=None, checkpoints=None, checkpoint_every: int = 0) -> int:
+        """Reset ``env`` with ``seed`` (or resume from the latest of ``checkpoints``) and run SB3's
+        ``model.learn`` up to ``total_steps`` user-steps, checkpointing every ``checkpoint_every`` (0:
+        only at the end). Returns the user-steps taken in total. DQN's replay buffer is not checkpointed."""
+        state, obs = start_online(self, env, seed, checkpoints)
+        venv = VecMonitor(SB3VecEnv(env, obs, self.decode, self.context))
         if self.model is None:
             self.model = ALGORITHMS[self.algorithm](
-                "MultiInputPolicy", venv, seed=self.seed, device="cpu",
+                POLICIES[self.algorithm], venv, seed=self.seed, device="cpu",
                 policy_kwargs=self.policy_kwargs, **self.hyperparameters,
             )  # fmt: skip
         else:
             self.model.set_env(venv)
-        venv.seed(seed)
         if log is not None:
             self.model.set_logger(configure(str(log.log_dir), ["tensorboard"]))
             log.add_text("hyperparameters", _markdown_table({"algorithm": self.algorithm, **self.hyperparameters}))
-        start = self.model.num_timesteps
-        self.model.learn(total_timesteps=total_steps, reset_num_timesteps=False)
+        saver = _Checkpointer(checkpoints, self, env, checkpoint_every, state.steps) if checkpoints else None
+        self.model.learn(max(total_steps - state.steps, 0), callback=saver, reset_num_timesteps=False)
         self.model.logger.close()
-        return self.model.num_timesteps - start
+        if saver is not None:
+            saver.save()
+        return self.model.num_timesteps
 
     def act(self, obs: dict[str, np.ndarray], explore: bool = True) -> np.ndarray:
         if self.model is None:
@@ -130,12 +116,14 @@ class SB3Agent(Agent):
         return self.decode(raw, obs)
 
     def save(self, directory: str | Path) -> None:
+        super().save(directory)
         self.model.save(Path(directory) / "model.zip")
-        np.save(Path(directory) / "item_features.npy", self.context.features)
+        self.context.save(directory)
 
     def load(self, directory: str | Path) -> None:
+        super().load(directory)
         self.model = ALGORITHMS[self.algorithm].load(Path(directory) / "model.zip", device="cpu")
-        self.context.features = np.load(Path(directory) / "item_features.npy")
+        self.context.load(directory)
 
 
 def _require_supported(algorithm: str, actions: str, space: spaces.Space, task: Task) -> None:
@@ -152,6 +140,24 @@ def _require_supported(algorithm: str, actions: str, space: spaces.Space, task: 
         f"{ALGORITHMS[algorithm].__name__} cannot act on {space} (actions={actions!r}): it supports only "
         f"{', '.join(s.__name__ for s in supported)} action spaces; use {' or '.join(usable)}"
     )
+
+
+class _Checkpointer(BaseCallback):
+    """Writes the online loop's checkpoint (agent, environment, step count) every ``every`` user-steps
+    (0: only when :meth:`save` is called)."""
+
+    def __init__(self, checkpoints, agent: Agent, env, every: int, last: int) -> None:
+        super().__init__()
+        self.checkpoints, self.agent, self.env, self.every, self.last = checkpoints, agent, env, every, last
+
+    def save(self) -> None:
+        self.last = self.agent.model.num_timesteps
+        save_online(self.checkpoints, self.agent, self.env, LoopState(self.last))
+
+    def _on_step(self) -> bool:
+        if self.every and self.num_timesteps - self.last >= self.every:
+            self.save()
+        return True
 
 
 def _markdown_table(values: dict) -> str:

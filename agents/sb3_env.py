@@ -3,8 +3,9 @@
 Both sides use same-step autoreset: when a session ends, the returned observation is already the next
 session's. The last one moves from ``info["final_obs"]`` to ``infos[i]["terminal_observation"]``, and
 ``infos[i]["TimeLimit.truncated"]`` says whether SB3 should bootstrap from it (time limit, not the user
-leaving). Observations gain ``user_context`` ``(2d,)`` (:mod:`agents.context`); actions are decoded into
-slates of distinct candidates by a :mod:`agents.slate_actions` decoder.
+leaving). Observations gain ``user_context`` ``(3d,)`` (:mod:`agents.context`), whose engagement
+profiles learn from the feedback that arrives; actions are decoded into slates by a
+:mod:`agents.slate_actions` decoder.
 """
 
 from __future__ import annotations
@@ -13,35 +14,41 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents.base import Transition
 from agents.context import UserContext
+from agents.credit import record_credit, signal_weights
 
 
 def with_context(obs: dict[str, np.ndarray], context: UserContext) -> dict[str, np.ndarray]:
-    """``obs`` (arrays ``(B, ...)``) plus ``user_context`` ``(B, 2d)``."""
-    return {**obs, "user_context": context.describe(obs).astype(np.float32)}
+    """``obs`` (arrays ``(B, ...)``) plus ``user_context`` ``(B, 3d)``."""
+    return {**obs, "user_context": context.describe(obs)}
 
 
 class SB3VecEnv(VecEnv):
     """Adapts a :class:`envs.SlateVectorEnv` (``num_envs`` sessions) to SB3.
 
     Args:
-        env: the vector environment (its ``reset(seed=...)`` seeds the whole world).
+        env: the vector environment, already reset (or restored from a checkpoint).
+        obs: its current observation, arrays ``(N, ...)``.
         decode: maps the policy's actions ``(N, ...)`` and the current observation to slates ``(N, k)``;
             its ``space`` is the action space SB3 sees.
         context: the user summary added to every observation.
     """
 
-    def __init__(self, env, decode, context: UserContext) -> None:
+    def __init__(self, env, obs: dict[str, np.ndarray], decode, context: UserContext) -> None:
         self.env, self.decode, self.context = env, decode, context
+        self.weights = signal_weights(env)
         observation_space = spaces.Dict({**env.single_observation_space.spaces, "user_context": context.space})
         super().__init__(env.num_envs, observation_space, decode.space)
-        self._obs: dict[str, np.ndarray] = {}
+        self._obs, self._fresh = obs, True
         self._actions: np.ndarray | None = None
 
     def reset(self) -> dict[str, np.ndarray]:
-        """Reset with the first seed set by :meth:`seed` (the world's seed), else continue the world."""
-        self._obs, _ = self.env.reset(seed=self._seeds[0])
-        self._reset_seeds()
+        """The current observation while the env has not stepped (SB3 resets at the start of ``learn``);
+        later, a reset with the first seed set by :meth:`seed` (None: the world continues)."""
+        if not self._fresh:
+            self._obs, _ = self.env.reset(seed=self._seeds[0])
+            self._reset_seeds()
         return with_context(self._obs, self.context)
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -49,7 +56,10 @@ class SB3VecEnv(VecEnv):
 
     def step_wait(self):
         slates = self.decode(self._actions, self._obs)
-        self._obs, reward, terminated, truncated, info = self.env.step(slates)
+        obs, reward, terminated, truncated, info = self.env.step(slates)
+        records = Transition(self._obs, slates, reward, terminated, truncated, info, obs).arrived_feedback()
+        self.context.remember(records, record_credit(records, self.weights))
+        self._obs, self._fresh = obs, False
         infos = [{"TimeLimit.truncated": bool(t and not d)} for t, d in zip(truncated, terminated, strict=True)]
         ended = np.flatnonzero(terminated | truncated)
         if len(ended):

@@ -1,9 +1,8 @@
 """How a policy's raw action becomes a slate of ``k`` distinct candidates.
 
-A policy with independent categorical heads (SB3's ``MultiDiscrete``) can name one candidate in two
-slots, and a ``Discrete`` policy (DQN) names just one. These decoders turn either into a valid slate
-by a fixed, documented rule, so the policy acts in a well-defined MDP: the rule is part of the
-environment it learns in, the same in training and evaluation.
+A ``MultiDiscrete([M] * k)`` action already is a slate; a ``Discrete(M)`` action (DQN) names one
+item, and :class:`LeadItem` fills the rest of the slate by a fixed, documented rule — part of the
+environment the policy learns in, the same in training and evaluation.
 """
 
 from __future__ import annotations
@@ -14,11 +13,12 @@ from gymnasium import spaces
 from agents.base import top_k
 
 
-class DistinctSlate:
-    """``MultiDiscrete([M] * k)`` → slate: each slot keeps its candidate unless an earlier slot took it;
-    then it takes the next free candidate after it, cyclically (``a + 1``, ``a + 2``, ... mod ``M``).
+class Slate:
+    """``MultiDiscrete([M] * k)`` → the slate itself, refusing one that repeats a candidate.
 
-    Every slate of distinct candidates is reachable (and is its own decoding), so this loses nothing.
+    SB3's independent categorical heads would repeat candidates; :class:`agents.sb3_policies.SlatePolicy`
+    samples without replacement instead, so a repeat here is a policy bug and raises at once rather
+    than reaching the environment as a silently masked slot.
     """
 
     def __init__(self, num_candidates: int, slate_size: int) -> None:
@@ -26,16 +26,14 @@ class DistinctSlate:
 
     def __call__(self, actions: np.ndarray, obs: dict[str, np.ndarray]) -> np.ndarray:
         """Slates ``(B, k)`` from actions ``(B, k)``."""
-        actions = np.asarray(actions, np.int64).reshape(-1, len(self.space.nvec))
-        batch, m = len(actions), int(self.space.nvec[0])
-        rows = np.arange(batch)
-        taken = np.zeros((batch, m), bool)
-        slates = np.empty_like(actions)
-        for slot in range(actions.shape[1]):
-            order = (actions[:, slot, None] + np.arange(m)) % m
-            free = order[rows, np.argmax(~taken[rows[:, None], order], axis=1)]
-            slates[:, slot] = free
-            taken[rows, free] = True
+        slates = np.asarray(actions, np.int64).reshape(-1, len(self.space.nvec))
+        ordered = np.sort(slates, axis=1)
+        repeats = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+        if repeats.any():
+            row = int(np.argmax(repeats))
+            raise ValueError(
+                f"slate {slates[row].tolist()} (row {row}) repeats a candidate; a slate policy must draw distinct ones"
+            )
         return slates
 
 
@@ -64,4 +62,4 @@ class LeadItem:
         return top_k(similarity, self.slate_size)
 
 
-SLATE_ACTIONS = {"slate": DistinctSlate, "lead_item": LeadItem}
+SLATE_ACTIONS = {"slate": Slate, "lead_item": LeadItem}
