@@ -8,17 +8,20 @@ from agents.base import Agent, top_k
 
 
 class RandomAgent(Agent):
-    """Shows ``k`` distinct candidates drawn uniformly at random. Its generator restarts from the seed
-    whenever it is attached to an environment, so on the same evaluation seed it reproduces the random
-    floor of ``normalized_score`` exactly (score 0)."""
+    """Shows ``k`` distinct candidates drawn uniformly at random. Training draws come from its seeded
+    generator (saved in checkpoints); evaluation draws (``explore=False``) from a second generator that
+    restarts from the seed whenever the agent is attached to an environment, so on the same evaluation
+    seed it reproduces the random floor of ``normalized_score`` exactly (score 0)."""
 
     def __init__(self, task, seed: int = 0) -> None:
         super().__init__(task, seed)
         self.seed = seed
+        self._evaluation_rng = np.random.default_rng(seed)
 
     def attach(self, env) -> None:
-        self.rng = np.random.default_rng(self.seed)
+        self._evaluation_rng = np.random.default_rng(self.seed)
 
     def act(self, obs: dict[str, np.ndarray], explore: bool = True) -> np.ndarray:
         batch = obs["candidates"].shape[0]
-        return top_k(self.rng.random((batch, self.task.num_candidates)), self.task.slate_size)
+        rng = self.rng if explore else self._evaluation_rng
+        return top_k(rng.random((batch, self.task.num_candidates)), self.task.slate_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 import numpy as np
 
 
@@ -9,16 +11,22 @@ def check_slates(action: object, num_candidates: int, slate_size: int, num_envs:
     """Return ``action`` as an int64 array ``(num_envs, k)`` (``(1, k)`` for a single env).
 
     Raises ``ValueError`` naming the action and the expected space on a wrong shape, dtype or range;
-    for a batch, the message also names the first offending sub-environment.
+    for a batch, the message also names the first offending sub-environment. The range is checked
+    before the cast to int64, so an unsigned or float entry too large for int64 is named as given.
     """
     space = f"MultiDiscrete([{num_candidates}] * {slate_size})"
     expected = (slate_size,) if num_envs is None else (num_envs, slate_size)
-    array = np.asarray(action)
+    try:
+        array = np.asarray(action)
+    except ValueError:  # ragged nested sequences
+        raise ValueError(
+            f"action {reprlib.repr(action)} is not a rectangular array; expected shape {expected} for {space}"
+        ) from None
     if array.shape != expected:
         raise ValueError(f"action {_show(array)} has shape {array.shape}; expected {expected} for {space}")
     if array.dtype.kind not in "iu" and not _integral_floats(array):
         raise ValueError(f"action {_show(array)} has dtype {array.dtype}; expected integers for {space}")
-    array = array.astype(np.int64, copy=False).reshape(-1, slate_size)
+    array = array.reshape(-1, slate_size)
     if array.min() < 0 or array.max() >= num_candidates:
         row, col = np.argwhere((array < 0) | (array >= num_candidates))[0]
         where = "" if num_envs is None else f" in sub-env {row}"
@@ -26,7 +34,7 @@ def check_slates(action: object, num_candidates: int, slate_size: int, num_envs:
             f"action {_show(array[row])}{where} has entry {array[row, col]} at position {col}; "
             f"expected values in [0, {num_candidates - 1}] for {space}"
         )
-    return array
+    return array.astype(np.int64, copy=False)
 
 
 def _integral_floats(array: np.ndarray) -> bool:

@@ -4,8 +4,9 @@ A :class:`Catalog` is immutable and column-oriented. Columns visible to agents: 
 ``categories`` (+ ``category_names``) and numeric ``attributes``. Hidden columns, used only by the
 simulator and its oracle: each item's primary topic, a secondary topic with its weight, and quality.
 
-Catalogues come from :meth:`Catalog.generate` (our own text generator, per domain) or from a file through
-:meth:`Catalog.from_table`.
+Catalogues come from :meth:`Catalog.generate` (our own text generator, per domain), from your own data
+through :meth:`Catalog.from_table` (CSV, JSONL or Parquet), from a copy of MIND through
+:meth:`Catalog.from_mind`, or fitted to MovieLens (:mod:`envs.movielens`).
 """
 
 from __future__ import annotations
@@ -119,22 +120,41 @@ class Catalog:
 
     @classmethod
     def from_table(cls, path: str | Path, domain: str = "custom", seed: int = 0) -> Catalog:
-        """Load ``id,text[,category,<numeric attributes>...]`` from a ``.csv`` or ``.jsonl`` file.
+        """Bring your own items: ``id,text[,category,<numeric attributes>...]`` from a ``.csv``, ``.jsonl``
+        or ``.parquet`` file (Parquet needs pyarrow).
 
-        The category (if any) becomes the hidden topic; quality is drawn from ``seed``. A malformed file
-        raises ``ValueError`` naming the file, the line and the problem.
+        One row per item: a unique ``id``, the ``text`` the recommender reads, an optional ``category``
+        (it becomes the visible category and the hidden topic), and numeric columns as attributes (those
+        the domain's responses read must be among them: ``length_words`` for news, ``price`` for
+        e-commerce, ``duration_seconds`` for music and video). Quality and secondary topics are drawn from
+        ``seed``. A malformed file raises ``ValueError`` naming the file, the line (for Parquet: the row,
+        counted from 1) and the problem.
         """
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"catalog file {path} is a directory; expected a .csv, .jsonl or .parquet file")
         if not path.is_file():
             raise FileNotFoundError(f"catalog file {path} does not exist")
         suffix = path.suffix.lower()
-        if suffix == ".csv":
-            rows = _read_csv(path)
-        elif suffix in (".jsonl", ".ndjson"):
-            rows = _read_jsonl(path)
-        else:
-            raise ValueError(f"catalog file {path}: unsupported format {suffix!r}; expected .csv or .jsonl")
+        readers = {".csv": _read_csv, ".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".parquet": _read_parquet}
+        if suffix not in readers:
+            raise ValueError(
+                f"catalog file {path}: unsupported format {suffix!r}; expected .csv or .jsonl (text) or .parquet"
+            )
+        try:
+            rows = readers[suffix](path)
+        except UnicodeDecodeError:
+            raise ValueError(_encoding_problem(path)) from None
         return _catalog_from_rows(path, rows, domain, seed)
+
+    @classmethod
+    def from_mind(cls, news_tsv: str | Path, behaviors_tsv: str | Path | None = None, seed: int = 0) -> Catalog:
+        """News articles from a copy of MIND's ``news.tsv``; given its ``behaviors.tsv``, quality is fitted
+        to the logged click-through (see :func:`envs.mind.mind_catalog`, and
+        :func:`envs.mind.mind_population` for the users' category preferences)."""
+        from envs.mind import mind_catalog  # envs.mind builds on this module
+
+        return mind_catalog(news_tsv, behaviors_tsv, seed)
 
 
 class _GeneratedIds(Sequence[str]):
@@ -182,15 +202,21 @@ class _GeneratedTexts(Sequence[str]):
 def _read_csv(path: Path) -> list[tuple[int, dict]]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        header = reader.fieldnames or []
         rows = []
-        for row in reader:
-            if None in row:
-                raise ValueError(
-                    f"{path}, line {reader.line_num}: {len(header) + len(row[None])} fields; "
-                    f"expected {len(header)} as in the header"
-                )
-            rows.append((reader.line_num, row))
+        try:
+            header = reader.fieldnames or []
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{path}, line 1: header repeats column(s) {repeated}; expected each column once")
+            for row in reader:
+                if None in row:
+                    raise ValueError(
+                        f"{path}, line {reader.line_num}: {len(header) + len(row[None])} fields; "
+                        f"expected {len(header)} as in the header"
+                    )
+                rows.append((reader.line_num, row))
+        except csv.Error as error:  # NUL bytes, oversized fields, bad quoting
+            raise ValueError(f"{path}, line {reader.line_num}: unreadable CSV ({error})") from None
     if not header:
         raise ValueError(f"{path}, line 1: no header; expected columns id,text[,category,...]")
     return rows
@@ -212,6 +238,21 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def _read_parquet(path: Path) -> list[tuple[int, dict]]:
+    """Rows of a Parquet file, numbered from 1 (reported as the "line" in errors)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            f"reading the Parquet file {path} needs pyarrow; install it with: pip install pyarrow"
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
+        raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
+    return list(enumerate(table.to_pylist(), start=1))
+
+
 def _catalog_from_rows(path: Path, rows: list[tuple[int, dict]], domain: str, seed: int) -> Catalog:
     if not rows:
         raise ValueError(f"{path}: no items; expected at least one row with id and text")
@@ -221,7 +262,11 @@ def _catalog_from_rows(path: Path, rows: list[tuple[int, dict]], domain: str, se
         for column in ("id", "text"):
             value = row.get(column)
             if value is None or str(value).strip() == "":
-                raise ValueError(f"{path}, line {line}: column {column!r} is missing or empty")
+                hint = "" if column in row else f" (the row has columns {sorted(row)})"
+                raise ValueError(f"{path}, line {line}: column {column!r} is missing or empty{hint}")
+        for column in ("id", "text", "category"):
+            if isinstance(row.get(column), (dict, list, bool)):
+                raise ValueError(f"{path}, line {line}: column {column!r} is {row[column]!r}; expected a string")
         item_id = str(row["id"])
         if item_id in seen:
             raise ValueError(f"{path}, line {line}: duplicate id {item_id!r} (first on line {seen[item_id]})")
@@ -235,7 +280,8 @@ def _catalog_from_rows(path: Path, rows: list[tuple[int, dict]], domain: str, se
             numeric.setdefault(column, []).append(_parse_number(path, line, column, value))
     for column, values in numeric.items():
         if len(values) != len(ids):
-            raise ValueError(f"{path}: column {column!r} is missing on some lines; expected it on every line")
+            line = next(line for line, row in rows if column not in row)
+            raise ValueError(f"{path}, line {line}: column {column!r} is missing; expected it on every line")
     names, codes = np.unique(np.array(categories), return_inverse=True)
     rng = np.random.default_rng(seed)
     n, num_topics = len(ids), len(names)
@@ -257,9 +303,24 @@ def _catalog_from_rows(path: Path, rows: list[tuple[int, dict]], domain: str, se
 
 def _parse_number(path: Path, line: int, column: str, value: object) -> float:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = math.nan if isinstance(value, bool) else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number):
         raise ValueError(f"{path}, line {line}: column {column!r} is {value!r}; expected a finite number")
     return number
+
+
+def _encoding_problem(path: Path) -> str:
+    """Where ``path`` stops being UTF-8: the message of a catalogue file in another encoding."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        return (
+            f"{path}, line {line}: byte {data[error.start]:#04x} at column {column} is not UTF-8; "
+            f"expected a UTF-8 text file (re-save it as UTF-8)"
+        )
+    return f"{path}: not UTF-8; expected a UTF-8 text file"

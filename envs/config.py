@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -92,8 +93,10 @@ class SimConfig:
             _require_range(name, getattr(self, name), 0.0, float("inf"))
         if self.privacy_epsilon is not None:
             _require_range("privacy_epsilon", self.privacy_epsilon, 0.0, float("inf"), low_open=True)
-        if isinstance(self.delays, str) and self.delays != "none":
+        if not (self.delays is None or self.delays == "none" or isinstance(self.delays, Mapping)):
             raise ValueError(f"delays={self.delays!r}; expected 'none', a mapping of signal to delay, or None")
+        if not (self.reward_weights is None or isinstance(self.reward_weights, Mapping)):
+            raise ValueError(f"reward_weights={self.reward_weights!r}; expected a mapping of signal to weight, or None")
         for name, weight in (self.reward_weights or {}).items():
             Signal.parse(name)
             _require_range(f"reward_weights[{name!r}]", weight, -float("inf"), float("inf"))
@@ -114,8 +117,10 @@ def _require_int(name: str, value: object, low: int) -> None:
 
 
 def _require_range(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
-    ok = ok and (value > low if low_open else value >= low) and value <= high  # type: ignore[operator]
-    if not ok:
-        bracket = "(" if low_open else "["
+    """``value`` must be a finite real number in the interval; an infinite bound only means unbounded
+    (an infinite weight or rate would turn rewards and utilities into inf or NaN)."""
+    bracket = "(" if low_open else "["
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r}; expected a finite number in {bracket}{low}, {high}]")
+    if not ((value > low if low_open else value >= low) and value <= high):
         raise ValueError(f"{name}={value!r}; expected a number in {bracket}{low}, {high}]")

@@ -118,7 +118,7 @@ def as_records(feedback: FeedbackColumns | np.ndarray) -> np.ndarray:
     if (
         isinstance(base, np.ndarray)
         and base.dtype == FEEDBACK_DTYPE
-        and all(feedback[n].base is base for n in FEEDBACK_DTYPE.names)
+        and all(_is_column(feedback[n], base, n) for n in FEEDBACK_DTYPE.names)
     ):
         return base
     lengths = {len(feedback[name]) for name in FEEDBACK_DTYPE.names}
@@ -128,6 +128,12 @@ def as_records(feedback: FeedbackColumns | np.ndarray) -> np.ndarray:
     for name in FEEDBACK_DTYPE.names:
         records[name] = feedback[name]
     return records
+
+
+def _is_column(column: np.ndarray, base: np.ndarray, name: str) -> bool:
+    """Whether ``column`` is exactly ``base[name]`` (same memory, length and stride), not a slice of it."""
+    own = base[name]
+    return column.shape == own.shape and column.strides == own.strides and column.ctypes.data == own.ctypes.data
 
 
 def as_events(feedback: FeedbackColumns | np.ndarray) -> list[FeedbackEvent]:

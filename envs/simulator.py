@@ -84,6 +84,8 @@ class Simulator:
         population: Population | None = None,
     ) -> None:
         self.domain, self.config, self.num_envs = domain, config, num_envs
+        if catalog is not None and not isinstance(catalog, Catalog):
+            raise TypeError(f"catalog={catalog!r}; expected an envs.Catalog (e.g. Catalog.from_table(path)) or None")
         self.catalog = catalog or Catalog.generate(domain, config.num_items, seed=config.population_seed)
         n_items, m = self.catalog.num_items, config.num_candidates
         if m > n_items:
@@ -434,7 +436,12 @@ def _resolve_features(item_features: str | np.ndarray | None, catalog: Catalog) 
         if item_features != "meta":
             raise ValueError(f"item_features={item_features!r}; expected 'meta', None or a (num_items, d) array")
         return catalog.meta_features()
-    features = np.asarray(item_features, dtype=np.float32)
+    try:
+        features = np.asarray(item_features, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"item_features could not be read as numbers ({error}); expected a (num_items, d) float array"
+        ) from None
     if features.ndim != 2 or features.shape[0] != catalog.num_items:
         raise ValueError(
             f"item_features has shape {features.shape}; expected ({catalog.num_items}, d) for this catalog"

@@ -3,10 +3,12 @@
     python experiments/report.py multirun/feedback_vs_delay/2026-11-28_10-00-00
 
 A cell is one combination of the swept settings other than ``seed``; each job's ``metrics.json`` is
-one sample of it. Failed jobs (``failure.json``) and unfinished ones are listed, so partial sweeps
-report what they have. Plots: normalised score against delay, one line per feedback strategy and one
-panel per agent (``score_vs_delay.png``), and training reward curves per agent from the TensorBoard
-logs (``reward_curves.png``).
+one sample of it. Failed jobs (``failure.json``, or a result file that cannot be read) and unfinished
+ones are counted in their cell's ``status`` column, and failed ones are listed with their error below
+the table, so partial sweeps report what they have and a cell with missing seeds is never passed off
+as complete. Plots: normalised score against delay, one line per feedback strategy and one panel per
+agent (``score_vs_delay.png``), and training reward curves per agent from the TensorBoard logs
+(``reward_curves.png``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -32,19 +34,45 @@ DELAY_ORDER = ("none", "short", "realistic", "long")
 
 
 def load_jobs(sweep: Path) -> list[dict]:
-    """Every job under ``sweep``: its swept overrides and its metrics, failure or status."""
+    """Every job under ``sweep``: its swept overrides and its metrics, failure or status.
+
+    A job whose ``overrides.yaml``, ``metrics.json`` or ``failure.json`` cannot be read counts as
+    failed, with the reason. YAML is read with the safe loader (no Python object tags).
+    """
     jobs = []
     for config in sorted(sweep.rglob(".hydra/overrides.yaml")):
         directory = config.parent.parent
-        overrides = dict(o.split("=", 1) for o in yaml.safe_load(config.read_text()) or [] if "=" in o)
-        job = {"dir": directory, "overrides": overrides, "metrics": None, "error": None}
-        if (directory / "metrics.json").is_file():
-            job["metrics"] = json.loads((directory / "metrics.json").read_text())
-        elif (directory / "failure.json").is_file():
-            failure = json.loads((directory / "failure.json").read_text())
-            job["error"] = f"{failure['error']}: {failure['message']}"
+        job = {"dir": directory, "overrides": {}, "metrics": None, "error": None}
+        try:
+            listed = yaml.safe_load(config.read_text()) or []
+            if not isinstance(listed, list):
+                raise ValueError(f"overrides.yaml holds {type(listed).__name__}; expected a list of key=value")
+            job["overrides"] = dict(str(o).split("=", 1) for o in listed if "=" in str(o))
+            if (directory / "metrics.json").is_file():
+                job["metrics"] = _read_object(directory / "metrics.json")
+            elif (directory / "failure.json").is_file():
+                failure = _read_object(directory / "failure.json")
+                job["error"] = f"{failure.get('error', 'failure')}: {failure.get('message', '(no message)')}"
+        except (OSError, ValueError, yaml.YAMLError) as error:
+            job["error"] = f"unreadable job files: {error}"
         jobs.append(job)
     return jobs
+
+
+def _read_object(path: Path) -> dict:
+    """The JSON object in ``path``; ``ValueError`` naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path.name} is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} holds {type(data).__name__}; expected a JSON object")
+    return data
+
+
+def status(job: dict) -> str:
+    """``"finished"``, ``"failed"`` or ``"unfinished"``."""
+    return "finished" if job["metrics"] is not None else "failed" if job["error"] else "unfinished"
 
 
 def cell_keys(jobs: list[dict]) -> list[str]:
@@ -64,34 +92,50 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
 
 
 def table(jobs: list[dict], keys: list[str]) -> tuple[list[str], dict]:
-    """Markdown rows of the cells and the per-cell samples."""
+    """Markdown rows of every cell and the per-cell samples of the finished jobs.
+
+    ``n`` counts finished jobs; ``status`` is ``ok`` or says how many of the cell's jobs failed or are
+    unfinished (in bold). A cell without a finished job shows its status in place of the metrics.
+    """
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    counts: dict[tuple, Counter] = defaultdict(Counter)
     for job in jobs:
-        if job["metrics"]:
-            cell = tuple(job["overrides"].get(k, "") for k in keys)
+        cell = tuple(job["overrides"].get(k, "") for k in keys)
+        counts[cell][status(job)] += 1
+        if job["metrics"] is not None:
             for column in COLUMNS:
                 if job["metrics"].get(column) is not None:
                     cells[cell][column].append(job["metrics"][column])
-    summary = {cell: {c: mean_ci(v) for c, v in columns.items()} for cell, columns in cells.items()}
+    summary = {cell: {c: mean_ci(v) for c, v in columns.items()} for cell, columns in cells.items() if columns}
     best = {}
     for column in COLUMNS:
         means = [s[column][0] for s in summary.values() if column in s]
         if means:
             best[column] = min(means) if column in LOWER_IS_BETTER else max(means)
-    rows = ["| " + " | ".join([*keys, "n", *COLUMNS]) + " |", "|" + "---|" * (len(keys) + 1 + len(COLUMNS))]
-    for cell in sorted(summary, key=_cell_order):
-        values = summary[cell]
-        n = max(len(cells[cell][c]) for c in cells[cell])
+    rows = [
+        "| " + " | ".join([*keys, "n", "status", *COLUMNS]) + " |",
+        "|" + "---|" * (len(keys) + 2 + len(COLUMNS)),
+    ]
+    for cell in sorted(counts, key=_cell_order):
+        values = summary.get(cell, {})
+        n = counts[cell]["finished"]
+        problems = [f"{counts[cell][s]} {s}" for s in ("failed", "unfinished") if counts[cell][s]]
+        state = f"**{', '.join(problems)}**" if problems else "ok"
         shown = []
         for column in COLUMNS:
             if column not in values:
-                shown.append("n/a")
+                shown.append("n/a" if n else state)
                 continue
             mean, ci = values[column]
             text = f"{mean:.3f} ± {ci:.3f}"
             shown.append(f"**{text}**" if mean == best[column] else text)
-        rows.append("| " + " | ".join([*cell, str(n), *shown]) + " |")
+        rows.append("| " + " | ".join([*cell, str(n), state, *shown]) + " |")
     return rows, summary
+
+
+def _one_line(text: str) -> str:
+    """``text`` fit for one Markdown table cell: whitespace runs (newlines too) as one space, ``|`` escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _cell_order(cell: tuple) -> tuple:
@@ -169,8 +213,8 @@ def report(sweep: Path) -> Path:
         raise ValueError(f"{sweep} holds no Hydra jobs (no */.hydra/overrides.yaml); expected a multirun directory")
     keys = cell_keys(jobs)
     rows, summary = table(jobs, keys)
-    done = sum(job["metrics"] is not None for job in jobs)
-    failed = [job for job in jobs if job["error"]]
+    done = sum(status(job) == "finished" for job in jobs)
+    failed = [job for job in jobs if status(job) == "failed"]
     lines = [
         f"# Sweep report: `{sweep}`",
         "",
@@ -182,7 +226,8 @@ def report(sweep: Path) -> Path:
     if failed:
         lines += ["", "## Failed jobs", "", "| job | overrides | error |", "|---|---|---|"]
         lines += [
-            f"| `{j['dir'].name}` | {' '.join(f'{k}={v}' for k, v in j['overrides'].items())} | {j['error']} |"
+            f"| `{j['dir'].name}` | {_one_line(' '.join(f'{k}={v}' for k, v in j['overrides'].items()))} "
+            f"| {_one_line(j['error'])} |"
             for j in failed
         ]
     plots = [

@@ -38,15 +38,40 @@ log = logging.getLogger("feedbackrec")
 
 ITEM_FEATURES = ("meta", "none", "bert")
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, CheckpointError)
+METRICS = (
+    "episode_reward_mean",
+    "episode_reward_ci95",
+    "ctr",
+    "rating_mean",
+    "dwell_mean",
+    "purchase_rate",
+    "session_length_mean",
+    "regret_mean",
+    "ndcg_at_k",
+    "normalized_score",
+    "intra_list_diversity",
+    "coverage",
+)
 
 
 def validate(cfg: DictConfig) -> None:
     """Refuse out-of-range settings before any work, naming the key and the valid range."""
+    integers = {
+        "seed": 0,
+        "train.steps": 1,
+        "train.num_envs": 1,
+        "train.checkpoint_every": 0,
+        "eval.episodes": 1,
+        "eval.seed": 0,
+    }
+    for key, low in integers.items():
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key}={value!r}; expected an integer >= {low}")
+    for key in ("resume", "eval.baselines"):
+        if not isinstance(OmegaConf.select(cfg, key), bool):
+            raise ValueError(f"{key}={OmegaConf.select(cfg, key)!r}; expected true or false")
     checks = [
-        ("train.steps", cfg.train.steps, cfg.train.steps >= 1, "an integer >= 1"),
-        ("train.num_envs", cfg.train.num_envs, cfg.train.num_envs >= 1, "an integer >= 1"),
-        ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 0, "an integer >= 0"),
-        ("eval.episodes", cfg.eval.episodes, cfg.eval.episodes >= 1, "at least 1 evaluation episode"),
         ("eval.seed", cfg.eval.seed, cfg.eval.seed != cfg.seed, f"a seed other than the training seed {cfg.seed}"),
         (
             "features.item_features",
@@ -54,6 +79,13 @@ def validate(cfg: DictConfig) -> None:
             cfg.features.item_features in ITEM_FEATURES,
             f"one of {ITEM_FEATURES}",
         ),
+        (
+            "env.id",
+            cfg.env.id,
+            cfg.env.id in gym.registry,
+            f"one of {sorted(i for i in gym.registry if i.startswith('FeedbackRec/'))}",
+        ),
+        ("objective", cfg.objective, cfg.objective in METRICS, f"one of {sorted(METRICS)}"),
     ]
     for key, value, ok, expected in checks:
         if not ok:
