@@ -90,7 +90,7 @@ def test_launcher_configs_compose(launcher):
 def test_typos_and_bad_values_stop_before_any_work():
     with pytest.raises(Exception, match="trian"):
         composed("trian.steps=5")
-    with pytest.raises(ValueError, match=r"eval.episodes=0; expected at least 1"):
+    with pytest.raises(ValueError, match=r"eval.episodes=0; expected an integer >= 1"):
         run.validate(composed("eval.episodes=0"))
     with pytest.raises(ValueError, match=r"features.item_features='glove'; expected one of"):
         run.validate(composed("features.item_features=glove"))
