@@ -99,7 +99,8 @@ def numpy_reference_rate(num_envs: int, num_items: int, m: int, k: int, steps: i
             cdf = np.cumsum(p, axis=1)
             choice = (rng.random((num_envs, 1)) * cdf[:, -1:] > cdf).sum(axis=1)
             clicked = np.flatnonzero(choice < k)
-            interests[clicked, item_topic[items[clicked, choice[clicked]]]] += 0.01
+            rows_topics = (clicked, item_topic[items[clicked, choice[clicked]]])
+            interests[rows_topics] = np.minimum(interests[rows_topics] + 0.01, 4.0)
         rates.append(steps * num_envs / (time.perf_counter() - start))
     return statistics.median(rates)
 
