@@ -89,9 +89,13 @@ class EmbeddingCache:
         """Add the embeddings ``(N, D)`` of ``texts`` to the file (atomically rewritten)."""
         keys, old = self._read()
         if len(keys) and old.shape[1] != vectors.shape[1]:
-            raise ValueError(f"embedding width {vectors.shape[1]} differs from the cached {old.shape[1]} in {self.path}")
+            raise ValueError(
+                f"embedding width {vectors.shape[1]} differs from the cached {old.shape[1]} in {self.path}"
+            )
         keys = np.concatenate([keys, text_keys(texts)])
-        vectors = np.concatenate([old, np.asarray(vectors, np.float32)]) if len(old) else np.asarray(vectors, np.float32)
+        vectors = (
+            np.concatenate([old, np.asarray(vectors, np.float32)]) if len(old) else np.asarray(vectors, np.float32)
+        )
         keys, first = np.unique(keys, return_index=True)
         self._write(keys, vectors[first])
 

@@ -5,14 +5,16 @@ raw feedback is kept as ``values`` and ``arrived`` arrays ``(..., S)`` over the 
 :class:`envs.signals.Signal` (``S = NUM_SIGNALS``). From them:
 
 - :func:`engagement_features` builds :data:`FEATURES`: explicit rating (normalised, and de-biased by the
-  user's own mean rating), sentiment read from review/comment text, consumption depth (dwell normalised
-  by reading time, listen/watch fractions), binary actions (share, like, cart, purchase, completion,
-  skip), log purchase amount, and recency. Every signal has a value column *and* a mask column, so a
-  user who never rates is told apart from one who rates badly.
+  user's own mean rating, itself a feature), sentiment read from review/comment text, consumption depth
+  (dwell normalised by reading time, listen/watch fractions), binary actions (share, like, cart,
+  purchase, completion, skip), log purchase amount, and recency. Every signal has a value column *and*
+  a mask column, so a user who never rates is told apart from one who rates badly.
 - :func:`slate_labels` builds the training targets of the recommender's heads.
 - :class:`TextSentiment` reads star ratings from text: the encoder's embedding of the text, then a small
   head trained on the (text, rating) pairs observed so far.
 - :class:`RewardWeights` learns what each kind of feedback is worth from the step rewards.
+- :class:`ItemStats` counts each item's impressions, consumptions and feedback: how often it is consumed
+  when shown and what its feedback earns, shrunk toward the catalogue-wide rates.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ FEATURES = (
     "rating_debiased",
     "rating",
     "rating_mask",
+    "user_rating",
     "sentiment",
     "sentiment_mask",
     "depth",
@@ -75,7 +78,9 @@ def consumption_depth(values: np.ndarray, arrived: np.ndarray, seconds: np.ndarr
     dwell = values[..., Signal.DWELL_SECONDS] / np.where(np.isfinite(seconds) & (seconds > 0), seconds, np.nan)
     depth = np.zeros(values.shape[:-1], np.float32)
     known = np.zeros(values.shape[:-1], bool)
-    for kind, value in zip(DEPTH_SIGNALS, (dwell, values[..., Signal.LISTEN_FRACTION], values[..., Signal.WATCH_FRACTION]), strict=True):
+    for kind, value in zip(
+        DEPTH_SIGNALS, (dwell, values[..., Signal.LISTEN_FRACTION], values[..., Signal.WATCH_FRACTION]), strict=True
+    ):
         use = arrived[..., kind] & ~known & np.isfinite(value)
         depth[use] = np.clip(value[use], 0.0, 1.0)
         known |= use
@@ -103,7 +108,9 @@ def engagement_features(
     """
     rated = arrived[..., Signal.RATING] & valid
     stars = np.where(rated, values[..., Signal.RATING], 0.0)
-    user_mean = (stars.sum(-1, keepdims=True) + RATING_PRIOR * global_rating) / (rated.sum(-1, keepdims=True) + RATING_PRIOR)
+    user_mean = (stars.sum(-1, keepdims=True) + RATING_PRIOR * global_rating) / (
+        rated.sum(-1, keepdims=True) + RATING_PRIOR
+    )
     has_text = np.isfinite(sentiment)
     depth, depth_known = consumption_depth(values, arrived, seconds)
     amount = np.log1p(np.maximum(values[..., Signal.PURCHASE_AMOUNT], 0.0)) / LOG_SCALE
@@ -111,6 +118,7 @@ def engagement_features(
         np.where(rated, (stars - user_mean) / 2.0, 0.0),
         np.where(rated, (stars - 3.0) / 2.0, 0.0),
         rated,
+        np.broadcast_to((user_mean - 3.0) / 2.0, rated.shape),
         np.where(has_text, (np.nan_to_num(sentiment, nan=3.0) - 3.0) / 2.0, 0.0),
         has_text,
         depth,
@@ -127,7 +135,9 @@ def engagement_features(
     return (np.stack(columns, axis=-1) * valid[..., None]).astype(np.float32)
 
 
-def slate_labels(values: np.ndarray, arrived: np.ndarray, seconds: np.ndarray, worth: np.ndarray) -> dict[str, np.ndarray]:
+def slate_labels(
+    values: np.ndarray, arrived: np.ndarray, seconds: np.ndarray, worth: np.ndarray
+) -> dict[str, np.ndarray]:
     """Targets ``(N, K)`` for the shown items of ``N`` slates, each with a ``<name>_mask``.
 
     Args:
@@ -192,6 +202,57 @@ class RewardWeights:
         self.gram, self.moment, self.weights = state["gram"], state["moment"], state["weights"]
 
 
+ITEM_PRIOR = 10.0
+"""Pseudo-impressions at the catalogue-wide rates added to each item's own counts."""
+ITEM_STATS = ("consumed_logit", "value_rate")
+
+
+class ItemStats:
+    """What each item's own feedback says so far (empirical Bayes, for the items of a catalogue).
+
+    Counts impressions, consumptions (click or play records) and the feedback of each item. Its
+    features (:data:`ITEM_STATS`) are the logit of the consumption rate per impression and the reward
+    earned per impression relative to the catalogue's average, both shrunk toward the catalogue-wide
+    rates with :data:`ITEM_PRIOR` pseudo-impressions (so rarely shown items stay near the average; raw
+    counts, which only grow, are left out so that old and new impressions look alike).
+
+    Args:
+        num_items: catalogue size.
+    """
+
+    def __init__(self, num_items: int) -> None:
+        self.shown = np.zeros(num_items)
+        self.consumed = np.zeros(num_items)
+        self.feedback = np.zeros((num_items, NUM_SIGNALS))
+
+    def count_shown(self, items: np.ndarray) -> None:
+        """Count one impression of each of ``items`` (any shape)."""
+        np.add.at(self.shown, items.ravel(), 1.0)
+
+    def count_feedback(self, records: np.ndarray) -> None:
+        """Add arrived ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) to their items' counts."""
+        kinds = records["kind"].astype(np.int64)
+        np.add.at(self.consumed, records["item_index"][np.isin(kinds, CONSUMED)], 1.0)
+        np.add.at(self.feedback, (records["item_index"], kinds), records["value"] - VALUE_NEUTRAL[kinds])
+
+    def features(self, items: np.ndarray, worth: np.ndarray) -> np.ndarray:
+        """:data:`ITEM_STATS` ``(*items.shape, 2)`` float32 of ``items``, valuing feedback at ``worth`` ``(S,)``."""
+        total = max(self.shown.sum(), 1.0)
+        rate = (self.consumed.sum() + 1.0) / (total + 2.0)
+        value = self.feedback.sum(0) @ worth / total
+        shown = self.shown[items]
+        consumed = np.clip((self.consumed[items] + ITEM_PRIOR * rate) / (shown + ITEM_PRIOR), 1e-4, 1 - 1e-4)
+        earned = (self.feedback[items] @ worth + ITEM_PRIOR * value) / (shown + ITEM_PRIOR)
+        columns = [np.log(consumed / (1.0 - consumed)), earned / max(abs(value), 1e-3)]
+        return np.stack(columns, axis=-1).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"shown": self.shown, "consumed": self.consumed, "feedback": self.feedback}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.shown, self.consumed, self.feedback = state["shown"], state["consumed"], state["feedback"]
+
+
 class TextSentiment:
     """Star ratings read from review and comment text.
 
@@ -231,6 +292,12 @@ class TextSentiment:
             self._predict()
         return np.array([self.ids_of.get(t, -1) if t is not None else -1 for t in texts.tolist()], np.int32)
 
+    def restore(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Take back the texts (in id order) and their embeddings ``(n, D)`` of a saved agent."""
+        self.ids_of = {t: i for i, t in enumerate(texts)}
+        self.vectors = np.asarray(vectors, np.float32)
+        self._predict()
+
     def stars(self, ids: np.ndarray) -> np.ndarray:
         """Stars ``ids.shape`` float32 read from the texts ``ids``; NaN where the id is -1."""
         if not len(self.predicted):
@@ -246,7 +313,7 @@ class TextSentiment:
         loss.backward()
         self.optimizer.step()
         self._predict()
-        return float(loss)
+        return loss.item()
 
     def _predict(self) -> None:
         with torch.no_grad():

@@ -4,11 +4,16 @@ Item side: the item's text embedding (from BERT: cached, or fine-tuned) with its
 projected to ``dim``, plus a learnt per-item bias for every head (what text cannot say, e.g. quality).
 User side, from four *sources*:
 
-- ``item``: the item's own projected embedding;
+- ``item``: the item's own projected embedding and the statistics of its feedback so far (how often
+  it is consumed when shown and what it earns per impression, shrunk toward the catalogue's average);
 - ``profile``: the long-term user state, the embeddings of the items the user engaged with (across
   sessions), each weighted by a learnt positive function of its feedback features, with its product
   with the item;
 - ``session``: the mean and the last of this session's consumed items, with their products with the item;
+- ``similarity``: cosine similarities of the item's BERT embedding to the remembered engagements
+  (feedback-weighted mean and maximum) and to the session (mean and last item), on the catalogue's top
+  principal axes: content-based matching that needs no learnt projection, so it personalises from the
+  first steps;
 - ``feedback``: a summary of the user's feedback features (masked means) and engagement count.
 
 Fusion of the sources (``fusion``):
@@ -18,8 +23,13 @@ Fusion of the sources (``fusion``):
 - ``multitask``: a shared trunk over the concatenated sources, then one MLP head per signal.
 
 Heads (:data:`HEADS`): ``click`` (logit that a shown item is consumed; BCE), ``value`` (reward its
-feedback earns once consumed; squared error), ``rating`` (stars, as ``(stars - 3) / 2``; squared error)
-and ``depth`` (consumed share; BCE). The ranking score is the expected reward ``sigmoid(click) * value``.
+feedback earns once consumed, in units of its running scale; squared error), ``depth`` (consumed share;
+BCE) — these three come out of
+the fusion, each with a per-item bias — and ``rating`` (stars, as ``(stars - 3) / 2``; squared error).
+Ratings are rare (a few percent of consumptions), too few to train a head of their own without
+overfitting, so the rating head is a linear read-out of the other three predictions (which see every
+consumption) and of the user's own mean rating. The ranking score is
+the expected reward ``sigmoid(click) * value``.
 """
 
 from __future__ import annotations
@@ -32,9 +42,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.features import FEATURES
+
 HEADS = ("click", "value", "rating", "depth")
+FUSED_HEADS = ("click", "value", "depth")
+"""The heads the fusion predicts; ``rating`` is read out of them."""
+MATCH_DIM = 64
+"""Principal axes of the catalogue's BERT embeddings kept for text matching (cosines at a sixth of the cost)."""
+USER_RATING = FEATURES.index("user_rating")
+VALUE_MOMENTUM = 0.99
+"""Momentum of the running mean square of value labels behind :meth:`RecommenderNet.value_scale`."""
 FUSIONS = ("concat", "weighted", "multitask")
-SOURCES = ("item", "profile", "session", "feedback")
+SOURCES = ("item", "profile", "session", "similarity", "feedback")
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,7 @@ class UserBatch:
 
     Attributes:
         items: ``(N, K)`` catalogue indices to score.
+        item_stats: ``(N, K, A)`` what the items' own feedback says (:class:`models.features.ItemStats`).
         history: ``(N, H)`` this session's consumed items, most recent last, -1 pads.
         memory_items: ``(N, P)`` the user's remembered engagements' items.
         memory_features: ``(N, P, F)`` their feedback features (:mod:`models.features`).
@@ -50,6 +70,7 @@ class UserBatch:
     """
 
     items: torch.Tensor
+    item_stats: torch.Tensor
     history: torch.Tensor
     memory_items: torch.Tensor
     memory_features: torch.Tensor
@@ -60,9 +81,12 @@ class RecommenderNet(nn.Module):
     """Scores ``(N, K)`` items for ``N`` users on every head.
 
     Args:
-        item_vectors: ``(I, D)`` text embeddings of the catalogue (a buffer: refreshed, never trained).
+        item_vectors: ``(I, D)`` text embeddings of the catalogue. The network keeps them as unit
+            *matching vectors* on their top :data:`MATCH_DIM` principal axes (a buffer: refreshed by
+            :meth:`set_item_vectors`, never trained), which feed both the item tower and text matching.
         item_attributes: ``(I, A)`` standardised numeric attributes.
         num_features: ``F``, width of the feedback features.
+        num_item_stats: ``A``, width of the item statistics.
         fusion: ``"concat"``, ``"weighted"`` or ``"multitask"``.
         dim: width of projected item embeddings.
         hidden: width of hidden layers.
@@ -74,58 +98,140 @@ class RecommenderNet(nn.Module):
         item_vectors: torch.Tensor,
         item_attributes: torch.Tensor,
         num_features: int,
+        num_item_stats: int,
         fusion: str = "multitask",
-        dim: int = 64,
-        hidden: int = 128,
+        dim: int = 32,
+        hidden: int = 64,
         fusion_weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
         self.fusion_mode = fusion
-        self.register_buffer("item_vectors", item_vectors.float())
+        item_vectors = item_vectors.float()
         self.register_buffer("item_attributes", item_attributes.float())
-        self.project = nn.Linear(item_vectors.shape[1] + item_attributes.shape[1], dim)
-        self.item_bias = nn.Embedding(len(item_vectors), len(HEADS))
+        match = min(MATCH_DIM, *item_vectors.shape)
+        mean = item_vectors.mean(0)
+        axes = torch.linalg.svd(item_vectors - mean, full_matrices=False).Vh
+        self.register_buffer("match_mean", mean)
+        self.register_buffer("match_basis", axes[:match].T.contiguous())
+        self.register_buffer("match_table", torch.zeros(len(item_vectors), match))
+        self.set_item_vectors(item_vectors)
+        self.project = nn.Linear(match + item_attributes.shape[1], dim)
+        self.item_bias = nn.Embedding(len(item_vectors), len(FUSED_HEADS))
         nn.init.zeros_(self.item_bias.weight)
+        self.register_buffer("value_moment", torch.zeros(()))
+        self.register_buffer("value_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("labels_seen", torch.zeros(len(FUSED_HEADS), dtype=torch.long))
+        self.rating_readout = nn.Linear(len(FUSED_HEADS) + 2, 1)
         self.engagement_weight = nn.Linear(num_features, 1)
         nn.init.constant_(self.engagement_weight.bias, math.log(math.e - 1.0))
-        widths = {"item": dim, "profile": 2 * dim, "session": 4 * dim, "feedback": num_features + 1}
+        widths = {
+            "item": dim + num_item_stats,
+            "profile": 2 * dim,
+            "session": 4 * dim,
+            "similarity": 4,
+            "feedback": num_features + 1,
+        }
         self.fuse = _make_fusion(fusion, widths, hidden, fusion_weights)
 
-    def embed_items(self, items: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
-        """Projected embeddings ``(*items.shape, dim)``; ``vectors`` ``(*items.shape, D)`` replaces the
-        table's text embeddings (fresh, differentiable ones while fine-tuning the encoder)."""
-        text = self.item_vectors[items] if vectors is None else vectors
-        return self.project(torch.cat([text, self.item_attributes[items]], dim=-1))
+    @torch.no_grad()
+    def set_item_vectors(self, vectors: torch.Tensor) -> None:
+        """Take new catalogue embeddings ``(I, D)`` (e.g. re-encoded by a fine-tuned BERT) as matching
+        vectors on the principal axes fitted at construction."""
+        self.match_table.copy_(self.match_vectors(vectors.float()))
+
+    def match_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Unit vectors ``(..., m)`` for text matching: ``vectors`` ``(..., D)`` on their top ``m`` principal axes."""
+        return F.normalize((vectors - self.match_mean) @ self.match_basis, dim=-1)
+
+    def embed_items(self, items: torch.Tensor, matched: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected embeddings ``(*items.shape, dim)`` of the items' matching vectors and attributes;
+        ``matched`` ``(*items.shape, m)`` replaces the table's matching vectors (fresh, differentiable
+        ones while fine-tuning the encoder). Without it, each distinct item is projected once."""
+        if matched is None:
+            unique, inverse = torch.unique(items, return_inverse=True)
+            return self.embed_items(unique, self.match_table[unique])[inverse]
+        return self.project(torch.cat([matched, self.item_attributes[items]], dim=-1))
 
     def forward(self, batch: UserBatch, item_vectors: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw head outputs ``(N, K, len(HEADS))``; ``item_vectors`` as in :meth:`embed_items`."""
-        x = self.embed_items(batch.items, item_vectors)
-        profile, mean, last, summary = self.user_state(batch)
-        k = x.shape[1]
+        """Raw head outputs ``(N, K, len(HEADS))``; ``item_vectors`` ``(N, K, D)`` replaces the table's
+        text embeddings of the scored items (fresh, differentiable ones while fine-tuning the encoder)."""
+        k, p = batch.items.shape[1], batch.memory_items.shape[1]
+        text = self.match_table[batch.items] if item_vectors is None else self.match_vectors(item_vectors)
+        past_items = torch.cat([batch.memory_items, batch.history.clamp_min(0)], dim=1)
+        x = self.embed_items(batch.items, text)
+        memory, history = self.embed_items(past_items).split([p, past_items.shape[1] - p], dim=1)
+        weight = F.softplus(self.engagement_weight(batch.memory_features)).squeeze(-1) * batch.memory_valid
+        profile, mean, last, summary = self.user_state(batch, weight, memory, history)
         sources = {
-            "item": x,
+            "item": torch.cat([x, batch.item_stats], dim=-1),
             "profile": torch.cat([_tile(profile, k), x * profile[:, None]], dim=-1),
             "session": torch.cat([_tile(mean, k), _tile(last, k), x * mean[:, None], x * last[:, None]], dim=-1),
+            "similarity": text_similarity(text, self.match_table[past_items], weight, batch.history >= 0),
             "feedback": _tile(summary, k),
         }
-        return self.fuse(sources) + self.item_bias(batch.items)
+        fused = self.fuse(sources) + self.item_bias(batch.items)
+        rating = self.rating_readout(_rating_inputs(fused.detach() * (self.labels_seen > 0), sources["feedback"]))
+        out = dict(zip(FUSED_HEADS, fused.unbind(-1), strict=True)) | {"rating": rating.squeeze(-1)}
+        out["value"] = out["value"] * self.value_scale()
+        return torch.stack([out[h] for h in HEADS], dim=-1)
 
-    def user_state(self, batch: UserBatch) -> tuple[torch.Tensor, ...]:
-        """``profile``, session ``mean`` and ``last`` ``(N, dim)``, and feedback ``summary`` ``(N, F + 1)``."""
+    def value_scale(self) -> torch.Tensor:
+        """Typical size of a value label (root mean square, bias-corrected running average; 1 before any):
+        the value head predicts in these units, so its outputs are of order one in every domain."""
+        if not self.value_updates:
+            return torch.ones((), device=self.value_moment.device)
+        return (self.value_moment / (1.0 - VALUE_MOMENTUM ** self.value_updates.float())).sqrt().clamp_min(1e-3)
+
+    @torch.no_grad()
+    def track_labels(self, labels: Mapping[str, torch.Tensor]) -> None:
+        """Fold a minibatch's labels (:func:`models.features.slate_labels`) into :meth:`value_scale` and
+        into the count of labels each fused head has seen (a head never labelled in this domain, e.g.
+        depth in e-commerce, is not read by the rating head)."""
+        values = labels["value"][labels["value_mask"]]
+        if len(values):
+            self.value_moment.mul_(VALUE_MOMENTUM).add_((1.0 - VALUE_MOMENTUM) * values.pow(2).mean())
+            self.value_updates += 1
+        self.labels_seen += torch.stack([labels[f"{h}_mask"].sum() for h in FUSED_HEADS]).to(self.labels_seen)
+
+    def user_state(
+        self, batch: UserBatch, weight: torch.Tensor, memory: torch.Tensor, history: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """``profile``, session ``mean`` and ``last`` ``(N, dim)``, and feedback ``summary`` ``(N, F + 1)``,
+        from the engagement weights ``(N, P)`` and the projected embeddings of the memory ``(N, P, dim)``
+        and history ``(N, H, dim)`` items."""
         valid = batch.memory_valid.float()
-        memory = self.embed_items(batch.memory_items)
-        weight = F.softplus(self.engagement_weight(batch.memory_features)).squeeze(-1) * valid
         profile = (weight[..., None] * memory).sum(1) / weight.sum(1, keepdim=True).clamp_min(1e-6)
         seen = (batch.history >= 0).float()
-        history = self.embed_items(batch.history.clamp_min(0)) * seen[..., None]
+        history = history * seen[..., None]
         mean = history.sum(1) / seen.sum(1, keepdim=True).clamp_min(1.0)
         last = history[:, -1]
         count = valid.sum(1, keepdim=True)
         average = (batch.memory_features * valid[..., None]).sum(1) / count.clamp_min(1.0)
         summary = torch.cat([average, torch.log1p(count) / math.log1p(valid.shape[1])], dim=-1)
         return profile, mean, last, summary
+
+
+def text_similarity(text: torch.Tensor, past: torch.Tensor, weight: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """How close each item's text is to what the user consumed, as ``(N, K, 4)`` cosine similarities of
+    the BERT embeddings (no learnt projection, so it works from the first step): the engagement-weighted
+    mean and the maximum over the memory, the mean over the session and the session's last item.
+
+    Args:
+        text: ``(N, K, m)`` unit matching vectors of the items scored (see :meth:`RecommenderNet.match_vectors`).
+        past: ``(N, P + H, m)`` those of the memory, then the session history.
+        weight: ``(N, P)`` engagement weights (0 for invalid memory entries).
+        seen: ``(N, H)`` bool, real history entries.
+    """
+    p = weight.shape[1]
+    cosine = text @ past.transpose(1, 2)
+    memory, history = cosine.split([p, cosine.shape[2] - p], dim=2)
+    weighted = (memory * weight[:, None]).sum(-1) / weight.sum(-1, keepdim=True).clamp_min(1e-6)
+    closest = memory.masked_fill(weight[:, None] <= 0, -1.0).amax(-1).clamp_min(0.0)
+    seen = seen[:, None].float()
+    session = (history * seen).sum(-1) / seen.sum(-1).clamp_min(1.0)
+    return torch.stack([weighted, closest, session, history[..., -1] * seen[..., -1]], dim=-1)
 
 
 def expected_reward(outputs: torch.Tensor) -> torch.Tensor:
@@ -138,13 +244,15 @@ def predicted_stars(outputs: torch.Tensor) -> torch.Tensor:
     return (3.0 + 2.0 * outputs[..., HEADS.index("rating")]).clamp(1.0, 5.0)
 
 
-def head_losses(outputs: torch.Tensor, labels: Mapping[str, torch.Tensor], value_scale: float = 1.0) -> dict[str, torch.Tensor]:
+def head_losses(
+    outputs: torch.Tensor, labels: Mapping[str, torch.Tensor], value_scale: float = 1.0
+) -> dict[str, torch.Tensor]:
     """Masked mean loss of every head, from outputs ``(N, K, len(HEADS))`` and :func:`models.features.slate_labels`
-    tensors. The value loss is divided by ``value_scale`` (mean squared value) so every head weighs alike."""
+    tensors. The value error is measured in units of ``value_scale`` so every head weighs alike."""
     out = dict(zip(HEADS, outputs.unbind(-1), strict=True))
     per_item = {
         "click": F.binary_cross_entropy_with_logits(out["click"], labels["click"], reduction="none"),
-        "value": (out["value"] - labels["value"]) ** 2 / value_scale,
+        "value": ((out["value"] - labels["value"]) / value_scale) ** 2,
         "rating": (out["rating"] - (labels["rating"] - 3.0) / 2.0) ** 2,
         "depth": F.binary_cross_entropy_with_logits(out["depth"], labels["depth"], reduction="none"),
     }
@@ -153,6 +261,14 @@ def head_losses(outputs: torch.Tensor, labels: Mapping[str, torch.Tensor], value
         mask = labels[f"{head}_mask"].float()
         losses[head] = (loss * mask).sum() / mask.sum().clamp_min(1.0)
     return losses
+
+
+def _rating_inputs(fused: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
+    """``(N, K, 5)``: the probabilities of consumption and depth, the value (in value-scale units), the
+    user's own mean rating and how much the memory holds (from the feedback ``summary`` ``(N, K, F + 1)``)."""
+    out = dict(zip(FUSED_HEADS, fused.unbind(-1), strict=True))
+    columns = [torch.sigmoid(out["click"]), out["value"], torch.sigmoid(out["depth"])]
+    return torch.stack([*columns, summary[..., USER_RATING], summary[..., -1]], dim=-1)
 
 
 def _tile(user: torch.Tensor, k: int) -> torch.Tensor:
@@ -176,11 +292,11 @@ def _make_fusion(kind: str, widths: dict[str, int], hidden: int, weights: Mappin
 
 
 class ConcatFusion(nn.Module):
-    """One MLP over all sources concatenated; its last layer outputs every head."""
+    """One MLP over all sources concatenated; its last layer outputs every fused head."""
 
     def __init__(self, widths: dict[str, int], hidden: int) -> None:
         super().__init__()
-        self.net = _mlp(sum(widths.values()), hidden, len(HEADS))
+        self.net = _mlp(sum(widths.values()), hidden, len(FUSED_HEADS))
 
     def forward(self, sources: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(torch.cat([sources[s] for s in SOURCES], dim=-1))
@@ -191,7 +307,9 @@ class WeightedFusion(nn.Module):
 
     def __init__(self, widths: dict[str, int], hidden: int, weights: Mapping[str, float] | None) -> None:
         super().__init__()
-        self.scorers = nn.ModuleDict({s: _mlp(widths[s], hidden // 2, len(HEADS), layers=1) for s in SOURCES})
+        self.scorers = nn.ModuleDict(
+            {s: _mlp(widths[s], max(hidden // 2, 1), len(FUSED_HEADS), layers=1) for s in SOURCES}
+        )
         if weights is None:
             self.weights = nn.Parameter(torch.ones(len(SOURCES)))
         else:
@@ -206,12 +324,12 @@ class WeightedFusion(nn.Module):
 
 
 class MultitaskFusion(nn.Module):
-    """A shared trunk over the concatenated sources, then one small MLP head per signal."""
+    """A shared trunk over the concatenated sources, then one small MLP head per fused signal."""
 
     def __init__(self, widths: dict[str, int], hidden: int) -> None:
         super().__init__()
         self.trunk = nn.Sequential(nn.Linear(sum(widths.values()), hidden), nn.GELU())
-        self.heads = nn.ModuleList(_mlp(hidden, hidden // 2, 1, layers=1) for _ in HEADS)
+        self.heads = nn.ModuleList(_mlp(hidden, max(hidden // 4, 1), 1, layers=1) for _ in FUSED_HEADS)
 
     def forward(self, sources: dict[str, torch.Tensor]) -> torch.Tensor:
         shared = self.trunk(torch.cat([sources[s] for s in SOURCES], dim=-1))

@@ -49,9 +49,12 @@ class FeedbackReplay:
         history_length: ``H``, session history items stored per row.
         memory_size: ``P``, engagements remembered per user.
         num_users: users in the population (ids ``0 .. num_users - 1``).
+        item_stats: width of the item statistics stored with each shown item.
     """
 
-    def __init__(self, capacity: int, slate_size: int, history_length: int, memory_size: int, num_users: int) -> None:
+    def __init__(
+        self, capacity: int, slate_size: int, history_length: int, memory_size: int, num_users: int, item_stats: int
+    ) -> None:
         k, s = slate_size, NUM_SIGNALS
         self.capacity, self.slate_size = capacity, slate_size
         self.serial = np.full(capacity, -1, np.int64)
@@ -60,6 +63,7 @@ class FeedbackReplay:
         self.step = np.zeros(capacity, np.int64)
         self.holdout = np.zeros(capacity, bool)
         self.items = np.zeros((capacity, k), np.int64)
+        self.item_stats = np.zeros((capacity, k, item_stats), np.float32)
         self.history = np.full((capacity, history_length), -1, np.int64)
         self.memory = np.full((capacity, memory_size), -1, np.int64)
         self.values = np.zeros((capacity, k, s), np.float32)
@@ -75,9 +79,19 @@ class FeedbackReplay:
         self._row_of = {}
         self.epoch_start = self.added
 
-    def add(self, impressions: np.ndarray, users: np.ndarray, items: np.ndarray, history: np.ndarray, step: int, holdout: np.ndarray) -> None:
+    def add(
+        self,
+        impressions: np.ndarray,
+        users: np.ndarray,
+        items: np.ndarray,
+        history: np.ndarray,
+        step: int,
+        holdout: np.ndarray,
+        item_stats: np.ndarray,
+    ) -> None:
         """Append ``B`` impressions: ids ``(B,)``, users ``(B,)``, shown items ``(B, k)``, session
-        history ``(B, H)`` at the time of choice, the agent ``step``, and ``(B,)`` held-out flags."""
+        history ``(B, H)`` at the time of choice, the agent ``step``, ``(B,)`` held-out flags, and the
+        shown items' statistics ``(B, k, A)`` at the time of choice (see :class:`models.features.ItemStats`)."""
         n = len(impressions)
         if n > self.capacity:
             raise ValueError(f"buffer_size={self.capacity} is smaller than one step's {n} impressions")
@@ -87,28 +101,30 @@ class FeedbackReplay:
                 del self._row_of[old]
         self.serial[rows] = self.added + np.arange(n)
         self.impression[rows], self.user[rows], self.step[rows], self.holdout[rows] = impressions, users, step, holdout
-        self.items[rows], self.history[rows] = items, history
+        self.items[rows], self.history[rows], self.item_stats[rows] = items, history, item_stats
         self.memory[rows] = self.user_memory[users]
         self.values[rows], self.arrived[rows], self.text[rows] = 0.0, False, -1
         self._row_of.update(zip(np.asarray(impressions).tolist(), rows.tolist(), strict=True))
         self.added += n
 
-    def join(self, records: np.ndarray, text_ids: np.ndarray) -> int:
+    def join(self, records: np.ndarray, text_ids: np.ndarray) -> np.ndarray:
         """Write arrived ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) into their rows; ``text_ids``
         ``(n,)`` are their texts' ids (-1 for none). New engagements enter their user's memory.
-        Returns how many records matched no impression in the buffer (too old, or another env's)."""
-        rows = np.array([self._row_of.get(i, -1) for i in records["impression_id"].tolist()], np.int64)
+        Returns each record's row ``(n,)``, -1 where it matched no impression in the buffer (too old,
+        or shown by another environment)."""
+        found = np.array([self._row_of.get(i, -1) for i in records["impression_id"].tolist()], np.int64)
         pos = records["position"].astype(np.int64)
-        match = rows >= 0
-        match[match] &= self.items[rows[match], pos[match]] == records["item_index"][match]
-        rows, pos, kinds = rows[match], pos[match], records["kind"][match].astype(np.int64)
+        match = found >= 0
+        match[match] &= self.items[found[match], pos[match]] == records["item_index"][match]
+        found[~match] = -1
+        rows, pos, kinds = found[match], pos[match], records["kind"][match].astype(np.int64)
         fresh = ~self.arrived[rows, pos].any(-1)
         self.values[rows, pos, kinds] = records["value"][match]
         self.arrived[rows, pos, kinds] = True
         texts = text_ids[match]
         self.text[rows[texts >= 0], pos[texts >= 0]] = texts[texts >= 0]
         self._remember(rows[fresh], pos[fresh])
-        return int((~match).sum())
+        return found
 
     def _remember(self, rows: np.ndarray, pos: np.ndarray) -> None:
         keep = ~self.holdout[rows]
@@ -135,8 +151,9 @@ class FeedbackReplay:
         )
 
     def trainable(self, now: int, window: int) -> np.ndarray:
-        """Rows that may train: filled, not held out, and shown at least ``window`` steps before ``now``."""
-        return np.flatnonzero((self.serial >= 0) & ~self.holdout & (now - self.step >= window))
+        """Rows that may train: filled, not held out, and shown more than ``window`` steps before ``now``
+        (the number of steps observed so far), so every record with a delay up to ``window`` is in."""
+        return np.flatnonzero((self.serial >= 0) & ~self.holdout & (now - self.step > window))
 
     def rated_holdout(self, rating_kind: int) -> np.ndarray:
         """``(n, 2)`` (row, position) of held-out shown items that received a rating."""
@@ -144,7 +161,21 @@ class FeedbackReplay:
 
     def state(self) -> dict[str, np.ndarray]:
         """Every array plus counters, for saving."""
-        names = ("serial", "impression", "user", "step", "holdout", "items", "history", "memory", "values", "arrived", "text", "user_memory")
+        names = (
+            "serial",
+            "impression",
+            "user",
+            "step",
+            "holdout",
+            "items",
+            "item_stats",
+            "history",
+            "memory",
+            "values",
+            "arrived",
+            "text",
+            "user_memory",
+        )
         return {**{n: getattr(self, n) for n in names}, "counters": np.array([self.added, self.epoch_start])}
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
