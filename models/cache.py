@@ -87,6 +87,13 @@ class EmbeddingCache:
 
     def store(self, texts: list[str], vectors: np.ndarray) -> None:
         """Add the embeddings ``(N, D)`` of ``texts`` to the file (atomically rewritten)."""
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(texts):
+            raise ValueError(
+                f"{len(texts)} texts but {len(vectors)} vectors of shape {vectors.shape}; expected one row per text"
+            )
+        if not np.isfinite(vectors).all():
+            raise ValueError("embeddings contain NaN or inf; expected finite vectors (the encoder output is broken)")
         keys, old = self._read()
         if len(keys) and old.shape[1] != vectors.shape[1]:
             raise ValueError(

@@ -295,13 +295,11 @@ def test_embeddings_of_another_width_are_refused_naming_both(tmp_path):
         cache.store(["b"], np.ones((1, 3), np.float32))
 
 
-@pytest.mark.xfail(strict=True, reason="models/cache.py: store() should refuse len(texts) != len(vectors)")
 def test_texts_and_vectors_of_different_lengths_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"3 texts .* 2 vectors"):
         EmbeddingCache("m", tmp_path).store(["a", "b", "c"], np.ones((2, 4), np.float32))
 
 
-@pytest.mark.xfail(strict=True, reason="models/cache.py: store() should refuse NaN/inf embeddings (served today)")
 def test_non_finite_embeddings_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"NaN or inf"):
         EmbeddingCache("m", tmp_path).store(["a"], np.full((1, 4), np.nan, np.float32))
