@@ -234,20 +234,20 @@ class FeedbackChannel:
 
     def clear(self) -> None:
         """Forget every pending record and zero the counters."""
-        self._pool = np.empty(1024, FEEDBACK_DTYPE)
-        self._count = 0
+        self._pool, self._count = np.empty(1024, FEEDBACK_DTYPE), 0  # scheduled, scanned every step
+        self._held, self._held_count = np.empty(1024, FEEDBACK_DTYPE), 0  # waiting for absent users
         self.generated = np.zeros(NUM_SIGNALS, dtype=np.int64)
         self.delivered = np.zeros(NUM_SIGNALS, dtype=np.int64)
 
     @property
     def pending(self) -> int:
         """Records submitted and not yet delivered."""
-        return self._count
+        return self._count + self._held_count
 
     def pending_records(self) -> np.ndarray:
         """A copy of the pending records (``step_arrived`` is their scheduled arrival; ``env_index`` -1
         marks records held for an absent user)."""
-        return self._pool[: self._count].copy()
+        return np.concatenate([self._pool[: self._count], self._held[: self._held_count]])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume: pending records and counters (plain arrays, no pickle)."""
@@ -262,9 +262,9 @@ class FeedbackChannel:
         pending = np.asarray(state["pending"])
         if pending.dtype != FEEDBACK_DTYPE:
             raise ValueError(f"pending feedback has dtype {pending.dtype}; expected FEEDBACK_DTYPE")
-        self._pool = np.empty(max(1024, 2 * len(pending)), FEEDBACK_DTYPE)
-        self._pool[: len(pending)] = pending
-        self._count = len(pending)
+        held = pending["env_index"] == HELD
+        self._pool, self._count = _pool_of(pending[~held])
+        self._held, self._held_count = _pool_of(pending[held])
         self.generated = np.array(state["generated"], np.int64)
         self.delivered = np.array(state["delivered"], np.int64)
 
@@ -288,10 +288,7 @@ class FeedbackChannel:
         held for the user's next session.
         """
         n = len(records)
-        if self._count + n > len(self._pool):
-            grown = np.empty(max(2 * len(self._pool), self._count + n), FEEDBACK_DTYPE)
-            grown[: self._count] = self._pool[: self._count]
-            self._pool = grown
+        self._pool = _with_room(self._pool, self._count, n)
         u = rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32)
         d = self.delays
         self._count = _schedule(
@@ -309,15 +306,33 @@ class FeedbackChannel:
             VALUE_HIGH,
             self.generated,
         )
+        self._held = _with_room(self._held, self._held_count, self._count)
         out = np.empty(self._count, FEEDBACK_DTYPE)
-        self._count, n = _collect(self._pool, self._count, now, session_of_env, env_of_user, out, self.delivered)
+        self._count, self._held_count, n = _collect(
+            self._pool, self._count, self._held, self._held_count, now, session_of_env, env_of_user, out, self.delivered
+        )
         return out[:n].copy()
 
     def release(self, env_of_user: np.ndarray, now: int) -> np.ndarray:
         """Held records of users who are active now, delivered to their sub-environments at ``now``."""
-        out = np.empty(self._count, FEEDBACK_DTYPE)
-        self._count, n = _release(self._pool, self._count, now, env_of_user, out, self.delivered)
+        out = np.empty(self._held_count, FEEDBACK_DTYPE)
+        self._held_count, n = _release(self._held, self._held_count, now, env_of_user, out, self.delivered)
         return out[:n].copy()
+
+
+def _with_room(pool: np.ndarray, count: int, extra: int) -> np.ndarray:
+    """``pool`` (its first ``count`` records kept) with room for ``extra`` more, doubling when it grows."""
+    if count + extra <= len(pool):
+        return pool
+    grown = np.empty(max(2 * len(pool), count + extra), FEEDBACK_DTYPE)
+    grown[:count] = pool[:count]
+    return grown
+
+
+def _pool_of(records: np.ndarray) -> tuple[np.ndarray, int]:
+    pool = np.empty(max(1024, 2 * len(records)), FEEDBACK_DTYPE)
+    pool[: len(records)] = records
+    return pool, len(records)
 
 
 @njit(cache=True)
@@ -357,22 +372,26 @@ def _privatise(value, kind, keep, epsilon, binary, low, high, u, i):
 
 
 @njit(cache=True)
-def _collect(pool, count, now, session_of_env, env_of_user, out, delivered):
+def _collect(pool, count, held, held_count, now, session_of_env, env_of_user, out, delivered):
+    """Deliver the records due by ``now``; those whose user is away move to ``held``."""
     n = 0
     i = 0
     while i < count:
-        env = pool[i]["env_index"]
-        if env == HELD or pool[i]["step_arrived"] > now:
+        if pool[i]["step_arrived"] > now:
             i += 1
             continue
+        env = pool[i]["env_index"]
         if session_of_env[env] != pool[i]["session_id"]:
             env = env_of_user[pool[i]["user_id"]]
             if env < 0:
-                pool[i]["env_index"] = HELD
-                i += 1
+                held[held_count] = pool[i]
+                held[held_count]["env_index"] = HELD
+                held_count += 1
+                count -= 1
+                pool[i] = pool[count]
                 continue
         count, n = _deliver(pool, i, count, env, now, out, n, delivered)
-    return count, n
+    return count, held_count, n
 
 
 @njit(cache=True, inline="always")
@@ -388,13 +407,14 @@ def _deliver(pool, i, count, env, now, out, n, delivered):
 
 
 @njit(cache=True)
-def _release(pool, count, now, env_of_user, out, delivered):
+def _release(held, count, now, env_of_user, out, delivered):
+    """Deliver the held records whose user is active again."""
     n = 0
     i = 0
     while i < count:
-        env = env_of_user[pool[i]["user_id"]] if pool[i]["env_index"] == HELD else -1
+        env = env_of_user[held[i]["user_id"]]
         if env < 0:
             i += 1
             continue
-        count, n = _deliver(pool, i, count, env, now, out, n, delivered)
+        count, n = _deliver(held, i, count, env, now, out, n, delivered)
     return count, n
