@@ -21,7 +21,7 @@ from envs.catalog import Catalog
 from envs.choice import CHOICE_MODELS
 from envs.config import SimConfig
 from envs.domain import Domain
-from envs.dynamics import UNIFORMS_PER_SESSION, Dynamics, draw_candidates
+from envs.dynamics import UNIFORMS_PER_SESSION, Dynamics, draw_candidates, item_utility
 from envs.dynamics import step as step_users
 from envs.feedback import FEEDBACK_DTYPE, DelayTable, FeedbackChannel
 from envs.responses import RESPONSES
@@ -285,14 +285,11 @@ class Simulator:
     # ------------------------------------------------------------------ the step
 
     def candidate_utility(self) -> np.ndarray:
-        """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only."""
-        cat, c = self.catalog, self.config
-        items = self.candidates
-        rows = np.arange(self.num_envs)[:, None]
-        topic, second, w = cat.topic[items], cat.secondary_topic[items], cat.secondary_weight[items]
-        affinity = (1 - w) * self.interests[rows, topic] + w * self.interests[rows, second]
-        tired = (1 - w) * self.fatigue[rows, topic] + w * self.fatigue[rows, second]
-        return affinity + c.quality_weight * cat.quality[items] - c.fatigue_weight * tired
+        """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only
+        (the kernel's own :func:`envs.dynamics.item_utility`)."""
+        out = np.empty(self.candidates.shape, np.float32)
+        _utilities(self.candidates, self.interests, self.fatigue, self._catalog_arrays, self._dynamics, out)
+        return out
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepOutcome:
         """Advance every session by one slate. ``actions``: ``(B, k)`` validated candidate indices."""
@@ -369,6 +366,14 @@ def _score(records, weight, neutral, reward, feedback_obs, filled):
             feedback_obs[env, row, 4] = value
             feedback_obs[env, row, 5] = records[r]["step_arrived"] - records[r]["step_shown"]
             filled[env] = row + 1
+
+
+@njit(cache=True)
+def _utilities(items, interests, fatigue, catalog, p, out):
+    topic, second, weight, quality = catalog
+    for b in range(items.shape[0]):
+        for j in range(items.shape[1]):
+            out[b, j] = item_utility(interests[b], fatigue[b], items[b, j], topic, second, weight, quality, p)
 
 
 @njit(cache=True)
