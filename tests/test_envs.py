@@ -107,6 +107,7 @@ def test_observation_never_contains_nan_and_utility_stays_hidden(env_id):
 def test_bad_actions_name_the_action_and_the_space(env_id, action, match):
     env = gym.make(env_id, **SMALL)
     env.reset(seed=0)
+    env.action_space.seed(0)
     with pytest.raises(ValueError, match=match) as error:
         env.unwrapped.step(action)
     assert "MultiDiscrete([20] * 5)" in str(error.value)
@@ -115,6 +116,7 @@ def test_bad_actions_name_the_action_and_the_space(env_id, action, match):
 def test_duplicates_error_refuses_repeated_slots(env_id):
     env = gym.make(env_id, duplicates="error", **SMALL)
     env.reset(seed=0)
+    env.action_space.seed(0)
     with pytest.raises(ValueError, match=r"repeats candidate 3 at position 2"):
         env.unwrapped.step([3, 1, 3, 4, 5])
 
@@ -122,6 +124,7 @@ def test_duplicates_error_refuses_repeated_slots(env_id):
 def test_duplicates_mask_shows_nothing_in_the_repeated_slot(env_id):
     env = gym.make(env_id, **SMALL)
     env.reset(seed=0)
+    env.action_space.seed(0)
     for _ in range(200):
         _, _, terminated, truncated, info = env.step([2, 2, 2, 2, 2])
         assert info["masked_positions"].tolist() == [False, True, True, True, True]
@@ -161,6 +164,7 @@ def test_invalid_kwargs_fail_at_construction(kwargs, match):
 def test_each_domain_produces_explicit_and_implicit_feedback(env_id):
     env = gym.make(env_id, **SMALL)
     env.reset(seed=0)
+    env.action_space.seed(0)
     kinds = set()
     for _ in range(3000):
         _, _, terminated, truncated, info = env.step(env.action_space.sample())
@@ -180,6 +184,7 @@ def test_each_domain_produces_explicit_and_implicit_feedback(env_id):
 def test_text_feedback_matches_the_rating_it_accompanies():
     env = gym.make("FeedbackRec/Video-v0", rating_propensity=1.0, delays="none", **SMALL)
     env.reset(seed=0)
+    env.action_space.seed(0)
     pairs = 0
     for _ in range(300):
         _, _, terminated, truncated, info = env.step(env.action_space.sample())
@@ -204,6 +209,7 @@ def test_fixed_delays_arrive_at_the_configured_step(delay):
         **SMALL,
     )
     env.reset(seed=0)
+    env.action_space.seed(0)
     seen = 0
     for _ in range(400):
         obs, _, terminated, truncated, info = env.step(env.action_space.sample())
@@ -220,6 +226,7 @@ def test_fixed_delays_arrive_at_the_configured_step(delay):
 def test_users_return_with_their_late_feedback():
     env = gym.make("FeedbackRec/Ecommerce-v0", num_users=3, num_items=300)
     env.reset(seed=0)
+    env.action_space.seed(0)
     returned = 0
     for _ in range(2000):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
@@ -234,6 +241,7 @@ def test_users_return_with_their_late_feedback():
 def test_reset_with_a_seed_restarts_the_world():
     env = gym.make("FeedbackRec/News-v0", **SMALL)
     env.reset(seed=5)
+    env.action_space.seed(5)
     before = env.unwrapped.sim.population.interests.copy()
     for _ in range(300):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
@@ -241,6 +249,7 @@ def test_reset_with_a_seed_restarts_the_world():
             env.reset()
     assert not np.array_equal(env.unwrapped.sim.population.interests, before)
     env.reset(seed=5)
+    env.action_space.seed(5)
     assert np.array_equal(env.unwrapped.sim.population.interests, before)
     assert env.unwrapped.sim.channel.pending == 0
 
@@ -248,6 +257,7 @@ def test_reset_with_a_seed_restarts_the_world():
 def test_step_after_the_session_ended_asks_for_reset():
     env = gym.make("FeedbackRec/News-v0", **SMALL).unwrapped
     env.reset(seed=0)
+    env.action_space.seed(0)
     while True:
         _, _, terminated, truncated, _ = env.step([0, 1, 2, 3, 4])
         if terminated or truncated:
@@ -278,6 +288,7 @@ def test_oracle_beats_random(env_id, choice_model):
 def test_cascade_clicks_favour_the_top_slots():
     env = gym.make("FeedbackRec/News-v0", choice_model="cascade", position_bias=0.5, **SMALL)
     env.reset(seed=0)
+    env.action_space.seed(0)
     positions = np.zeros(5)
     for _ in range(3000):
         _, _, terminated, truncated, info = env.step(env.action_space.sample())
@@ -291,5 +302,6 @@ def test_cascade_clicks_favour_the_top_slots():
 def test_render_ansi_lists_the_candidates():
     env = gym.make("FeedbackRec/Music-v0", render_mode="ansi", **SMALL)
     env.reset(seed=0)
+    env.action_space.seed(0)
     text = env.render()
     assert text.count("\n") == 20 and "candidates" in text
