@@ -5,6 +5,7 @@ from __future__ import annotations
 import reprlib
 
 import numpy as np
+from numba import njit
 
 
 def check_slates(action: object, num_candidates: int, slate_size: int, num_envs: int | None) -> np.ndarray:
@@ -14,8 +15,11 @@ def check_slates(action: object, num_candidates: int, slate_size: int, num_envs:
     for a batch, the message also names the first offending sub-environment. The range is checked
     before the cast to int64, so an unsigned or float entry too large for int64 is named as given.
     """
-    space = f"MultiDiscrete([{num_candidates}] * {slate_size})"
     expected = (slate_size,) if num_envs is None else (num_envs, slate_size)
+    if isinstance(action, np.ndarray) and action.dtype == np.int64 and action.shape == expected:
+        if _within(action.reshape(-1), num_candidates):  # the common case, checked in one pass
+            return action.reshape(-1, slate_size)
+    space = f"MultiDiscrete([{num_candidates}] * {slate_size})"
     try:
         array = np.asarray(action)
     except ValueError:  # ragged nested sequences
@@ -43,3 +47,12 @@ def _integral_floats(array: np.ndarray) -> bool:
 
 def _show(array: np.ndarray) -> str:
     return np.array2string(array, threshold=20, separator=",") if array.size else "[]"
+
+
+@njit(cache=True)
+def _within(flat, num_candidates):
+    """Whether every entry of ``flat`` is in ``[0, num_candidates)``."""
+    for entry in flat:
+        if entry < 0 or entry >= num_candidates:
+            return False
+    return True

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from envs.choice import CASCADE, choose_cascade, choose_mnl
 from envs.draws import bernoulli, normal, sigmoid, uniform
@@ -62,107 +61,145 @@ def draw_candidates(out, num_items, strides, u, i):
     for j in range(out.shape[0]):
         out[j] = item
         item += stride
-        if item >= num_items:
-            item -= num_items
+        item -= num_items * (item >= num_items)  # branch-free: the wrap is unpredictable
     return i
 
 
-@njit(cache=True)
-def step(
-    u,
-    stride,
-    actions,
-    candidates,
-    next_candidates,
-    strides,
-    catalog,
-    attrs,
-    users,
-    state,
-    population,
-    p,
-    signals,
-    clock,
-    impression_base,
-    utility,
-    masked,
-    choice,
-    ended,
-    records,
-):
-    """Advance every session by one slate; returns the number of records written.
+def uniforms_per_session(choice_model: int, slate_size: int) -> int:
+    """Length of each session's slice of the uniform block."""
+    return UNIFORMS_PER_SESSION + (slate_size if choice_model == CASCADE else 0)
 
-    ``catalog``: (topic, second, weight, quality) arrays ``(N,)``; ``attrs`` ``(N, A)``;
+
+@njit(cache=True)
+def step(u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out):
+    """Advance every session by one slate, one after the other (see :func:`step_session`)."""
+    for b in range(actions.shape[0]):
+        step_session(
+            b,
+            u,
+            stride,
+            actions,
+            candidates,
+            next_candidates,
+            strides,
+            world,
+            users,
+            state,
+            p,
+            clock,
+            impression_base,
+            out,
+        )
+
+
+@njit(cache=True, parallel=True)
+def step_parallel(
+    u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out
+):
+    """:func:`step` with the sessions spread over numba's threads; the result is the same bit for bit
+    (each session reads its own uniforms and writes its own rows). The tuples are taken apart and put
+    back together inside the loop because a parallel loop body cannot receive tuples of arrays."""
+    (topic, second, weight, quality), attrs, (no_click, temperature, leave, bias, propensity, spam), signals = world
+    session, steps, interests, fatigue, mood, budget, history = state
+    utility, masked, choice, ended, records, emitted, scratch = out
+    for b in prange(actions.shape[0]):
+        step_session(
+            b,
+            u,
+            stride,
+            actions,
+            candidates,
+            next_candidates,
+            strides,
+            ((topic, second, weight, quality), attrs, (no_click, temperature, leave, bias, propensity, spam), signals),
+            users,
+            (session, steps, interests, fatigue, mood, budget, history),
+            p,
+            clock,
+            impression_base,
+            (utility, masked, choice, ended, records, emitted, scratch),
+        )
+
+
+@njit(cache=True)
+def step_session(
+    b, u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out
+):
+    """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``, reading uniforms ``u[b·stride : (b+1)·stride]``.
+
+    ``world``: (catalog, attrs, population, signals) — catalog (topic, second, weight, quality) arrays
+    ``(N,)``, attrs ``(N, A)``, population (no_click, temperature, leave, rating_bias, rating_propensity,
+    spam) ``(U,)``, signals ``(S,)`` the domain's implicit signals;
     ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
-    ``population``: (no_click, temperature, leave, rating_bias, rating_propensity, spam) ``(U,)``.
-    Outputs: ``utility``/``masked`` ``(B, k)``, ``choice`` ``(B,)``, ``ended`` ``(B, 2)``
-    (terminated, truncated), ``records`` (capacity ``B * (signals + 2)``).
+    ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``, ended ``(B, 2)`` (terminated,
+    truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per session, scratch
+    ``(B, max(k, S))`` float64).
     """
-    topic, second, weight, quality = catalog
+    (topic, second, weight, quality), attrs, population, signals = world
     session, steps, interests, fatigue, mood, budget, history = state
     no_click, temperature, leave, rating_bias, rating_propensity, spam = population
-    n = 0
+    utility, masked, choice, ended, records, emitted, scratch = out
     k = actions.shape[1]
-    values = np.empty(signals.shape[0], np.float32)
-    weights = np.empty(actions.shape[1])
-    for b in range(actions.shape[0]):
-        i = b * stride
-        usr = users[b]
-        for j in range(k):
-            masked[b, j] = False
-            for jj in range(j):
-                if actions[b, jj] == actions[b, j]:
-                    masked[b, j] = True
-            item = candidates[b, actions[b, j]]
-            utility[b, j] = item_utility(interests[b], fatigue[b], item, topic, second, weight, quality, p)
-        if p.choice_model == CASCADE:
-            c, i = choose_cascade(utility[b], masked[b], no_click[usr], temperature[usr], p.position_bias, u, i)
-        else:
-            c, i = choose_mnl(utility[b], masked[b], no_click[usr], temperature[usr], u, i, weights)
-        slip, i = bernoulli(p.misclick_rate, u, i)
-        if slip:
-            a, i = uniform(u, i)
-            c = int(a * k)
-            c = -1 if masked[b, c] else c
-        else:
-            i += 1
-        choice[b] = c
-        spent = 1.0
-        for t in range(fatigue.shape[1]):
-            fatigue[b, t] *= p.fatigue_decay
-        if c >= 0:
-            item = candidates[b, actions[b, c]]
-            noise, i = normal(u, i)
-            satisfaction = sigmoid(SATISFACTION_SLOPE * (utility[b, c] - no_click[usr]) + SATISFACTION_NOISE * noise)
-            engagement, may_rate, i = respond(p.response, satisfaction, attrs[item], u, i, values)
-            for s in range(signals.shape[0]):
-                _emit(records[n], impression_base + b, usr, b, session[b], item, c, signals[s], values[s], clock)
+    i = b * stride
+    usr = users[b]
+    for j in range(k):
+        masked[b, j] = False
+        for jj in range(j):
+            if actions[b, jj] == actions[b, j]:
+                masked[b, j] = True
+        item = candidates[b, actions[b, j]]
+        utility[b, j] = item_utility(interests[b], fatigue[b], item, topic, second, weight, quality, p)
+    if p.choice_model == CASCADE:
+        c, i = choose_cascade(utility[b], masked[b], no_click[usr], temperature[usr], p.position_bias, u, i)
+    else:
+        c, i = choose_mnl(utility[b], masked[b], no_click[usr], temperature[usr], u, i, scratch[b])
+    slip, i = bernoulli(p.misclick_rate, u, i)
+    if slip:
+        a, i = uniform(u, i)
+        c = int(a * k)
+        c = -1 if masked[b, c] else c
+    else:
+        i += 1
+    choice[b] = c
+    spent = 1.0
+    for t in range(fatigue.shape[1]):
+        fatigue[b, t] *= p.fatigue_decay
+    n = 0
+    if c >= 0:
+        item = candidates[b, actions[b, c]]
+        noise, i = normal(u, i)
+        satisfaction = sigmoid(SATISFACTION_SLOPE * (utility[b, c] - no_click[usr]) + SATISFACTION_NOISE * noise)
+        values = scratch[b]
+        engagement, may_rate, i = respond(p.response, satisfaction, attrs[item], u, i, values)
+        impression = impression_base + b
+        for s in range(signals.shape[0]):
+            _emit(records[b, n], impression, usr, b, session[b], item, c, signals[s], values[s], clock)
+            n += 1
+        rate, i = bernoulli(rating_propensity[usr], u, i)
+        if may_rate and rate:
+            stars, i = _stars(satisfaction, rating_bias[usr], spam[usr], p.rating_noise, u, i)
+            _emit(records[b, n], impression, usr, b, session[b], item, c, RATING, stars, clock)
+            n += 1
+            write, i = bernoulli(0.5, u, i)
+            phrasing, i = uniform(u, i)
+            if write and p.text_kind >= 0:
+                _emit(records[b, n], impression, usr, b, session[b], item, c, p.text_kind, 1.0, clock)
+                records[b, n]["text_id"] = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
                 n += 1
-            rate, i = bernoulli(rating_propensity[usr], u, i)
-            if may_rate and rate:
-                stars, i = _stars(satisfaction, rating_bias[usr], spam[usr], p.rating_noise, u, i)
-                _emit(records[n], impression_base + b, usr, b, session[b], item, c, RATING, stars, clock)
-                n += 1
-                write, i = bernoulli(0.5, u, i)
-                phrasing, i = uniform(u, i)
-                if write and p.text_kind >= 0:
-                    _emit(records[n], impression_base + b, usr, b, session[b], item, c, p.text_kind, 1.0, clock)
-                    records[n]["text_id"] = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
-                    n += 1
-            _consume(b, item, satisfaction, topic, second, weight, interests, fatigue, history, p)
-            spent += engagement
-            mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
-        else:
-            mood[b] = 0.85 * mood[b]
-        for j in range(k):
-            if masked[b, j]:
-                utility[b, j] = 0.0
-        steps[b] += 1
-        budget[b] -= spent
-        ended[b, 0] = budget[b] <= 0 or mood[b] < leave[usr]
-        ended[b, 1] = not ended[b, 0] and p.max_episode_steps > 0 and steps[b] >= p.max_episode_steps
-        draw_candidates(next_candidates[b], topic.shape[0], strides, u, b * stride + stride - 2)
-    return n
+        _consume(b, item, satisfaction, topic, second, weight, interests, fatigue, history, p)
+        spent += engagement
+        mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
+    else:
+        mood[b] = 0.85 * mood[b]
+    emitted[b] = n
+    for j in range(k):
+        if masked[b, j]:
+            utility[b, j] = 0.0
+    steps[b] += 1
+    budget[b] -= spent
+    ended[b, 0] = budget[b] <= 0 or mood[b] < leave[usr]
+    ended[b, 1] = not ended[b, 0] and p.max_episode_steps > 0 and steps[b] >= p.max_episode_steps
+    draw_candidates(next_candidates[b], topic.shape[0], strides, u, b * stride + stride - 2)
 
 
 @njit(cache=True, inline="always")

@@ -229,7 +229,8 @@ class FeedbackChannel:
     def __init__(self, delays: DelayTable, privacy_epsilon: float | None = None) -> None:
         self.delays = delays
         self.privacy_epsilon = privacy_epsilon
-        self._epsilon = 0.0 if privacy_epsilon is None else float(privacy_epsilon)
+        epsilon = 0.0 if privacy_epsilon is None else float(privacy_epsilon)
+        self._params = (delays.mean, delays.geometric, delays.max_steps, epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH)
         self.clear()
 
     def clear(self) -> None:
@@ -289,35 +290,27 @@ class FeedbackChannel:
         """
         n = len(records)
         self._pool = _with_room(self._pool, self._count, n)
-        u = rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32)
-        d = self.delays
-        self._count = _schedule(
+        self._held = _with_room(self._held, self._held_count, self._count + n)
+        self._count, self._held_count, arrived = _advance(
             self._pool,
             self._count,
+            self._held,
+            self._held_count,
             records,
             now,
-            u,
-            d.mean,
-            d.geometric,
-            d.max_steps,
-            self._epsilon,
-            IS_BINARY,
-            VALUE_LOW,
-            VALUE_HIGH,
+            rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32),
+            self._params,
+            session_of_env,
+            env_of_user,
             self.generated,
+            self.delivered,
         )
-        self._held = _with_room(self._held, self._held_count, self._count)
-        out = np.empty(self._count, FEEDBACK_DTYPE)
-        self._count, self._held_count, n = _collect(
-            self._pool, self._count, self._held, self._held_count, now, session_of_env, env_of_user, out, self.delivered
-        )
-        return out[:n].copy()
+        return arrived
 
     def release(self, env_of_user: np.ndarray, now: int) -> np.ndarray:
         """Held records of users who are active now, delivered to their sub-environments at ``now``."""
-        out = np.empty(self._held_count, FEEDBACK_DTYPE)
-        self._held_count, n = _release(self._held, self._held_count, now, env_of_user, out, self.delivered)
-        return out[:n].copy()
+        self._held_count, released = _release(self._held, self._held_count, now, env_of_user, self.delivered)
+        return released
 
 
 def _with_room(pool: np.ndarray, count: int, extra: int) -> np.ndarray:
@@ -336,7 +329,42 @@ def _pool_of(records: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 @njit(cache=True)
-def _schedule(pool, count, records, now, u, mean, is_geometric, max_delay, epsilon, binary, low, high, generated):
+def _advance(pool, count, held, held_count, records, now, u, params, session_of_env, env_of_user, generated, delivered):
+    """Schedule ``records`` into ``pool``, then deliver what is due by ``now``; those whose user is away
+    move to ``held``. Returns the new pool and held counts and the delivered records (a new array)."""
+    count = _schedule(pool, count, records, now, u, params, generated)
+    due = 0
+    i = 0
+    while i < count:
+        if pool[i]["step_arrived"] <= now:
+            env = pool[i]["env_index"]
+            if session_of_env[env] != pool[i]["session_id"]:
+                env = env_of_user[pool[i]["user_id"]]
+                if env < 0:
+                    held[held_count] = pool[i]
+                    held[held_count]["env_index"] = HELD
+                    held_count += 1
+                    count -= 1
+                    pool[i] = pool[count]
+                    continue
+                pool[i]["env_index"] = env
+            due += 1
+        i += 1
+    out = np.empty(due, pool.dtype)
+    n = 0
+    i = 0
+    while n < due:
+        if pool[i]["step_arrived"] <= now:
+            count, n = _deliver(pool, i, count, pool[i]["env_index"], now, out, n, delivered)
+        else:
+            i += 1
+    return count, held_count, out
+
+
+@njit(cache=True)
+def _schedule(pool, count, records, now, u, params, generated):
+    """Append ``records`` to ``pool`` with their arrival steps (and privatised values); returns the count."""
+    mean, is_geometric, max_delay, epsilon, binary, low, high = params
     keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
     i = 0
     for r in range(records.shape[0]):
@@ -371,29 +399,6 @@ def _privatise(value, kind, keep, epsilon, binary, low, high, u, i):
     return noisy, i
 
 
-@njit(cache=True)
-def _collect(pool, count, held, held_count, now, session_of_env, env_of_user, out, delivered):
-    """Deliver the records due by ``now``; those whose user is away move to ``held``."""
-    n = 0
-    i = 0
-    while i < count:
-        if pool[i]["step_arrived"] > now:
-            i += 1
-            continue
-        env = pool[i]["env_index"]
-        if session_of_env[env] != pool[i]["session_id"]:
-            env = env_of_user[pool[i]["user_id"]]
-            if env < 0:
-                held[held_count] = pool[i]
-                held[held_count]["env_index"] = HELD
-                held_count += 1
-                count -= 1
-                pool[i] = pool[count]
-                continue
-        count, n = _deliver(pool, i, count, env, now, out, n, delivered)
-    return count, held_count, n
-
-
 @njit(cache=True, inline="always")
 def _deliver(pool, i, count, env, now, out, n, delivered):
     """Move pool record ``i`` to ``out[n]``, delivered to ``env`` at ``now``; the last pending record
@@ -407,14 +412,18 @@ def _deliver(pool, i, count, env, now, out, n, delivered):
 
 
 @njit(cache=True)
-def _release(held, count, now, env_of_user, out, delivered):
-    """Deliver the held records whose user is active again."""
+def _release(held, count, now, env_of_user, delivered):
+    """Deliver the held records whose user is active again; returns the new count and those records."""
+    due = 0
+    for i in range(count):
+        due += env_of_user[held[i]["user_id"]] >= 0
+    out = np.empty(due, held.dtype)
     n = 0
     i = 0
-    while i < count:
+    while n < due:
         env = env_of_user[held[i]["user_id"]]
         if env < 0:
             i += 1
             continue
         count, n = _deliver(held, i, count, env, now, out, n, delivered)
-    return count, n
+    return count, out

@@ -11,7 +11,7 @@ Arrays handed out in observations are never written again by the simulator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -21,8 +21,7 @@ from envs.catalog import Catalog
 from envs.choice import CHOICE_MODELS
 from envs.config import SimConfig
 from envs.domain import Domain
-from envs.dynamics import UNIFORMS_PER_SESSION, Dynamics, draw_candidates, item_utility
-from envs.dynamics import step as step_users
+from envs.dynamics import Dynamics, draw_candidates, item_utility, step, step_parallel, uniforms_per_session
 from envs.feedback import FEEDBACK_DTYPE, DelayTable, FeedbackChannel
 from envs.responses import RESPONSES
 from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal
@@ -33,10 +32,11 @@ FEEDBACK_FIELDS = ("present", "kind", "item_index", "position", "value", "age")
 index, its slate position, the value, and the delay in steps between showing and arrival."""
 
 MAX_STRIDES = 1024
+PARALLEL_FROM = 256
+"""Batches of at least this many sessions are stepped on all of numba's threads."""
 
 
-@dataclass(frozen=True)
-class StepOutcome:
+class StepOutcome(NamedTuple):
     """What one batched step produced.
 
     Attributes:
@@ -130,19 +130,23 @@ class Simulator:
             self.catalog.secondary_weight,
             self.catalog.quality,
         )
-        self._attrs = _attribute_matrix(domain, self.catalog)
         pop = self.population
-        self._population_arrays = (
-            pop.no_click_utility,
-            pop.click_temperature,
-            pop.leave_threshold,
-            pop.rating_bias,
-            pop.rating_propensity,
-            pop.spam,
+        self._world = (
+            self._catalog_arrays,
+            _attribute_matrix(domain, self.catalog),
+            (
+                pop.no_click_utility,
+                pop.click_temperature,
+                pop.leave_threshold,
+                pop.rating_bias,
+                pop.rating_propensity,
+                pop.spam,
+            ),
+            np.array(domain.implicit_signals, dtype=np.int16),
         )
         self._strides = _coprime_strides(n_items, np.random.default_rng([config.population_seed, 1]))
-        self._signals = np.array(domain.implicit_signals, dtype=np.int16)
-        self._stride = UNIFORMS_PER_SESSION + config.slate_size
+        self._stride = uniforms_per_session(self._dynamics.choice_model, config.slate_size)
+        self._kernel = step_parallel if num_envs >= PARALLEL_FROM else step
         self.observation_space, self.action_space = self._spaces()
         self._allocate()
 
@@ -185,7 +189,10 @@ class Simulator:
         self.clock = 0
         self._next_session = 0
         self._next_impression = 0
-        self._records = np.empty(b * (len(self.domain.implicit_signals) + 2), FEEDBACK_DTYPE)
+        slots = len(self.domain.implicit_signals) + 2  # implicit signals, a rating and its text
+        self._records = np.empty((b, slots), FEEDBACK_DTYPE)
+        self._emitted, self._filled = np.zeros(b, np.int64), np.zeros(b, np.int64)
+        self._scratch = np.empty((b, max(c.slate_size, slots)))
         self._handed_out = False
 
     def reset_world(self) -> None:
@@ -238,41 +245,38 @@ class Simulator:
         not active elsewhere. Returns the feedback that waited for those users."""
         self.end_sessions(envs)
         users = self._draw_free_users(len(envs), rng)
-        pop = self.population
-        self.user[envs] = users
-        self.env_of_user[users] = envs
-        self.session[envs] = self._next_session + np.arange(len(envs))
-        self._next_session += len(envs)
-        self.steps[envs] = 0
-        self.interests[envs] = pop.interests[users]
-        self.fatigue[envs] = 0.0
-        self.mood[envs] = 1.0
-        self.budget[envs] = pop.patience[users]
-        self.history[envs] = -1
         if self._handed_out:
             self.candidates, self.feedback_obs = self.candidates.copy(), self.feedback_obs.copy()
-        _draw_rows(
-            self.candidates, envs, self.catalog.num_items, self._strides, rng.random(2 * len(envs), dtype=np.float32)
+        pop = self.population
+        _start(
+            envs,
+            users,
+            self._next_session,
+            (pop.interests, pop.patience),
+            (
+                self.user,
+                self.env_of_user,
+                self.session,
+                self.steps,
+                self.interests,
+                self.fatigue,
+                self.mood,
+                self.budget,
+                self.history,
+            ),
+            (self.candidates, self.feedback_obs),
+            self.catalog.num_items,
+            self._strides,
+            rng.random(2 * len(envs), dtype=np.float32),
         )
+        self._next_session += len(envs)
         waiting = self.channel.release(self.env_of_user, self.clock)
-        self.feedback_obs[envs] = 0.0
-        _score(
-            waiting,
-            self.reward_weight,
-            VALUE_NEUTRAL,
-            np.zeros(self.num_envs),
-            self.feedback_obs,
-            np.zeros(self.num_envs, np.int64),
-        )
+        _score(waiting, self.reward_weight, VALUE_NEUTRAL, np.zeros(self.num_envs), self.feedback_obs, self._filled)
         return waiting
 
     def end_sessions(self, envs: np.ndarray) -> None:
         """Write the drifted interests of ``envs``' users back to the population; mark them away."""
-        active = envs[self.session[envs] >= 0]
-        users = self.user[active]
-        self.population.interests[users] = self.interests[active]
-        self.env_of_user[users] = -1
-        self.session[active] = -1
+        _end(envs, self.user, self.session, self.interests, self.env_of_user, self.population.interests)
 
     def _draw_free_users(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` distinct users, none active in another session (uniform among the free ones)."""
@@ -299,36 +303,31 @@ class Simulator:
         u = rng.random(b * self._stride, dtype=np.float32)
         utility, masked = np.empty((b, k), np.float32), np.empty((b, k), bool)
         choice, ended = np.empty(b, np.int64), np.empty((b, 2), bool)
-        next_candidates = np.empty_like(self.candidates)
-        impressions = self._next_impression + np.arange(b)
+        next_candidates = np.empty(self.candidates.shape, np.int64)
         state = (self.session, self.steps, self.interests, self.fatigue, self.mood, self.budget, self.history)
-        n = step_users(
+        out = (utility, masked, choice, ended, self._records, self._emitted, self._scratch)
+        self._kernel(
             u,
             self._stride,
             actions,
             self.candidates,
             next_candidates,
             self._strides,
-            self._catalog_arrays,
-            self._attrs,
+            self._world,
             self.user,
             state,
-            self._population_arrays,
             self._dynamics,
-            self._signals,
             self.clock,
             self._next_impression,
-            utility,
-            masked,
-            choice,
-            ended,
-            self._records,
+            out,
         )
+        impressions = np.arange(self._next_impression, self._next_impression + b)
         self._next_impression += b
-        arrived = self.channel.advance(self._records[:n], self.clock, rng, self.session, self.env_of_user)
+        fresh = self._records.reshape(-1)[: _compact(self._records, self._emitted)]
+        arrived = self.channel.advance(fresh, self.clock, rng, self.session, self.env_of_user)
         reward = np.zeros(b)
-        self.feedback_obs = np.zeros_like(self.feedback_obs)
-        _score(arrived, self.reward_weight, VALUE_NEUTRAL, reward, self.feedback_obs, np.zeros(b, np.int64))
+        self.feedback_obs = np.zeros(self.feedback_obs.shape, np.float32)
+        _score(arrived, self.reward_weight, VALUE_NEUTRAL, reward, self.feedback_obs, self._filled)
         self.clock += 1
         self.candidates = next_candidates
         self._handed_out = False
@@ -336,9 +335,10 @@ class Simulator:
 
     # ------------------------------------------------------------------ observations
 
-    def observation(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
-        """Observation arrays ``(len(rows), ...)`` for the given sessions."""
-        self._handed_out |= isinstance(rows, slice)
+    def observation(self, rows: np.ndarray | slice | int = slice(None)) -> dict[str, np.ndarray]:
+        """Observation arrays ``(len(rows), ...)`` for the given sessions (one session's, unbatched, for
+        an int)."""
+        self._handed_out |= not isinstance(rows, np.ndarray)  # views of the live arrays went out
         obs = {
             "candidates": self.candidates[rows],
             "history": self.history[rows].copy(),
@@ -353,7 +353,9 @@ class Simulator:
 @njit(cache=True)
 def _score(records, weight, neutral, reward, feedback_obs, filled):
     """Add each record's ``weight * (value - neutral)`` to its env's reward and put up to
-    ``feedback_length`` records per env into ``feedback_obs`` ``(B, L, 6)``."""
+    ``feedback_length`` records per env into ``feedback_obs`` ``(B, L, 6)`` (after the rows already
+    ``filled`` ``(B,)``, which it overwrites: scratch)."""
+    filled[:] = 0
     for r in range(records.shape[0]):
         env, kind, value = records[r]["env_index"], records[r]["kind"], records[r]["value"]
         reward[env] += weight[kind] * (value - neutral[kind])
@@ -369,17 +371,53 @@ def _score(records, weight, neutral, reward, feedback_obs, filled):
 
 
 @njit(cache=True)
+def _compact(records, emitted):
+    """Move the ``emitted[b]`` records of each session's row of ``records`` ``(B, slots)`` to the front of
+    the flat array, in session order; returns their count."""
+    flat = records.reshape(-1)
+    n = 0
+    for b in range(records.shape[0]):
+        for s in range(emitted[b]):
+            flat[n] = records[b, s]
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _start(envs, users, first_session, population, state, observed, num_items, strides, u):
+    """Put ``users[r]`` into sub-env ``envs[r]`` with a fresh session: interests from the population,
+    no fatigue, full mood, a time budget of the user's patience, no history, new candidates and no
+    feedback rows."""
+    interests, patience = population
+    user, env_of_user, session, steps, current, fatigue, mood, budget, history = state
+    candidates, feedback_obs = observed
+    for r in range(envs.shape[0]):
+        env, usr = envs[r], users[r]
+        user[env], env_of_user[usr], session[env], steps[env] = usr, env, first_session + r, 0
+        current[env] = interests[usr]
+        fatigue[env] = 0.0
+        mood[env], budget[env] = 1.0, patience[usr]
+        history[env] = -1
+        feedback_obs[env] = 0.0
+        draw_candidates(candidates[env], num_items, strides, u, 2 * r)
+
+
+@njit(cache=True)
+def _end(envs, user, session, interests, env_of_user, population_interests):
+    """Write back the interests of the users active in ``envs`` and mark them away."""
+    for env in envs:
+        if session[env] >= 0:
+            population_interests[user[env]] = interests[env]
+            env_of_user[user[env]] = -1
+            session[env] = -1
+
+
+@njit(cache=True)
 def _utilities(items, interests, fatigue, catalog, p, out):
     topic, second, weight, quality = catalog
     for b in range(items.shape[0]):
         for j in range(items.shape[1]):
             out[b, j] = item_utility(interests[b], fatigue[b], items[b, j], topic, second, weight, quality, p)
-
-
-@njit(cache=True)
-def _draw_rows(candidates, envs, num_items, strides, u):
-    for r in range(envs.shape[0]):
-        draw_candidates(candidates[envs[r]], num_items, strides, u, 2 * r)
 
 
 @njit(cache=True)

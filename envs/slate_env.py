@@ -93,4 +93,4 @@ class SlateEnv(gym.Env):
         return "\n".join(lines)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {key: value[0] for key, value in self.sim.observation().items()}
+        return self.sim.observation(0)

@@ -81,16 +81,19 @@ def test_batched_and_single_env_agree_in_distribution():
     vec = make_vec(env_id, 256, rating_propensity=0.3, delays="none", num_users=1000)
     vec.reset(seed=1)
     batched = []
-    lengths = np.zeros(256, int)
-    for _ in range(80):
+    lengths, started = np.zeros(256, int), np.zeros(256, int)
+    for t in range(200):
         _, _, terminated, truncated, info = vec.step(random_slates(rng, 256))
         lengths += 1
         records = as_records(info["feedback"])
         done = terminated | truncated
+        # sessions started late would be cut off by the end of the run (censoring shortens them): count
+        # only those started in the first 80 steps, all of which end long before step 200
+        counted = done & (started < 80)
         for b in range(256):
             rated = records["value"][(records["env_index"] == b) & (records["kind"] == 12)]
-            batched.append((info["choice"][b], rated, lengths[b] if done[b] else 0))
-        lengths[done] = 0
+            batched.append((info["choice"][b], rated, lengths[b] if counted[b] else 0))
+        lengths[done], started[done] = 0, t + 1
     single = gym.make(env_id, rating_propensity=0.3, delays="none", **{**SMALL, "num_users": 1000})
     single.reset(seed=2)
     alone, length = [], 0
