@@ -1,16 +1,21 @@
-"""The compiled per-step user dynamics, one kernel per domain, looping over the ``B`` sessions.
+"""The compiled per-step user dynamics, looping over the ``B`` sessions.
 
 For each session: look up the slate's items, mask repeated slots, compute the hidden utility of each
 shown item, let the choice model pick a slot (or none; sometimes a misclick), turn a consumption into the
 domain's implicit signals and, rarely, a rating (and text), evolve the user (fatigue, interest drift,
 mood, time budget) and draw the next candidates. Randomness comes from a block of uniforms, a fixed
 slice per session (see :mod:`envs.draws`).
-"""
+
+The kernel and its helpers (here and in :mod:`envs.choice`, :mod:`envs.responses`, :mod:`envs.draws`)
+never allocate, so they are compiled without numba's reference counting (``_nrt=False``): counting the
+references of every array argument, per session and per helper call, cost more than the simulation.
+Sessions index the ``(B, ...)`` arrays by row instead of taking row views, for the same reason."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 from numba import njit, prange
 
 from envs.choice import CASCADE, choose_cascade, choose_mnl
@@ -41,25 +46,41 @@ class Dynamics(NamedTuple):
     response: int  # a value of envs.responses.RESPONSES
 
 
-@njit(cache=True, inline="always")
-def item_utility(interests, fatigue, item, topic, second, weight, quality, p):
-    """Hidden utility of one item for one user: topic affinity + quality − topic fatigue."""
-    w = weight[item]
-    affinity = (1 - w) * interests[topic[item]] + w * interests[second[item]]
-    tired = (1 - w) * fatigue[topic[item]] + w * fatigue[second[item]]
-    return affinity + p.quality_weight * quality[item] - p.fatigue_weight * tired
+ITEM_DTYPE = np.dtype([("topic", np.int32), ("second", np.int32), ("weight", np.float32), ("quality", np.float32)])
+"""What the kernel reads of an item: main topic, secondary topic, the secondary topic's weight, hidden quality."""
+USER_DTYPE = np.dtype(
+    [
+        ("no_click", np.float32),  # utility of leaving the slate alone
+        ("temperature", np.float32),  # softmax temperature of the choice
+        ("leave", np.float32),  # mood under which the session ends
+        ("rating_bias", np.float32),  # stars added to every rating
+        ("rating_propensity", np.float64),  # probability of rating a consumed item
+        ("spam", np.bool_),  # rates uniformly at random
+    ]
+)
+"""What the kernel reads of a user (fixed traits; drifting interests live apart)."""
 
 
-@njit(cache=True)
-def draw_candidates(out, num_items, strides, u, i):
-    """Fill ``out`` ``(M,)`` with distinct catalogue indices in O(M) whatever the catalogue size: an
-    arithmetic progression modulo ``num_items`` with a random start and a random stride coprime to it."""
+@njit(cache=True, _nrt=False)
+def item_utility(interests, fatigue, b, item, p):
+    """Hidden utility of ``item`` (an :data:`ITEM_DTYPE` record) for session ``b``'s user (rows of
+    ``(B, T)`` interests and fatigue): topic affinity + quality − topic fatigue."""
+    w = item.weight
+    affinity = (1 - w) * interests[b, item.topic] + w * interests[b, item.second]
+    tired = (1 - w) * fatigue[b, item.topic] + w * fatigue[b, item.second]
+    return affinity + p.quality_weight * item.quality - p.fatigue_weight * tired
+
+
+@njit(cache=True, _nrt=False)
+def draw_candidates(out, b, num_items, strides, u, i):
+    """Fill row ``b`` of ``out`` ``(B, M)`` with distinct catalogue indices in O(M) whatever the catalogue
+    size: an arithmetic progression modulo ``num_items`` with a random start and a random stride coprime to it."""
     a, i = uniform(u, i)
-    b, i = uniform(u, i)
+    c, i = uniform(u, i)
     item = int(a * num_items)
-    stride = strides[int(b * strides.shape[0])]
-    for j in range(out.shape[0]):
-        out[j] = item
+    stride = strides[int(c * strides.shape[0])]
+    for j in range(out.shape[1]):
+        out[b, j] = item
         item += stride
         item -= num_items * (item >= num_items)  # branch-free: the wrap is unpredictable
     return i
@@ -70,26 +91,26 @@ def uniforms_per_session(choice_model: int, slate_size: int) -> int:
     return UNIFORMS_PER_SESSION + (slate_size if choice_model == CASCADE else 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out):
-    """Advance every session by one slate, one after the other (see :func:`step_session`)."""
+    """Advance every session by one slate, one after the other.
+
+    ``world``: (items :data:`ITEM_DTYPE` ``(N,)``, attrs ``(N, A)``, people :data:`USER_DTYPE` ``(U,)``,
+    signals ``(S,)`` the domain's implicit signals); ``users`` ``(B,)`` who is in each session;
+    ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
+    ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``, ended ``(B, 2)`` (terminated,
+    truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per session, scratch
+    ``(B, max(k, S))`` float64). See :func:`step_session` for one session's step.
+    """
+    items, attrs, people, signals = world
+    session, steps, interests, fatigue, mood, budget, history = state
+    utility, masked, choice, ended, records, emitted, scratch = out
     for b in range(actions.shape[0]):
         step_session(
-            b,
-            u,
-            stride,
-            actions,
-            candidates,
-            next_candidates,
-            strides,
-            world,
-            users,
-            state,
-            p,
-            clock,
-            impression_base,
-            out,
-        )
+            b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
+            users, session, steps, interests, fatigue, mood, budget, history, p, clock, impression_base,
+            utility, masked, choice, ended, records, emitted, scratch,
+        )  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
@@ -97,62 +118,42 @@ def step_parallel(
     u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out
 ):
     """:func:`step` with the sessions spread over numba's threads; the result is the same bit for bit
-    (each session reads its own uniforms and writes its own rows). The tuples are taken apart and put
-    back together inside the loop because a parallel loop body cannot receive tuples of arrays."""
-    (topic, second, weight, quality), attrs, (no_click, temperature, leave, bias, propensity, spam), signals = world
+    (each session reads its own uniforms and writes its own rows)."""
+    items, attrs, people, signals = world
     session, steps, interests, fatigue, mood, budget, history = state
     utility, masked, choice, ended, records, emitted, scratch = out
     for b in prange(actions.shape[0]):
         step_session(
-            b,
-            u,
-            stride,
-            actions,
-            candidates,
-            next_candidates,
-            strides,
-            ((topic, second, weight, quality), attrs, (no_click, temperature, leave, bias, propensity, spam), signals),
-            users,
-            (session, steps, interests, fatigue, mood, budget, history),
-            p,
-            clock,
-            impression_base,
-            (utility, masked, choice, ended, records, emitted, scratch),
-        )
+            b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
+            users, session, steps, interests, fatigue, mood, budget, history, p, clock, impression_base,
+            utility, masked, choice, ended, records, emitted, scratch,
+        )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step_session(
-    b, u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out
-):
+    b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
+    users, session, steps, interests, fatigue, mood, budget, history, p, clock, impression_base,
+    utility, masked, choice, ended, records, emitted, scratch,
+):  # fmt: skip
     """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``, reading uniforms ``u[b·stride : (b+1)·stride]``.
 
-    ``world``: (catalog, attrs, population, signals) — catalog (topic, second, weight, quality) arrays
-    ``(N,)``, attrs ``(N, A)``, population (no_click, temperature, leave, rating_bias, rating_propensity,
-    spam) ``(U,)``, signals ``(S,)`` the domain's implicit signals;
-    ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
-    ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``, ended ``(B, 2)`` (terminated,
-    truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per session, scratch
-    ``(B, max(k, S))`` float64).
+    The arrays are those of :func:`step`, unpacked, and only ever indexed by ``b`` (no row views): that
+    keeps reference counting out of the loop, which would otherwise cost more than the simulation.
     """
-    (topic, second, weight, quality), attrs, population, signals = world
-    session, steps, interests, fatigue, mood, budget, history = state
-    no_click, temperature, leave, rating_bias, rating_propensity, spam = population
-    utility, masked, choice, ended, records, emitted, scratch = out
     k = actions.shape[1]
     i = b * stride
-    usr = users[b]
+    person = people[users[b]]
     for j in range(k):
         masked[b, j] = False
         for jj in range(j):
             if actions[b, jj] == actions[b, j]:
                 masked[b, j] = True
-        item = candidates[b, actions[b, j]]
-        utility[b, j] = item_utility(interests[b], fatigue[b], item, topic, second, weight, quality, p)
+        utility[b, j] = item_utility(interests, fatigue, b, items[candidates[b, actions[b, j]]], p)
     if p.choice_model == CASCADE:
-        c, i = choose_cascade(utility[b], masked[b], no_click[usr], temperature[usr], p.position_bias, u, i)
+        c, i = choose_cascade(utility, masked, b, person.no_click, person.temperature, p.position_bias, u, i)
     else:
-        c, i = choose_mnl(utility[b], masked[b], no_click[usr], temperature[usr], u, i, scratch[b])
+        c, i = choose_mnl(utility, masked, b, person.no_click, person.temperature, u, i, scratch)
     slip, i = bernoulli(p.misclick_rate, u, i)
     if slip:
         a, i = uniform(u, i)
@@ -168,25 +169,24 @@ def step_session(
     if c >= 0:
         item = candidates[b, actions[b, c]]
         noise, i = normal(u, i)
-        satisfaction = sigmoid(SATISFACTION_SLOPE * (utility[b, c] - no_click[usr]) + SATISFACTION_NOISE * noise)
-        values = scratch[b]
-        engagement, may_rate, i = respond(p.response, satisfaction, attrs[item], u, i, values)
+        satisfaction = sigmoid(SATISFACTION_SLOPE * (utility[b, c] - person.no_click) + SATISFACTION_NOISE * noise)
+        engagement, may_rate, i = respond(p.response, satisfaction, attrs, item, u, i, scratch, b)
         impression = impression_base + b
         for s in range(signals.shape[0]):
-            _emit(records[b, n], impression, usr, b, session[b], item, c, signals[s], values[s], clock)
+            _emit(records, b, n, impression, users[b], session[b], item, c, signals[s], scratch[b, s], clock)
             n += 1
-        rate, i = bernoulli(rating_propensity[usr], u, i)
+        rate, i = bernoulli(person.rating_propensity, u, i)
         if may_rate and rate:
-            stars, i = _stars(satisfaction, rating_bias[usr], spam[usr], p.rating_noise, u, i)
-            _emit(records[b, n], impression, usr, b, session[b], item, c, RATING, stars, clock)
+            stars, i = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, u, i)
+            _emit(records, b, n, impression, users[b], session[b], item, c, RATING, stars, clock)
             n += 1
             write, i = bernoulli(0.5, u, i)
             phrasing, i = uniform(u, i)
             if write and p.text_kind >= 0:
-                _emit(records[b, n], impression, usr, b, session[b], item, c, p.text_kind, 1.0, clock)
-                records[b, n]["text_id"] = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
+                _emit(records, b, n, impression, users[b], session[b], item, c, p.text_kind, 1.0, clock)
+                records[b, n].text_id = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
                 n += 1
-        _consume(b, item, satisfaction, topic, second, weight, interests, fatigue, history, p)
+        _consume(b, item, items[item], satisfaction, interests, fatigue, history, p)
         spent += engagement
         mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
     else:
@@ -197,27 +197,29 @@ def step_session(
             utility[b, j] = 0.0
     steps[b] += 1
     budget[b] -= spent
-    ended[b, 0] = budget[b] <= 0 or mood[b] < leave[usr]
+    ended[b, 0] = budget[b] <= 0 or mood[b] < person.leave
     ended[b, 1] = not ended[b, 0] and p.max_episode_steps > 0 and steps[b] >= p.max_episode_steps
-    draw_candidates(next_candidates[b], topic.shape[0], strides, u, b * stride + stride - 2)
+    draw_candidates(next_candidates, b, items.shape[0], strides, u, b * stride + stride - 2)
 
 
-@njit(cache=True, inline="always")
-def _emit(record, impression, user, env, session, item, position, kind, value, clock):
-    record["impression_id"] = impression
-    record["user_id"] = user
-    record["env_index"] = env
-    record["session_id"] = session
-    record["item_index"] = item
-    record["position"] = position
-    record["kind"] = kind
-    record["value"] = value
-    record["step_shown"] = clock
-    record["step_arrived"] = -1
-    record["text_id"] = -1
+@njit(cache=True, _nrt=False)
+def _emit(records, b, n, impression, user, session, item, position, kind, value, clock):
+    """Fill ``records[b, n]`` (delivered to sub-environment ``b`` unless its session ends first)."""
+    record = records[b, n]
+    record.impression_id = impression
+    record.user_id = user
+    record.env_index = b
+    record.session_id = session
+    record.item_index = item
+    record.position = position
+    record.kind = kind
+    record.value = value
+    record.step_shown = clock
+    record.step_arrived = -1
+    record.text_id = -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _stars(satisfaction, bias, spam, noise_std, u, i):
     """A 1..5 rating: ``1 + 4 · satisfaction`` + the user's bias + noise, rounded; spammers rate at random."""
     noise, i = normal(u, i)
@@ -227,15 +229,15 @@ def _stars(satisfaction, bias, spam, noise_std, u, i):
     return float(min(max(round(1.0 + 4.0 * satisfaction + bias + noise_std * noise), 1.0), 5.0)), i
 
 
-@njit(cache=True)
-def _consume(b, item, satisfaction, topic, second, weight, interests, fatigue, history, p):
+@njit(cache=True, _nrt=False)
+def _consume(b, index, item, satisfaction, interests, fatigue, history, p):
     """Fatigue builds on the item's topics; interests drift toward them if liked, away if not."""
-    w = weight[item]
-    fatigue[b, topic[item]] += 1 - w
-    fatigue[b, second[item]] += w
+    w = item.weight
+    fatigue[b, item.topic] += 1 - w
+    fatigue[b, item.second] += w
     drift = p.drift_rate * (2.0 * satisfaction - 1.0)
-    interests[b, topic[item]] = min(max(interests[b, topic[item]] + drift * (1 - w), -4.0), 4.0)
-    interests[b, second[item]] = min(max(interests[b, second[item]] + drift * w, -4.0), 4.0)
+    interests[b, item.topic] = min(max(interests[b, item.topic] + drift * (1 - w), -4.0), 4.0)
+    interests[b, item.second] = min(max(interests[b, item.second] + drift * w, -4.0), 4.0)
     for h in range(history.shape[1] - 1):
         history[b, h] = history[b, h + 1]
-    history[b, history.shape[1] - 1] = item
+    history[b, history.shape[1] - 1] = index

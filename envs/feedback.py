@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from envs.draws import geometric, laplace
+from envs.draws import geometric, geometric_log_odds, laplace
 from envs.signals import IS_BINARY, NUM_SIGNALS, VALUE_HIGH, VALUE_LOW, Signal
 
 FEEDBACK_DTYPE = np.dtype(
@@ -213,13 +213,16 @@ def _parse_delay(name: str, spec: object) -> tuple[float, bool]:
 
 UNIFORMS_PER_RECORD = 2
 HELD = -1  # env_index of a record waiting for its user's next session
+FREE = -2  # env_index of an unused slot of the held store
 
 
 class FeedbackChannel:
     """Delays, privatises and delivers feedback records for a batch of sub-environments.
 
-    Pending records live in one pool (a :data:`FEEDBACK_DTYPE` array) whose ``step_arrived`` holds the
-    scheduled arrival until delivery; each step is one compiled pass over the pool.
+    Scheduled records live in one pool (a :data:`FEEDBACK_DTYPE` array) whose ``step_arrived`` holds the
+    scheduled arrival until delivery; each step is one compiled pass over the pool. Records held for an
+    absent user live in a separate store of slots chained per user, so a user's return costs only their
+    own records.
 
     Args:
         delays: per-signal delay distributions.
@@ -230,25 +233,28 @@ class FeedbackChannel:
         self.delays = delays
         self.privacy_epsilon = privacy_epsilon
         epsilon = 0.0 if privacy_epsilon is None else float(privacy_epsilon)
-        self._params = (delays.mean, delays.geometric, delays.max_steps, epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH)
+        log_odds = np.array(
+            [geometric_log_odds(m) if g and m > 0 else 0.0 for m, g in zip(delays.mean, delays.geometric, strict=True)]
+        )
+        self._params = (delays.mean, log_odds, delays.max_steps, epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH)
         self.clear()
 
     def clear(self) -> None:
         """Forget every pending record and zero the counters."""
         self._pool, self._count = np.empty(1024, FEEDBACK_DTYPE), 0  # scheduled, scanned every step
-        self._held, self._held_count = np.empty(1024, FEEDBACK_DTYPE), 0  # waiting for absent users
+        self._held = HeldStore.empty(1024, 0)  # waiting for absent users
         self.generated = np.zeros(NUM_SIGNALS, dtype=np.int64)
         self.delivered = np.zeros(NUM_SIGNALS, dtype=np.int64)
 
     @property
     def pending(self) -> int:
         """Records submitted and not yet delivered."""
-        return self._count + self._held_count
+        return self._count + self._held.count
 
     def pending_records(self) -> np.ndarray:
         """A copy of the pending records (``step_arrived`` is their scheduled arrival; ``env_index`` -1
         marks records held for an absent user)."""
-        return np.concatenate([self._pool[: self._count], self._held[: self._held_count]])
+        return np.concatenate([self._pool[: self._count], self._held.records()])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume: pending records and counters (plain arrays, no pickle)."""
@@ -265,7 +271,7 @@ class FeedbackChannel:
             raise ValueError(f"pending feedback has dtype {pending.dtype}; expected FEEDBACK_DTYPE")
         held = pending["env_index"] == HELD
         self._pool, self._count = _pool_of(pending[~held])
-        self._held, self._held_count = _pool_of(pending[held])
+        self._held = HeldStore.of(pending[held])
         self.generated = np.array(state["generated"], np.int64)
         self.delivered = np.array(state["delivered"], np.int64)
 
@@ -290,12 +296,11 @@ class FeedbackChannel:
         """
         n = len(records)
         self._pool = _with_room(self._pool, self._count, n)
-        self._held = _with_room(self._held, self._held_count, self._count + n)
-        self._count, self._held_count, arrived = _advance(
+        self._held = self._held.with_room(self._count + n, len(env_of_user))
+        self._count, arrived = _advance(
             self._pool,
             self._count,
-            self._held,
-            self._held_count,
+            self._held.arrays,
             records,
             now,
             rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32),
@@ -307,10 +312,61 @@ class FeedbackChannel:
         )
         return arrived
 
-    def release(self, env_of_user: np.ndarray, now: int) -> np.ndarray:
-        """Held records of users who are active now, delivered to their sub-environments at ``now``."""
-        self._held_count, released = _release(self._held, self._held_count, now, env_of_user, self.delivered)
-        return released
+    def release(self, users: np.ndarray, env_of_user: np.ndarray, now: int) -> np.ndarray:
+        """The held records of ``users`` ``(n,)`` (now active), delivered to their sub-environments at ``now``."""
+        self._held = self._held.with_room(0, len(env_of_user))
+        return _release(self._held.arrays, users, env_of_user, now, self.delivered)
+
+
+class HeldStore:
+    """Records held for absent users: slots of a :data:`FEEDBACK_DTYPE` array chained per user (oldest
+    first), with a stack of free slots. ``arrays`` is what the compiled functions work on:
+    (records, next slot of each slot, first and last slot of each user, free slots, [free count])."""
+
+    def __init__(self, arrays: tuple[np.ndarray, ...]) -> None:
+        self.arrays = arrays
+
+    @classmethod
+    def empty(cls, capacity: int, num_users: int) -> HeldStore:
+        records = np.empty(capacity, FEEDBACK_DTYPE)
+        records["env_index"] = FREE
+        chains = np.full(capacity, -1, np.int64)
+        first, last = np.full(num_users, -1, np.int64), np.full(num_users, -1, np.int64)
+        free = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # slot 0 is taken first
+        return cls((records, chains, first, last, free, np.array([capacity], np.int64)))
+
+    @classmethod
+    def of(cls, records: np.ndarray) -> HeldStore:
+        """A store holding ``records`` (in order)."""
+        users = int(records["user_id"].max()) + 1 if len(records) else 0
+        store = cls.empty(max(1024, 2 * len(records)), users)
+        _hold_all(store.arrays, records)
+        return store
+
+    @property
+    def count(self) -> int:
+        return len(self.arrays[0]) - int(self.arrays[5][0])
+
+    def records(self) -> np.ndarray:
+        """A copy of the held records in slot order."""
+        records = self.arrays[0]
+        return records[records["env_index"] == HELD]
+
+    def with_room(self, extra: int, num_users: int) -> HeldStore:
+        """This store, or a larger copy, with at least ``extra`` free slots and chains for ``num_users``."""
+        records, chains, first, last, free, free_count = self.arrays
+        if free_count[0] >= extra and len(first) >= num_users:
+            return self
+        capacity = len(records) if free_count[0] >= extra else max(2 * len(records), len(records) + extra)
+        grown = HeldStore.empty(capacity, max(num_users, len(first)))
+        g_records, g_chains, g_first, g_last, g_free, g_free_count = grown.arrays
+        g_records[: len(records)], g_chains[: len(records)] = records, chains
+        g_first[: len(first)], g_last[: len(last)] = first, last
+        added = np.arange(capacity - 1, len(records) - 1, -1, dtype=np.int64)
+        kept = free[: free_count[0]]
+        g_free[: len(added) + len(kept)] = np.concatenate([added, kept])
+        g_free_count[0] = len(added) + len(kept)
+        return grown
 
 
 def _with_room(pool: np.ndarray, count: int, extra: int) -> np.ndarray:
@@ -329,9 +385,9 @@ def _pool_of(records: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 @njit(cache=True)
-def _advance(pool, count, held, held_count, records, now, u, params, session_of_env, env_of_user, generated, delivered):
+def _advance(pool, count, held, records, now, u, params, session_of_env, env_of_user, generated, delivered):
     """Schedule ``records`` into ``pool``, then deliver what is due by ``now``; those whose user is away
-    move to ``held``. Returns the new pool and held counts and the delivered records (a new array)."""
+    go to the ``held`` store. Returns the new pool count and the delivered records (a new array)."""
     count = _schedule(pool, count, records, now, u, params, generated)
     due = 0
     i = 0
@@ -341,9 +397,7 @@ def _advance(pool, count, held, held_count, records, now, u, params, session_of_
             if session_of_env[env] != pool[i]["session_id"]:
                 env = env_of_user[pool[i]["user_id"]]
                 if env < 0:
-                    held[held_count] = pool[i]
-                    held[held_count]["env_index"] = HELD
-                    held_count += 1
+                    _hold(held, pool[i])
                     count -= 1
                     pool[i] = pool[count]
                     continue
@@ -358,21 +412,21 @@ def _advance(pool, count, held, held_count, records, now, u, params, session_of_
             count, n = _deliver(pool, i, count, pool[i]["env_index"], now, out, n, delivered)
         else:
             i += 1
-    return count, held_count, out
+    return count, out
 
 
 @njit(cache=True)
 def _schedule(pool, count, records, now, u, params, generated):
     """Append ``records`` to ``pool`` with their arrival steps (and privatised values); returns the count."""
-    mean, is_geometric, max_delay, epsilon, binary, low, high = params
+    mean, log_odds, max_delay, epsilon, binary, low, high = params
     keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
     i = 0
     for r in range(records.shape[0]):
         kind = records[r]["kind"]
         generated[kind] += 1
         delay = round(mean[kind])
-        if is_geometric[kind] and mean[kind] > 0:
-            delay, i = geometric(mean[kind], u, i)
+        if log_odds[kind] < 0:  # geometric with mean > 0
+            delay, i = geometric(log_odds[kind], u, i)
             delay = min(delay, max_delay)
         else:
             i += 1
@@ -399,7 +453,7 @@ def _privatise(value, kind, keep, epsilon, binary, low, high, u, i):
     return noisy, i
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _deliver(pool, i, count, env, now, out, n, delivered):
     """Move pool record ``i`` to ``out[n]``, delivered to ``env`` at ``now``; the last pending record
     takes its place. Returns the new pool count and out count."""
@@ -412,18 +466,51 @@ def _deliver(pool, i, count, env, now, out, n, delivered):
 
 
 @njit(cache=True)
-def _release(held, count, now, env_of_user, delivered):
-    """Deliver the held records whose user is active again; returns the new count and those records."""
+def _hold(held, record):
+    """Put ``record`` at the end of its user's chain in the held store."""
+    records, chains, first, last, free, free_count = held
+    free_count[0] -= 1
+    slot = free[free_count[0]]
+    records[slot] = record
+    records[slot]["env_index"] = HELD
+    chains[slot] = -1
+    user = record["user_id"]
+    if last[user] >= 0:
+        chains[last[user]] = slot
+    else:
+        first[user] = slot
+    last[user] = slot
+
+
+@njit(cache=True)
+def _hold_all(held, records):
+    for r in range(records.shape[0]):
+        _hold(held, records[r])
+
+
+@njit(cache=True)
+def _release(held, users, env_of_user, now, delivered):
+    """Deliver the held records of ``users`` to their sub-environments; returns them (a new array)."""
+    records, chains, first, last, free, free_count = held
     due = 0
-    for i in range(count):
-        due += env_of_user[held[i]["user_id"]] >= 0
-    out = np.empty(due, held.dtype)
+    for user in users:
+        slot = first[user]
+        while slot >= 0:
+            due += 1
+            slot = chains[slot]
+    out = np.empty(due, records.dtype)
     n = 0
-    i = 0
-    while n < due:
-        env = env_of_user[held[i]["user_id"]]
-        if env < 0:
-            i += 1
-            continue
-        count, n = _deliver(held, i, count, env, now, out, n, delivered)
-    return count, out
+    for user in users:
+        slot = first[user]
+        while slot >= 0:
+            out[n] = records[slot]
+            out[n]["env_index"] = env_of_user[user]
+            out[n]["step_arrived"] = now
+            delivered[records[slot]["kind"]] += 1
+            records[slot]["env_index"] = FREE
+            free[free_count[0]] = slot
+            free_count[0] += 1
+            n += 1
+            slot = chains[slot]
+        first[user], last[user] = -1, -1
+    return out

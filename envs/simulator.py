@@ -21,7 +21,16 @@ from envs.catalog import Catalog
 from envs.choice import CHOICE_MODELS
 from envs.config import SimConfig
 from envs.domain import Domain
-from envs.dynamics import Dynamics, draw_candidates, item_utility, step, step_parallel, uniforms_per_session
+from envs.dynamics import (
+    ITEM_DTYPE,
+    USER_DTYPE,
+    Dynamics,
+    draw_candidates,
+    item_utility,
+    step,
+    step_parallel,
+    uniforms_per_session,
+)
 from envs.feedback import FEEDBACK_DTYPE, DelayTable, FeedbackChannel
 from envs.responses import RESPONSES
 from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal
@@ -124,24 +133,10 @@ class Simulator:
             -1 if domain.text_signal is None else int(domain.text_signal),
             RESPONSES[domain.response],
         )
-        self._catalog_arrays = (
-            self.catalog.topic,
-            self.catalog.secondary_topic,
-            self.catalog.secondary_weight,
-            self.catalog.quality,
-        )
-        pop = self.population
         self._world = (
-            self._catalog_arrays,
+            _item_records(self.catalog),
             _attribute_matrix(domain, self.catalog),
-            (
-                pop.no_click_utility,
-                pop.click_temperature,
-                pop.leave_threshold,
-                pop.rating_bias,
-                pop.rating_propensity,
-                pop.spam,
-            ),
+            _user_records(self.population),
             np.array(domain.implicit_signals, dtype=np.int16),
         )
         self._strides = _coprime_strides(n_items, np.random.default_rng([config.population_seed, 1]))
@@ -270,7 +265,7 @@ class Simulator:
             rng.random(2 * len(envs), dtype=np.float32),
         )
         self._next_session += len(envs)
-        waiting = self.channel.release(self.env_of_user, self.clock)
+        waiting = self.channel.release(users, self.env_of_user, self.clock)
         _score(waiting, self.reward_weight, VALUE_NEUTRAL, np.zeros(self.num_envs), self.feedback_obs, self._filled)
         return waiting
 
@@ -292,7 +287,7 @@ class Simulator:
         """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only
         (the kernel's own :func:`envs.dynamics.item_utility`)."""
         out = np.empty(self.candidates.shape, np.float32)
-        _utilities(self.candidates, self.interests, self.fatigue, self._catalog_arrays, self._dynamics, out)
+        _utilities(self.candidates, self.interests, self.fatigue, self._world[0], self._dynamics, out)
         return out
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepOutcome:
@@ -399,7 +394,7 @@ def _start(envs, users, first_session, population, state, observed, num_items, s
         mood[env], budget[env] = 1.0, patience[usr]
         history[env] = -1
         feedback_obs[env] = 0.0
-        draw_candidates(candidates[env], num_items, strides, u, 2 * r)
+        draw_candidates(candidates, env, num_items, strides, u, 2 * r)
 
 
 @njit(cache=True)
@@ -413,11 +408,52 @@ def _end(envs, user, session, interests, env_of_user, population_interests):
 
 
 @njit(cache=True)
-def _utilities(items, interests, fatigue, catalog, p, out):
-    topic, second, weight, quality = catalog
-    for b in range(items.shape[0]):
-        for j in range(items.shape[1]):
-            out[b, j] = item_utility(interests[b], fatigue[b], items[b, j], topic, second, weight, quality, p)
+def _utilities(candidates, interests, fatigue, items, p, out):
+    for b in range(candidates.shape[0]):
+        for j in range(candidates.shape[1]):
+            out[b, j] = item_utility(interests, fatigue, b, items[candidates[b, j]], p)
+
+
+@njit(cache=True)
+def _compact(records, emitted):
+    """Move the ``emitted[b]`` records of each session's row of ``records`` ``(B, slots)`` to the front of
+    the flat array, in session order; returns their count."""
+    flat = records.reshape(-1)
+    n = 0
+    for b in range(records.shape[0]):
+        for s in range(emitted[b]):
+            flat[n] = records[b, s]
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _start(envs, users, first_session, population, state, observed, num_items, strides, u):
+    """Put ``users[r]`` into sub-env ``envs[r]`` with a fresh session: interests from the population,
+    no fatigue, full mood, a time budget of the user's patience, no history, new candidates and no
+    feedback rows."""
+    interests, patience = population
+    user, env_of_user, session, steps, current, fatigue, mood, budget, history = state
+    candidates, feedback_obs = observed
+    for r in range(envs.shape[0]):
+        env, usr = envs[r], users[r]
+        user[env], env_of_user[usr], session[env], steps[env] = usr, env, first_session + r, 0
+        current[env] = interests[usr]
+        fatigue[env] = 0.0
+        mood[env], budget[env] = 1.0, patience[usr]
+        history[env] = -1
+        feedback_obs[env] = 0.0
+        draw_candidates(candidates, env, num_items, strides, u, 2 * r)
+
+
+@njit(cache=True)
+def _end(envs, user, session, interests, env_of_user, population_interests):
+    """Write back the interests of the users active in ``envs`` and mark them away."""
+    for env in envs:
+        if session[env] >= 0:
+            population_interests[user[env]] = interests[env]
+            env_of_user[user[env]] = -1
+            session[env] = -1
 
 
 @njit(cache=True)
@@ -452,6 +488,21 @@ def _reward_weights(domain: Domain, config: SimConfig) -> np.ndarray:
     for name, w in {**domain.reward_weights, **(config.reward_weights or {})}.items():
         weights[Signal.parse(name)] = w
     return weights
+
+
+def _item_records(catalog: Catalog) -> np.ndarray:
+    items = np.empty(catalog.num_items, ITEM_DTYPE)
+    items["topic"], items["second"] = catalog.topic, catalog.secondary_topic
+    items["weight"], items["quality"] = catalog.secondary_weight, catalog.quality
+    return items
+
+
+def _user_records(population: Population) -> np.ndarray:
+    people = np.empty(len(population), USER_DTYPE)
+    people["no_click"], people["temperature"] = population.no_click_utility, population.click_temperature
+    people["leave"], people["rating_bias"] = population.leave_threshold, population.rating_bias
+    people["rating_propensity"], people["spam"] = population.rating_propensity, population.spam
+    return people
 
 
 def _attribute_matrix(domain: Domain, catalog: Catalog) -> np.ndarray:
