@@ -326,7 +326,7 @@ class BertAgent(Agent):
         batch, labels = self._training_batch(rows)
         fresh = self._fresh_item_vectors(batch.items) if s.finetune != "head" else None
         self.net.track_labels(labels)
-        losses = head_losses(self.net(batch, fresh), labels, self.net.value_scale().item())
+        losses = head_losses(self.net(batch, fresh), labels, self.net.value_scale().item(), self.global_rating)
         total = sum(s.loss_weights.get(h, 1.0) * losses[h] for h in HEADS)
         self.optimizer.zero_grad()
         total.backward()
@@ -384,7 +384,7 @@ class BertAgent(Agent):
         rows, inverse = np.unique(pairs[:, 0], return_inverse=True)
         batch, _ = self._training_batch(rows)
         with torch.inference_mode():
-            stars = predicted_stars(self.net(batch)).cpu().numpy()
+            stars = predicted_stars(self.net(batch), self.global_rating).cpu().numpy()
         predicted = stars[inverse, pairs[:, 1]]
         truth = self.replay.values[pairs[:, 0], pairs[:, 1], Signal.RATING]
         return {

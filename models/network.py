@@ -239,21 +239,23 @@ def expected_reward(outputs: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(outputs[..., HEADS.index("click")]) * outputs[..., HEADS.index("value")]
 
 
-def predicted_stars(outputs: torch.Tensor) -> torch.Tensor:
-    """Predicted rating ``(N, K)`` in stars, clipped to 1..5."""
-    return (3.0 + 2.0 * outputs[..., HEADS.index("rating")]).clamp(1.0, 5.0)
+def predicted_stars(outputs: torch.Tensor, center: float = 3.0) -> torch.Tensor:
+    """Predicted rating ``(N, K)`` in stars, clipped to 1..5. The rating head predicts the offset from
+    ``center`` (the mean rating so far) in units of 2 stars, so an uninformed head predicts the mean."""
+    return (center + 2.0 * outputs[..., HEADS.index("rating")]).clamp(1.0, 5.0)
 
 
 def head_losses(
-    outputs: torch.Tensor, labels: Mapping[str, torch.Tensor], value_scale: float = 1.0
+    outputs: torch.Tensor, labels: Mapping[str, torch.Tensor], value_scale: float = 1.0, rating_center: float = 3.0
 ) -> dict[str, torch.Tensor]:
     """Masked mean loss of every head, from outputs ``(N, K, len(HEADS))`` and :func:`models.features.slate_labels`
-    tensors. The value error is measured in units of ``value_scale`` so every head weighs alike."""
+    tensors. The value error is measured in units of ``value_scale`` so every head weighs alike; the rating
+    head is fitted to the offset from ``rating_center`` (see :func:`predicted_stars`)."""
     out = dict(zip(HEADS, outputs.unbind(-1), strict=True))
     per_item = {
         "click": F.binary_cross_entropy_with_logits(out["click"], labels["click"], reduction="none"),
         "value": ((out["value"] - labels["value"]) / value_scale) ** 2,
-        "rating": (out["rating"] - (labels["rating"] - 3.0) / 2.0) ** 2,
+        "rating": (out["rating"] - (labels["rating"] - rating_center) / 2.0) ** 2,
         "depth": F.binary_cross_entropy_with_logits(out["depth"], labels["depth"], reduction="none"),
     }
     losses = {}

@@ -35,6 +35,7 @@ from models.network import (
     UserBatch,
     expected_reward,
     head_losses,
+    predicted_stars,
     text_similarity,
 )
 from models.replay import FeedbackReplay
@@ -510,6 +511,16 @@ def test_masked_labels_do_not_contribute_to_the_loss():
     losses = head_losses(out, labels)
     assert losses["rating"].item() == 0.0 and losses["value"].item() == 0.0
     np.testing.assert_allclose(losses["click"].item(), np.log(2), rtol=1e-6)
+
+
+def test_rating_head_predicts_offsets_from_the_mean_rating():
+    out = torch.zeros(1, 2, len(HEADS))
+    out[0, 1, HEADS.index("rating")] = 0.25
+    torch.testing.assert_close(predicted_stars(out, center=4.2), torch.tensor([[4.2, 4.7]]))
+    labels = {h: torch.zeros(1, 2) for h in HEADS} | {f"{h}_mask": torch.tensor([[True, True]]) for h in HEADS}
+    labels["rating"] = torch.tensor([[4.2, 4.7]])
+    assert head_losses(out, labels, rating_center=4.2)["rating"].item() < 1e-12
+    assert head_losses(out, labels, rating_center=3.0)["rating"].item() > 0.3
 
 
 def test_weighted_fusion_with_fixed_weights_does_not_learn_them():
