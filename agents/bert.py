@@ -62,6 +62,9 @@ RATING_EVAL_EVERY = 100
 EXPLICIT_EVERY = 5
 """Updates between two refreshes of the global mean rating and two steps of the sentiment head."""
 SENTIMENT_BATCH = 64
+RATING_BATCH = 64
+"""Rated impressions per step of the rating head (ratings are rare: a random minibatch holds about one)."""
+IMPLICIT_HEADS = tuple(h for h in HEADS if h != "rating")
 
 
 @dataclass(frozen=True)
@@ -315,7 +318,8 @@ class BertAgent(Agent):
     # ------------------------------------------------------------------ learning
 
     def update(self) -> dict[str, float]:
-        """One AdamW minibatch step on the head losses (+ the sentiment head); the losses, or {} while the
+        """One AdamW minibatch step on the implicit heads' losses (and, every few updates, one step of the
+        rating head on rated impressions and one of the sentiment head); the losses, or {} while the
         replay holds fewer than ``batch_size`` trainable impressions."""
         s = self.settings
         window = s.label_window if s.label_strategy == "wait" else 0
@@ -327,14 +331,10 @@ class BertAgent(Agent):
         fresh = self._fresh_item_vectors(batch.items) if s.finetune != "head" else None
         self.net.track_labels(labels)
         losses = head_losses(self.net(batch, fresh), labels, self.net.value_scale().item(), self.global_rating)
-        total = sum(s.loss_weights.get(h, 1.0) * losses[h] for h in HEADS)
-        self.optimizer.zero_grad()
-        total.backward()
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
-        self.optimizer.step()
+        total = sum(s.loss_weights.get(h, 1.0) * losses[h] for h in IMPLICIT_HEADS)
+        self._step(total)
         self.updates += 1
-        stats = {"loss": total.item(), **{f"{h}_loss": v.item() for h, v in losses.items()}}
+        stats = {"loss": total.item(), **{f"{h}_loss": losses[h].item() for h in IMPLICIT_HEADS}}
         if (self.updates - 1) % EXPLICIT_EVERY == 0:
             stats.update(self._learn_from_ratings())
         if s.finetune != "head" and self.updates % s.refresh_every == 0:
@@ -342,6 +342,13 @@ class BertAgent(Agent):
         if (self.updates - 1) % RATING_EVAL_EVERY == 0:
             self.rating_report = self.rating_errors()
         return {**stats, **self.rating_report}
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.settings.grad_clip)
+        self.optimizer.step()
 
     def _training_batch(self, rows: np.ndarray) -> tuple[UserBatch, dict[str, torch.Tensor]]:
         r = self.replay
@@ -361,19 +368,25 @@ class BertAgent(Agent):
         self.net.set_item_vectors(torch.as_tensor(self.encoder.encode(self.texts), device=self.device))
 
     def _learn_from_ratings(self) -> dict[str, float]:
-        """From the ratings of trainable impressions: the global mean rating, and one step of the
-        sentiment head on the (text, rating) pairs."""
+        """From the ratings of trainable impressions: the global mean rating, one step of the rating head
+        on a minibatch of rated impressions, and one of the sentiment head on the (text, rating) pairs."""
         r = self.replay
         rated = np.argwhere(r.arrived[:, :, Signal.RATING] & ~r.holdout[:, None] & (r.serial >= 0)[:, None])
         if not len(rated):
             return {}
         self.global_rating = float(r.values[rated[:, 0], rated[:, 1], Signal.RATING].mean())
+        rows = np.unique(rated[:, 0])
+        rows = self.rng.choice(rows, min(RATING_BATCH, len(rows)), replace=False)
+        batch, labels = self._training_batch(rows)
+        rating = head_losses(self.net(batch), labels, self.net.value_scale().item(), self.global_rating)["rating"]
+        self._step(self.settings.loss_weights.get("rating", 1.0) * rating)
+        stats = {"rating_loss": rating.item()}
         pairs = rated[r.text[rated[:, 0], rated[:, 1]] >= 0]
-        if not len(pairs):
-            return {}
-        pick = pairs[self.rng.choice(len(pairs), min(SENTIMENT_BATCH, len(pairs)), replace=False)]
-        rows, pos = pick[:, 0], pick[:, 1]
-        return {"sentiment_loss": self.sentiment.fit(r.text[rows, pos], r.values[rows, pos, Signal.RATING])}
+        if len(pairs):
+            pick = pairs[self.rng.choice(len(pairs), min(SENTIMENT_BATCH, len(pairs)), replace=False)]
+            rows, pos = pick[:, 0], pick[:, 1]
+            stats["sentiment_loss"] = self.sentiment.fit(r.text[rows, pos], r.values[rows, pos, Signal.RATING])
+        return stats
 
     def rating_errors(self) -> dict[str, float]:
         """Root mean squared error (stars) of predicted ratings on held-out impressions, next to the error
