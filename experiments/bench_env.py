@@ -1,6 +1,6 @@
 """Environment throughput benchmark (prints figures; not a test).
 
-    python experiments/bench_env.py            # single env, every domain, two sizes
+    python experiments/bench_env.py            # single env, every domain, two sizes, vs a numpy loop
     python experiments/bench_env.py --vector   # batched env: users x catalogue x slate, vs a numpy ceiling
 
 Figures are medians of 3 repeats; random slates are drawn ahead of time so only the env is timed.
@@ -45,12 +45,13 @@ def single_env_rate(env_id: str, m: int, k: int, steps: int) -> float:
 
 def bench_single(steps: int) -> None:
     print(f"single env (gym.make, meta features), {steps} steps x {REPEATS}, median")
-    print(f"{'env':<26}{'M':>5}{'k':>4}{'steps/s':>12}{'us/step':>10}")
+    print(f"{'env':<26}{'M':>5}{'k':>4}{'steps/s':>12}{'us/step':>10}{'numpy ref':>12}{'ratio':>7}")
     for env_id in sorted(s for s in gym.registry if s.startswith("FeedbackRec/")):
         single_env_rate(env_id, 20, 5, 200)  # compile and warm up
         for m, k in SIZES:
             rate = single_env_rate(env_id, m, k, steps)
-            print(f"{env_id:<26}{m:>5}{k:>4}{rate:>12,.0f}{1e6 / rate:>10.1f}")
+            ref = numpy_reference_rate(1, 2_000, m, k, steps)  # measured next to it: the machine's pace now
+            print(f"{env_id:<26}{m:>5}{k:>4}{rate:>12,.0f}{1e6 / rate:>10.1f}{ref:>12,.0f}{rate / ref:>7.2f}")
 
 
 def vector_rate(num_envs: int, num_items: int, m: int, k: int, features, steps: int) -> float:
