@@ -45,6 +45,16 @@ class Dynamics(NamedTuple):
     text_kind: int  # -1: the domain writes no text
     response: int  # a value of envs.responses.RESPONSES
 
+    def as_array(self) -> np.ndarray:
+        """These parameters as a one-element :data:`DYNAMICS_DTYPE` array, the form the kernel takes
+        (an array crosses into compiled code several times faster than a named tuple)."""
+        return np.array([tuple(self)], DYNAMICS_DTYPE)
+
+
+DYNAMICS_DTYPE = np.dtype(
+    [(name, np.int64 if kind is int else np.float64) for name, kind in Dynamics.__annotations__.items()]
+)
+
 
 ITEM_DTYPE = np.dtype([("topic", np.int32), ("second", np.int32), ("weight", np.float32), ("quality", np.float32)])
 """What the kernel reads of an item: main topic, secondary topic, the secondary topic's weight, hidden quality."""
@@ -92,15 +102,17 @@ def uniforms_per_session(choice_model: int, slate_size: int) -> int:
 
 
 @njit(cache=True, _nrt=False)
-def step(u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out):
+def step(
+    u, stride, actions, candidates, next_candidates, strides, world, users, state, params, clock, impression_base, out
+):
     """Advance every session by one slate, one after the other.
 
     ``world``: (items :data:`ITEM_DTYPE` ``(N,)``, attrs ``(N, A)``, people :data:`USER_DTYPE` ``(U,)``,
     signals ``(S,)`` the domain's implicit signals); ``users`` ``(B,)`` who is in each session;
     ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
-    ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``, ended ``(B, 2)`` (terminated,
-    truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per session, scratch
-    ``(B, max(k, S))`` float64). See :func:`step_session` for one session's step.
+    ``params``: :meth:`Dynamics.as_array`; ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``,
+    ended ``(B, 2)`` (terminated, truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per
+    session, scratch ``(B, max(k, S))`` float64). See :func:`step_session` for one session's step.
     """
     items, attrs, people, signals = world
     session, steps, interests, fatigue, mood, budget, history = state
@@ -108,14 +120,14 @@ def step(u, stride, actions, candidates, next_candidates, strides, world, users,
     for b in range(actions.shape[0]):
         step_session(
             b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
-            users, session, steps, interests, fatigue, mood, budget, history, p, clock, impression_base,
+            users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
             utility, masked, choice, ended, records, emitted, scratch,
         )  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def step_parallel(
-    u, stride, actions, candidates, next_candidates, strides, world, users, state, p, clock, impression_base, out
+    u, stride, actions, candidates, next_candidates, strides, world, users, state, params, clock, impression_base, out
 ):
     """:func:`step` with the sessions spread over numba's threads; the result is the same bit for bit
     (each session reads its own uniforms and writes its own rows)."""
@@ -125,7 +137,7 @@ def step_parallel(
     for b in prange(actions.shape[0]):
         step_session(
             b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
-            users, session, steps, interests, fatigue, mood, budget, history, p, clock, impression_base,
+            users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
             utility, masked, choice, ended, records, emitted, scratch,
         )  # fmt: skip
 
@@ -133,7 +145,7 @@ def step_parallel(
 @njit(cache=True, _nrt=False)
 def step_session(
     b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
-    users, session, steps, interests, fatigue, mood, budget, history, p, clock, impression_base,
+    users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
     utility, masked, choice, ended, records, emitted, scratch,
 ):  # fmt: skip
     """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``, reading uniforms ``u[b·stride : (b+1)·stride]``.
@@ -141,6 +153,7 @@ def step_session(
     The arrays are those of :func:`step`, unpacked, and only ever indexed by ``b`` (no row views): that
     keeps reference counting out of the loop, which would otherwise cost more than the simulation.
     """
+    p = params[0]
     k = actions.shape[1]
     i = b * stride
     person = people[users[b]]

@@ -140,6 +140,7 @@ class Simulator:
             np.array(domain.implicit_signals, dtype=np.int16),
         )
         self._strides = _coprime_strides(n_items, np.random.default_rng([config.population_seed, 1]))
+        self._params = self._dynamics.as_array()
         self._stride = uniforms_per_session(self._dynamics.choice_model, config.slate_size)
         self._kernel = step_parallel if num_envs >= PARALLEL_FROM else step
         self.observation_space, self.action_space = self._spaces()
@@ -287,7 +288,7 @@ class Simulator:
         """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only
         (the kernel's own :func:`envs.dynamics.item_utility`)."""
         out = np.empty(self.candidates.shape, np.float32)
-        _utilities(self.candidates, self.interests, self.fatigue, self._world[0], self._dynamics, out)
+        _utilities(self.candidates, self.interests, self.fatigue, self._world[0], self._params, out)
         return out
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepOutcome:
@@ -311,7 +312,7 @@ class Simulator:
             self._world,
             self.user,
             state,
-            self._dynamics,
+            self._params,
             self.clock,
             self._next_impression,
             out,
@@ -408,7 +409,8 @@ def _end(envs, user, session, interests, env_of_user, population_interests):
 
 
 @njit(cache=True)
-def _utilities(candidates, interests, fatigue, items, p, out):
+def _utilities(candidates, interests, fatigue, items, params, out):
+    p = params[0]
     for b in range(candidates.shape[0]):
         for j in range(candidates.shape[1]):
             out[b, j] = item_utility(interests, fatigue, b, items[candidates[b, j]], p)
