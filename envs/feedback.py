@@ -212,6 +212,7 @@ def _parse_delay(name: str, spec: object) -> tuple[float, bool]:
 
 
 UNIFORMS_PER_RECORD = 2
+NO_UNIFORMS = np.empty(0, np.float32)  # what a step without new records draws (the same as drawing none)
 HELD = -1  # env_index of a record waiting for its user's next session
 FREE = -2  # env_index of an unused slot of the held store
 
@@ -303,7 +304,7 @@ class FeedbackChannel:
             self._held.arrays,
             records,
             now,
-            rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32),
+            rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32) if n else NO_UNIFORMS,
             self._params,
             session_of_env,
             env_of_user,
