@@ -17,8 +17,9 @@ def check_slates(action: object, num_candidates: int, slate_size: int, num_envs:
     """
     expected = (slate_size,) if num_envs is None else (num_envs, slate_size)
     if isinstance(action, np.ndarray) and action.dtype == np.int64 and action.shape == expected:
-        if _within(action.reshape(-1), num_candidates):  # the common case, checked in one pass
-            return action.reshape(-1, slate_size)
+        slates = action.reshape(-1, slate_size)  # a view, also of a sliced batch
+        if _within(slates, num_candidates):  # the common case, checked in one pass
+            return slates
     space = f"MultiDiscrete([{num_candidates}] * {slate_size})"
     try:
         array = np.asarray(action)
@@ -50,9 +51,10 @@ def _show(array: np.ndarray) -> str:
 
 
 @njit(cache=True)
-def _within(flat, num_candidates):
-    """Whether every entry of ``flat`` is in ``[0, num_candidates)``."""
-    for entry in flat:
-        if entry < 0 or entry >= num_candidates:
-            return False
+def _within(slates, num_candidates):
+    """Whether every entry of ``slates`` ``(n, k)`` is in ``[0, num_candidates)``."""
+    for row in range(slates.shape[0]):
+        for j in range(slates.shape[1]):
+            if slates[row, j] < 0 or slates[row, j] >= num_candidates:
+                return False
     return True
