@@ -10,11 +10,13 @@ slates without replacement (duplicates masked in the distribution), DQN chooses 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from safetensors.torch import load_model, save_model
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
@@ -31,6 +33,15 @@ from agents.slate_actions import SLATE_ACTIONS
 
 ALGORITHMS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 POLICIES = {"ppo": SlatePolicy, "a2c": SlatePolicy, "dqn": CandidateQPolicy}
+COUNTERS = (
+    "num_timesteps",
+    "_n_updates",
+    "_episode_num",
+    "_n_calls",
+    "_current_progress_remaining",
+    "exploration_rate",
+)
+"""Training counters saved next to the weights (those the algorithm has)."""
 SUPPORTED_ACTIONS = {  # the action spaces each algorithm declares to SB3 (``supported_action_spaces``)
     "ppo": (spaces.MultiDiscrete, spaces.Discrete),
     "a2c": (spaces.MultiDiscrete, spaces.Discrete),
@@ -93,10 +104,7 @@ class SB3Agent(Agent):
         state, obs = start_online(self, env, seed, checkpoints)
         venv = VecMonitor(SB3VecEnv(env, obs, self.decode, self.context))
         if self.model is None:
-            self.model = ALGORITHMS[self.algorithm](
-                POLICIES[self.algorithm], venv, seed=self.seed, device="cpu",
-                policy_kwargs=self.policy_kwargs, **self.hyperparameters,
-            )  # fmt: skip
+            self.model = self._model(venv)
         else:
             self.model.set_env(venv)
         if log is not None:
@@ -116,14 +124,41 @@ class SB3Agent(Agent):
         return self.decode(raw, obs)
 
     def save(self, directory: str | Path) -> None:
+        """Write the policy's weights (safetensors), the optimiser's state (tensors only) and the
+        training counters (JSON); no pickle, unlike SB3's own ``model.zip``."""
         super().save(directory)
-        self.model.save(Path(directory) / "model.zip")
+        path, model = Path(directory), self.model
+        save_model(model.policy, str(path / "policy.safetensors"))  # shared extractor weights stored once
+        th.save(model.policy.optimizer.state_dict(), path / "optimizer.pt")
+        counters = {name: getattr(model, name) for name in COUNTERS if hasattr(model, name)}
+        (path / "sb3.json").write_text(json.dumps({"n_envs": model.n_envs, **counters}))
         self.context.save(directory)
 
     def load(self, directory: str | Path) -> None:
+        """Rebuild the model from this agent's settings and read back what :meth:`save` wrote."""
         super().load(directory)
-        self.model = ALGORITHMS[self.algorithm].load(Path(directory) / "model.zip", device="cpu")
+        path = Path(directory)
+        counters = json.loads((path / "sb3.json").read_text())
+        model = self._model(None, n_envs=counters.pop("n_envs"))
+        load_model(model.policy, str(path / "policy.safetensors"))
+        model.policy.optimizer.load_state_dict(th.load(path / "optimizer.pt", weights_only=True))
+        for name, value in counters.items():
+            setattr(model, name, value)
+        self.model = model
         self.context.load(directory)
+
+    def _model(self, venv, n_envs: int = 1):
+        """A fresh SB3 model on ``venv``, or, for ``venv=None``, on this task's spaces with ``n_envs``
+        sub-environments (what loading needs: SB3 builds buffers and policy from the spaces)."""
+        model = ALGORITHMS[self.algorithm](
+            POLICIES[self.algorithm], venv, seed=self.seed, device="cpu", policy_kwargs=self.policy_kwargs,
+            _init_setup_model=venv is not None, **self.hyperparameters,
+        )  # fmt: skip
+        if venv is None:
+            model.observation_space = SB3VecEnv.observation_space_of(self.task.observation_space, self.context)
+            model.action_space, model.n_envs = self.decode.space, n_envs
+            model._setup_model()
+        return model
 
 
 def _require_supported(algorithm: str, actions: str, space: spaces.Space, task: Task) -> None:

@@ -38,10 +38,15 @@ class SB3VecEnv(VecEnv):
     def __init__(self, env, obs: dict[str, np.ndarray], decode, context: UserContext) -> None:
         self.env, self.decode, self.context = env, decode, context
         self.weights = signal_weights(env)
-        observation_space = spaces.Dict({**env.single_observation_space.spaces, "user_context": context.space})
+        observation_space = self.observation_space_of(env.single_observation_space, context)
         super().__init__(env.num_envs, observation_space, decode.space)
         self._obs, self._fresh = obs, True
         self._actions: np.ndarray | None = None
+
+    @staticmethod
+    def observation_space_of(single: spaces.Dict, context: UserContext) -> spaces.Dict:
+        """What SB3 observes of one session: the environment's ``single`` space plus the user context."""
+        return spaces.Dict({**single.spaces, "user_context": context.space})
 
     def reset(self) -> dict[str, np.ndarray]:
         """The current observation while the env has not stepped (SB3 resets at the start of ``learn``);
