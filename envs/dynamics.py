@@ -28,6 +28,7 @@ UNIFORMS_PER_SESSION = 20  # plus one per slot for the cascade model
 RATING = int(Signal.RATING)
 SATISFACTION_SLOPE = 1.5  # satisfaction = sigmoid(SLOPE · (utility − no-click utility) + NOISE · N(0, 1))
 SATISFACTION_NOISE = 0.3
+SESSIONS_PER_TASK = 64  # sessions a thread of step_parallel takes at a time
 
 
 class Dynamics(NamedTuple):
@@ -114,27 +115,42 @@ def step(
     ended ``(B, 2)`` (terminated, truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per
     session, scratch ``(B, max(k, S))`` float64). See :func:`step_session` for one session's step.
     """
-    items, attrs, people, signals = world
-    session, steps, interests, fatigue, mood, budget, history = state
-    utility, masked, choice, ended, records, emitted, scratch = out
-    for b in range(actions.shape[0]):
-        step_session(
-            b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
-            users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
-            utility, masked, choice, ended, records, emitted, scratch,
-        )  # fmt: skip
+    step_range(
+        0, actions.shape[0], u, stride, actions, candidates, next_candidates, strides, world, users, state, params,
+        clock, impression_base, out,
+    )  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def step_parallel(
     u, stride, actions, candidates, next_candidates, strides, world, users, state, params, clock, impression_base, out
 ):
-    """:func:`step` with the sessions spread over numba's threads; the result is the same bit for bit
-    (each session reads its own uniforms and writes its own rows)."""
+    """:func:`step` with the sessions in ranges of :data:`SESSIONS_PER_TASK` spread over numba's threads; the
+    result is the same bit for bit (each session reads its own uniforms and writes its own rows). The tuples are taken
+    apart and put back together inside the loop because a parallel loop body cannot receive tuples of arrays."""
     items, attrs, people, signals = world
     session, steps, interests, fatigue, mood, budget, history = state
     utility, masked, choice, ended, records, emitted, scratch = out
-    for b in prange(actions.shape[0]):
+    n = actions.shape[0]
+    for c in prange((n + SESSIONS_PER_TASK - 1) // SESSIONS_PER_TASK):
+        step_range(
+            c * SESSIONS_PER_TASK, min((c + 1) * SESSIONS_PER_TASK, n), u, stride, actions, candidates,
+            next_candidates, strides,
+            (items, attrs, people, signals), users, (session, steps, interests, fatigue, mood, budget, history),
+            params, clock, impression_base, (utility, masked, choice, ended, records, emitted, scratch),
+        )  # fmt: skip
+
+
+@njit(cache=True, _nrt=False)
+def step_range(
+    first, last, u, stride, actions, candidates, next_candidates, strides, world, users, state, params, clock,
+    impression_base, out,
+):  # fmt: skip
+    """Advance sessions ``first`` to ``last - 1`` (arguments as in :func:`step`)."""
+    items, attrs, people, signals = world
+    session, steps, interests, fatigue, mood, budget, history = state
+    utility, masked, choice, ended, records, emitted, scratch = out
+    for b in range(first, last):
         step_session(
             b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
             users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,

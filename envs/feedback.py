@@ -337,10 +337,10 @@ class HeldStore:
         return cls((records, chains, first, last, free, np.array([capacity], np.int64)))
 
     @classmethod
-    def of(cls, records: np.ndarray) -> HeldStore:
-        """A store holding ``records`` (in order)."""
-        users = int(records["user_id"].max()) + 1 if len(records) else 0
-        store = cls.empty(max(1024, 2 * len(records)), users)
+    def of(cls, records: np.ndarray, num_users: int = 0, capacity: int = 1024) -> HeldStore:
+        """A store holding ``records`` (each user's in the given order)."""
+        users = max(num_users, int(records["user_id"].max()) + 1 if len(records) else 0)
+        store = cls.empty(max(capacity, 2 * len(records)), users)
         _hold_all(store.arrays, records)
         return store
 
@@ -349,25 +349,18 @@ class HeldStore:
         return len(self.arrays[0]) - int(self.arrays[5][0])
 
     def records(self) -> np.ndarray:
-        """A copy of the held records in slot order."""
-        records = self.arrays[0]
-        return records[records["env_index"] == HELD]
+        """A copy of the held records, user by user, each user's in the order they will be delivered."""
+        records, chains, first = self.arrays[:3]
+        return _chained(records, chains, first, self.count)
 
     def with_room(self, extra: int, num_users: int) -> HeldStore:
-        """This store, or a larger copy, with at least ``extra`` free slots and chains for ``num_users``."""
-        records, chains, first, last, free, free_count = self.arrays
+        """This store, or a larger one holding the same chains, with at least ``extra`` free slots and
+        chains for ``num_users``."""
+        records, _, first, _, _, free_count = self.arrays
         if free_count[0] >= extra and len(first) >= num_users:
             return self
-        capacity = len(records) if free_count[0] >= extra else max(2 * len(records), len(records) + extra)
-        grown = HeldStore.empty(capacity, max(num_users, len(first)))
-        g_records, g_chains, g_first, g_last, g_free, g_free_count = grown.arrays
-        g_records[: len(records)], g_chains[: len(records)] = records, chains
-        g_first[: len(first)], g_last[: len(last)] = first, last
-        added = np.arange(capacity - 1, len(records) - 1, -1, dtype=np.int64)
-        kept = free[: free_count[0]]
-        g_free[: len(added) + len(kept)] = np.concatenate([added, kept])
-        g_free_count[0] = len(added) + len(kept)
-        return grown
+        capacity = len(records) if free_count[0] >= extra else max(2 * len(records), self.count + extra)
+        return HeldStore.of(self.records(), max(num_users, len(first)), capacity)
 
 
 def _with_room(pool: np.ndarray, count: int, extra: int) -> np.ndarray:
@@ -481,6 +474,20 @@ def _hold(held, record):
     else:
         first[user] = slot
     last[user] = slot
+
+
+@njit(cache=True)
+def _chained(records, chains, first, count):
+    """The ``count`` held ``records``, user by user along their ``chains`` (starting at ``first``)."""
+    out = np.empty(count, records.dtype)
+    n = 0
+    for user in range(first.shape[0]):
+        slot = first[user]
+        while slot >= 0:
+            out[n] = records[slot]
+            n += 1
+            slot = chains[slot]
+    return out
 
 
 @njit(cache=True)

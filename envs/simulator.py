@@ -120,7 +120,7 @@ class Simulator:
             DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon
         )
         self.reward_weight = _reward_weights(domain, config)
-        self._dynamics = Dynamics(
+        dynamics = Dynamics(
             CHOICE_MODELS[config.choice_model],
             config.position_bias,
             config.misclick_rate,
@@ -140,8 +140,8 @@ class Simulator:
             np.array(domain.implicit_signals, dtype=np.int16),
         )
         self._strides = _coprime_strides(n_items, np.random.default_rng([config.population_seed, 1]))
-        self._params = self._dynamics.as_array()
-        self._stride = uniforms_per_session(self._dynamics.choice_model, config.slate_size)
+        self._params = dynamics.as_array()
+        self._stride = uniforms_per_session(dynamics.choice_model, config.slate_size)
         self._kernel = step_parallel if num_envs >= PARALLEL_FROM else step
         self.observation_space, self.action_space = self._spaces()
         self._allocate()
@@ -414,48 +414,6 @@ def _utilities(candidates, interests, fatigue, items, params, out):
     for b in range(candidates.shape[0]):
         for j in range(candidates.shape[1]):
             out[b, j] = item_utility(interests, fatigue, b, items[candidates[b, j]], p)
-
-
-@njit(cache=True)
-def _compact(records, emitted):
-    """Move the ``emitted[b]`` records of each session's row of ``records`` ``(B, slots)`` to the front of
-    the flat array, in session order; returns their count."""
-    flat = records.reshape(-1)
-    n = 0
-    for b in range(records.shape[0]):
-        for s in range(emitted[b]):
-            flat[n] = records[b, s]
-            n += 1
-    return n
-
-
-@njit(cache=True)
-def _start(envs, users, first_session, population, state, observed, num_items, strides, u):
-    """Put ``users[r]`` into sub-env ``envs[r]`` with a fresh session: interests from the population,
-    no fatigue, full mood, a time budget of the user's patience, no history, new candidates and no
-    feedback rows."""
-    interests, patience = population
-    user, env_of_user, session, steps, current, fatigue, mood, budget, history = state
-    candidates, feedback_obs = observed
-    for r in range(envs.shape[0]):
-        env, usr = envs[r], users[r]
-        user[env], env_of_user[usr], session[env], steps[env] = usr, env, first_session + r, 0
-        current[env] = interests[usr]
-        fatigue[env] = 0.0
-        mood[env], budget[env] = 1.0, patience[usr]
-        history[env] = -1
-        feedback_obs[env] = 0.0
-        draw_candidates(candidates, env, num_items, strides, u, 2 * r)
-
-
-@njit(cache=True)
-def _end(envs, user, session, interests, env_of_user, population_interests):
-    """Write back the interests of the users active in ``envs`` and mark them away."""
-    for env in envs:
-        if session[env] >= 0:
-            population_interests[user[env]] = interests[env]
-            env_of_user[user[env]] = -1
-            session[env] = -1
 
 
 @njit(cache=True)
