@@ -2,7 +2,7 @@
 
 Compiled scalar functions inlined into the step kernel. Each takes the ``(B, k)`` utilities and masked
 slots with the session's row ``b``, the user's no-click utility and click temperature, and the uniform
-block with its cursor; it returns the chosen position (``-1`` for no click) and the cursor.
+stream's key with its cursor; it returns the chosen position (``-1`` for no click) and the cursor.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ CHOICE_MODELS = {"mnl": MNL, "cascade": CASCADE}
 
 
 @njit(cache=True, _nrt=False)
-def choose_mnl(utility, masked, b, no_click, temperature, u, i, scratch):
+def choose_mnl(utility, masked, b, no_click, temperature, key, i, scratch):
     """Multinomial logit with a no-click option: ``P(j) ∝ exp(u_j / τ)``, ``P(none) ∝ exp(u_0 / τ)``.
     Position does not matter. One uniform, inverse CDF; row ``b`` of ``scratch`` ``(B, ≥ k)`` is overwritten."""
     k = utility.shape[1]
@@ -30,7 +30,7 @@ def choose_mnl(utility, masked, b, no_click, temperature, u, i, scratch):
     for j in range(k):
         scratch[b, j] = 0.0 if masked[b, j] else math.exp((utility[b, j] - top) / temperature)
         total += scratch[b, j]
-    a, i = uniform(u, i)
+    a, i = uniform(key, i)
     target = a * total
     for j in range(k):
         target -= scratch[b, j]
@@ -40,12 +40,12 @@ def choose_mnl(utility, masked, b, no_click, temperature, u, i, scratch):
 
 
 @njit(cache=True, _nrt=False)
-def choose_cascade(utility, masked, b, no_click, temperature, position_bias, u, i):
+def choose_cascade(utility, masked, b, no_click, temperature, position_bias, key, i):
     """Top-down scan with position bias: slot ``j`` is examined with probability ``position_bias ** j``
     and clicked if attractive (``sigmoid((u_j - u_0) / τ)``); the user takes the first click.
     One uniform per slot scanned."""
     for j in range(utility.shape[1]):
-        a, i = uniform(u, i)
+        a, i = uniform(key, i)
         if not masked[b, j] and a < position_bias**j * sigmoid((utility[b, j] - no_click) / temperature):
             return j, i
     return -1, i

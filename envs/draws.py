@@ -1,38 +1,55 @@
-"""Random variates from a block of uniforms, for the compiled simulation kernels.
+"""Random variates for the compiled simulation kernels, from a counter-based stream.
 
-The kernels never own a random generator: each step the environment draws a block of float32 uniforms
-from its seeded ``numpy.random.Generator`` (``self.np_random``) and the kernels turn them into the
-variates they need. Every helper takes the block ``u`` and a cursor ``i`` and returns the variate and
-the advanced cursor, so the order of consumption is explicit and reproducible bit for bit.
+The kernels never own a random generator: each step the environment draws one 64-bit ``key`` from its
+seeded ``numpy.random.Generator`` (``self.np_random``, see :func:`draw_key`), and the kernels read
+uniforms at positions of the SplitMix64 sequence that starts at that key. A uniform is a pure function
+of ``(key, position)``, so each session reads its own positions (its slice ``b·stride ...``) in any
+order, on any thread, and only the uniforms actually used are computed. Every helper takes the key and
+a position cursor ``i`` and returns the variate and the advanced cursor, so the order of consumption is
+explicit and reproducible bit for bit.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
-HALF_ULP = 2.0**-25  # float32 uniforms are multiples of 2^-24 in [0, 1); shift them into (0, 1)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment and its two mixing multipliers
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11))
+
+
+def draw_key(rng: np.random.Generator) -> np.uint64:
+    """A fresh stream key from the environment's seeded generator (one draw)."""
+    return rng.integers(0, 2**64, dtype=np.uint64)
 
 
 @njit(cache=True, _nrt=False)
-def uniform(u, i):
-    """A uniform in the open interval (0, 1)."""
-    return u[i] + HALF_ULP, i + 1
+def uniform(key, i):
+    """The uniform at position ``i`` of ``key``'s stream, in the open interval (0, 1) (53 random bits)."""
+    z = key + np.uint64(i + 1) * GOLDEN
+    z = (z ^ (z >> SHIFTS[0])) * MIX1
+    z = (z ^ (z >> SHIFTS[1])) * MIX2
+    z ^= z >> SHIFTS[2]
+    return ((z >> SHIFTS[3]) + 0.5) * 2.0**-53, i + 1
 
 
 @njit(cache=True, _nrt=False)
-def normal(u, i):
+def normal(key, i):
     """A standard normal (Box–Muller, two uniforms)."""
-    a, i = uniform(u, i)
-    b, i = uniform(u, i)
+    a, i = uniform(key, i)
+    b, i = uniform(key, i)
     return math.sqrt(-2.0 * math.log(a)) * math.cos(2.0 * math.pi * b), i
 
 
 @njit(cache=True, _nrt=False)
-def bernoulli(p, u, i):
+def bernoulli(p, key, i):
     """True with probability ``p``."""
-    return u[i] < p, i + 1
+    a, i = uniform(key, i)
+    return a < p, i
 
 
 def geometric_log_odds(mean: float) -> float:
@@ -41,16 +58,16 @@ def geometric_log_odds(mean: float) -> float:
 
 
 @njit(cache=True, _nrt=False)
-def geometric(log_odds, u, i):
+def geometric(log_odds, key, i):
     """A geometric count on {0, 1, 2, ...} (inverse CDF); ``log_odds`` from :func:`geometric_log_odds`."""
-    a, i = uniform(u, i)
+    a, i = uniform(key, i)
     return math.floor(math.log(a) / log_odds), i
 
 
 @njit(cache=True, _nrt=False)
-def laplace(scale, u, i):
+def laplace(scale, key, i):
     """A centred Laplace variate (inverse CDF)."""
-    a, i = uniform(u, i)
+    a, i = uniform(key, i)
     a -= 0.5
     return -scale * math.copysign(1.0, a) * math.log(1.0 - 2.0 * abs(a)), i
 

@@ -3,8 +3,8 @@
 For each session: look up the slate's items, mask repeated slots, compute the hidden utility of each
 shown item, let the choice model pick a slot (or none; sometimes a misclick), turn a consumption into the
 domain's implicit signals and, rarely, a rating (and text), evolve the user (fatigue, interest drift,
-mood, time budget) and draw the next candidates. Randomness comes from a block of uniforms, a fixed
-slice per session (see :mod:`envs.draws`).
+mood, time budget) and draw the next candidates. Randomness comes from a keyed stream of uniforms, a fixed
+range of positions per session (see :mod:`envs.draws`).
 
 The kernel and its helpers (here and in :mod:`envs.choice`, :mod:`envs.responses`, :mod:`envs.draws`)
 never allocate, so they are compiled without numba's reference counting (``_nrt=False``): counting the
@@ -83,47 +83,83 @@ def item_utility(interests, fatigue, b, item, p):
 
 
 @njit(cache=True, _nrt=False)
-def draw_candidates(out, b, num_items, strides, u, i):
-    """Fill row ``b`` of ``out`` ``(B, M)`` with distinct catalogue indices in O(M) whatever the catalogue
-    size: an arithmetic progression modulo ``num_items`` with a random start and a random stride coprime to it."""
-    a, i = uniform(u, i)
-    c, i = uniform(u, i)
-    item = int(a * num_items)
-    stride = strides[int(c * strides.shape[0])]
-    for j in range(out.shape[1]):
-        out[b, j] = item
-        item += stride
-        item -= num_items * (item >= num_items)  # branch-free: the wrap is unpredictable
+def draw_candidates(out, progression, b, num_items, strides, key, i):
+    """Draw session ``b``'s next ``M`` distinct candidates in O(M) whatever the catalogue size: an arithmetic
+    progression modulo ``num_items`` with a random start and a random stride coprime to it, kept in
+    ``progression[b]`` ``(start, stride)`` and written out in row ``b`` of ``out`` ``(B, M)``."""
+    a, i = uniform(key, i)
+    c, i = uniform(key, i)
+    progression[b, 0] = int(a * num_items)
+    progression[b, 1] = strides[int(c * strides.shape[0])]
+    for j in range(out.shape[1]):  # independent entries (no running sum), so the loop vectorises
+        out[b, j] = candidate_item(progression, b, j, num_items)
     return i
 
 
+@njit(cache=True, _nrt=False)
+def candidate_item(progression, b, j, num_items):
+    """Catalogue index of session ``b``'s candidate ``j``: ``(start + j · stride) mod num_items``, computed
+    from the session's progression rather than read back from the candidate array (a cache miss each)."""
+    x = progression[b, 0] + j * progression[b, 1]
+    item = x - int(x * (1.0 / num_items)) * num_items  # x mod num_items, give or take one num_items
+    item += num_items * (item < 0)
+    return item - num_items * (item >= num_items)
+
+
 def uniforms_per_session(choice_model: int, slate_size: int) -> int:
-    """Length of each session's slice of the uniform block."""
+    """How many positions of the uniform stream each session owns."""
     return UNIFORMS_PER_SESSION + (slate_size if choice_model == CASCADE else 0)
 
 
 @njit(cache=True, _nrt=False)
 def step(
-    u, stride, actions, candidates, next_candidates, strides, world, users, state, params, clock, impression_base, out
+    key,
+    stride,
+    actions,
+    progression,
+    next_candidates,
+    strides,
+    world,
+    users,
+    state,
+    params,
+    clock,
+    impression_base,
+    out,
 ):
     """Advance every session by one slate, one after the other.
 
-    ``world``: (items :data:`ITEM_DTYPE` ``(N,)``, attrs ``(N, A)``, people :data:`USER_DTYPE` ``(U,)``,
-    signals ``(S,)`` the domain's implicit signals); ``users`` ``(B,)`` who is in each session;
+    ``key``: the uniform stream (:mod:`envs.draws`), ``stride`` positions per session; ``progression``
+    ``(B, 2)``: each session's candidates as (start, stride), read for this slate and replaced by the
+    next candidates', which are written out to ``next_candidates`` ``(B, M)``; ``world``: (items
+    :data:`ITEM_DTYPE` ``(N,)``, attrs ``(N, A)``, people :data:`USER_DTYPE` ``(U,)``, signals ``(S,)``
+    the domain's implicit signals); ``users`` ``(B,)`` who is in each session;
     ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
     ``params``: :meth:`Dynamics.as_array`; ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``,
     ended ``(B, 2)`` (terminated, truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per
     session, scratch ``(B, max(k, S))`` float64). See :func:`step_session` for one session's step.
     """
     step_range(
-        0, actions.shape[0], u, stride, actions, candidates, next_candidates, strides, world, users, state, params,
+        0, actions.shape[0], key, stride, actions, progression, next_candidates, strides, world, users, state, params,
         clock, impression_base, out,
     )  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def step_parallel(
-    u, stride, actions, candidates, next_candidates, strides, world, users, state, params, clock, impression_base, out
+    key,
+    stride,
+    actions,
+    progression,
+    next_candidates,
+    strides,
+    world,
+    users,
+    state,
+    params,
+    clock,
+    impression_base,
+    out,
 ):
     """:func:`step` with the sessions in ranges of :data:`SESSIONS_PER_TASK` spread over numba's threads; the
     result is the same bit for bit (each session reads its own uniforms and writes its own rows). The tuples are taken
@@ -134,7 +170,7 @@ def step_parallel(
     n = actions.shape[0]
     for c in prange((n + SESSIONS_PER_TASK - 1) // SESSIONS_PER_TASK):
         step_range(
-            c * SESSIONS_PER_TASK, min((c + 1) * SESSIONS_PER_TASK, n), u, stride, actions, candidates,
+            c * SESSIONS_PER_TASK, min((c + 1) * SESSIONS_PER_TASK, n), key, stride, actions, progression,
             next_candidates, strides,
             (items, attrs, people, signals), users, (session, steps, interests, fatigue, mood, budget, history),
             params, clock, impression_base, (utility, masked, choice, ended, records, emitted, scratch),
@@ -143,7 +179,7 @@ def step_parallel(
 
 @njit(cache=True, _nrt=False)
 def step_range(
-    first, last, u, stride, actions, candidates, next_candidates, strides, world, users, state, params, clock,
+    first, last, key, stride, actions, progression, next_candidates, strides, world, users, state, params, clock,
     impression_base, out,
 ):  # fmt: skip
     """Advance sessions ``first`` to ``last - 1`` (arguments as in :func:`step`)."""
@@ -152,19 +188,20 @@ def step_range(
     utility, masked, choice, ended, records, emitted, scratch = out
     for b in range(first, last):
         step_session(
-            b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
+            b, key, stride, actions, progression, next_candidates, strides, items, attrs, people, signals,
             users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
             utility, masked, choice, ended, records, emitted, scratch,
         )  # fmt: skip
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def step_session(
-    b, u, stride, actions, candidates, next_candidates, strides, items, attrs, people, signals,
+    b, key, stride, actions, progression, next_candidates, strides, items, attrs, people, signals,
     users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
     utility, masked, choice, ended, records, emitted, scratch,
 ):  # fmt: skip
-    """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``, reading uniforms ``u[b·stride : (b+1)·stride]``.
+    """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``, reading the uniforms at positions
+    ``b·stride`` to ``(b+1)·stride - 1`` of ``key``'s stream.
 
     The arrays are those of :func:`step`, unpacked, and only ever indexed by ``b`` (no row views): that
     keeps reference counting out of the loop, which would otherwise cost more than the simulation.
@@ -178,14 +215,16 @@ def step_session(
         for jj in range(j):
             if actions[b, jj] == actions[b, j]:
                 masked[b, j] = True
-        utility[b, j] = item_utility(interests, fatigue, b, items[candidates[b, actions[b, j]]], p)
+        utility[b, j] = item_utility(
+            interests, fatigue, b, items[candidate_item(progression, b, actions[b, j], items.shape[0])], p
+        )
     if p.choice_model == CASCADE:
-        c, i = choose_cascade(utility, masked, b, person.no_click, person.temperature, p.position_bias, u, i)
+        c, i = choose_cascade(utility, masked, b, person.no_click, person.temperature, p.position_bias, key, i)
     else:
-        c, i = choose_mnl(utility, masked, b, person.no_click, person.temperature, u, i, scratch)
-    slip, i = bernoulli(p.misclick_rate, u, i)
+        c, i = choose_mnl(utility, masked, b, person.no_click, person.temperature, key, i, scratch)
+    slip, i = bernoulli(p.misclick_rate, key, i)
     if slip:
-        a, i = uniform(u, i)
+        a, i = uniform(key, i)
         c = int(a * k)
         c = -1 if masked[b, c] else c
     else:
@@ -196,21 +235,21 @@ def step_session(
         fatigue[b, t] *= p.fatigue_decay
     n = 0
     if c >= 0:
-        item = candidates[b, actions[b, c]]
-        noise, i = normal(u, i)
+        item = candidate_item(progression, b, actions[b, c], items.shape[0])
+        noise, i = normal(key, i)
         satisfaction = sigmoid(SATISFACTION_SLOPE * (utility[b, c] - person.no_click) + SATISFACTION_NOISE * noise)
-        engagement, may_rate, i = respond(p.response, satisfaction, attrs, item, u, i, scratch, b)
+        engagement, may_rate, i = respond(p.response, satisfaction, attrs, item, key, i, scratch, b)
         impression = impression_base + b
         for s in range(signals.shape[0]):
             _emit(records, b, n, impression, users[b], session[b], item, c, signals[s], scratch[b, s], clock)
             n += 1
-        rate, i = bernoulli(person.rating_propensity, u, i)
+        rate, i = bernoulli(person.rating_propensity, key, i)
         if may_rate and rate:
-            stars, i = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, u, i)
+            stars, i = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, key, i)
             _emit(records, b, n, impression, users[b], session[b], item, c, RATING, stars, clock)
             n += 1
-            write, i = bernoulli(0.5, u, i)
-            phrasing, i = uniform(u, i)
+            write, i = bernoulli(0.5, key, i)
+            phrasing, i = uniform(key, i)
             if write and p.text_kind >= 0:
                 _emit(records, b, n, impression, users[b], session[b], item, c, p.text_kind, 1.0, clock)
                 records[b, n].text_id = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
@@ -228,7 +267,7 @@ def step_session(
     budget[b] -= spent
     ended[b, 0] = budget[b] <= 0 or mood[b] < person.leave
     ended[b, 1] = not ended[b, 0] and p.max_episode_steps > 0 and steps[b] >= p.max_episode_steps
-    draw_candidates(next_candidates, b, items.shape[0], strides, u, b * stride + stride - 2)
+    draw_candidates(next_candidates, progression, b, items.shape[0], strides, key, b * stride + stride - 2)
 
 
 @njit(cache=True, _nrt=False)
@@ -249,10 +288,10 @@ def _emit(records, b, n, impression, user, session, item, position, kind, value,
 
 
 @njit(cache=True, _nrt=False)
-def _stars(satisfaction, bias, spam, noise_std, u, i):
+def _stars(satisfaction, bias, spam, noise_std, key, i):
     """A 1..5 rating: ``1 + 4 · satisfaction`` + the user's bias + noise, rounded; spammers rate at random."""
-    noise, i = normal(u, i)
-    a, i = uniform(u, i)
+    noise, i = normal(key, i)
+    a, i = uniform(key, i)
     if spam:
         return float(1 + int(a * 5)), i
     return float(min(max(round(1.0 + 4.0 * satisfaction + bias + noise_std * noise), 1.0), 5.0)), i

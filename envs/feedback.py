@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from envs.draws import geometric, geometric_log_odds, laplace
+from envs.draws import bernoulli, draw_key, geometric, geometric_log_odds, laplace
 from envs.signals import IS_BINARY, NUM_SIGNALS, VALUE_HIGH, VALUE_LOW, Signal
 
 FEEDBACK_DTYPE = np.dtype(
@@ -211,19 +211,16 @@ def _parse_delay(name: str, spec: object) -> tuple[float, bool]:
     raise ValueError(f"delay for {name!r} is {spec!r}; expected {expected}")
 
 
-UNIFORMS_PER_RECORD = 2
-NO_UNIFORMS = np.empty(0, np.float32)  # what a step without new records draws (the same as drawing none)
+NO_KEY = np.uint64(0)  # the stream key of a step without new records (which draws none)
 HELD = -1  # env_index of a record waiting for its user's next session
-FREE = -2  # env_index of an unused slot of the held store
 
 
 class FeedbackChannel:
     """Delays, privatises and delivers feedback records for a batch of sub-environments.
 
-    Scheduled records live in one pool (a :data:`FEEDBACK_DTYPE` array) whose ``step_arrived`` holds the
-    scheduled arrival until delivery; each step is one compiled pass over the pool. Records held for an
-    absent user live in a separate store of slots chained per user, so a user's return costs only their
-    own records.
+    Scheduled records wait in a timing wheel: :class:`RecordChains` keyed by arrival step modulo
+    ``max_delay + 1``, so a step reads only the records due then, whatever the number pending. Records
+    held for an absent user wait in chains keyed by user, so a user's return costs only their own records.
 
     Args:
         delays: per-signal delay distributions.
@@ -238,24 +235,26 @@ class FeedbackChannel:
             [geometric_log_odds(m) if g and m > 0 else 0.0 for m, g in zip(delays.mean, delays.geometric, strict=True)]
         )
         self._params = (delays.mean, log_odds, delays.max_steps, epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH)
+        self._wheel_size = delays.max_steps + 1  # pending arrivals span at most this many steps
         self.clear()
 
     def clear(self) -> None:
         """Forget every pending record and zero the counters."""
-        self._pool, self._count = np.empty(1024, FEEDBACK_DTYPE), 0  # scheduled, scanned every step
-        self._held = HeldStore.empty(1024, 0)  # waiting for absent users
+        self._scheduled = RecordChains.empty(1024, self._wheel_size)  # keyed by arrival step % wheel size
+        self._held = RecordChains.empty(1024, 0)  # keyed by user, waiting for absent users
+        self._last_step = -1  # the last step delivered (-1: look at the whole wheel next time)
         self.generated = np.zeros(NUM_SIGNALS, dtype=np.int64)
         self.delivered = np.zeros(NUM_SIGNALS, dtype=np.int64)
 
     @property
     def pending(self) -> int:
         """Records submitted and not yet delivered."""
-        return self._count + self._held.count
+        return self._scheduled.count + self._held.count
 
     def pending_records(self) -> np.ndarray:
         """A copy of the pending records (``step_arrived`` is their scheduled arrival; ``env_index`` -1
         marks records held for an absent user)."""
-        return np.concatenate([self._pool[: self._count], self._held.records()])
+        return np.concatenate([self._scheduled.records(), self._held.records()])
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume: pending records and counters (plain arrays, no pickle)."""
@@ -271,8 +270,10 @@ class FeedbackChannel:
         if pending.dtype != FEEDBACK_DTYPE:
             raise ValueError(f"pending feedback has dtype {pending.dtype}; expected FEEDBACK_DTYPE")
         held = pending["env_index"] == HELD
-        self._pool, self._count = _pool_of(pending[~held])
-        self._held = HeldStore.of(pending[held])
+        scheduled = pending[~held]
+        self._scheduled = RecordChains.of(scheduled, scheduled["step_arrived"] % self._wheel_size, self._wheel_size)
+        self._held = RecordChains.of(pending[held], pending[held]["user_id"])
+        self._last_step = -1
         self.generated = np.array(state["generated"], np.int64)
         self.delivered = np.array(state["delivered"], np.int64)
 
@@ -293,24 +294,25 @@ class FeedbackChannel:
             env_of_user: ``(num_users,)`` the sub-environment each user is active in, or -1.
 
         A due record whose session has ended goes to its user's session elsewhere in the batch, or is
-        held for the user's next session.
+        held for the user's next session. Due records come out in the order they were scheduled.
         """
         n = len(records)
-        self._pool = _with_room(self._pool, self._count, n)
-        self._held = self._held.with_room(self._count + n, len(env_of_user))
-        self._count, arrived = _advance(
-            self._pool,
-            self._count,
+        self._scheduled = self._scheduled.with_room(n, self._wheel_size)
+        self._held = self._held.with_room(self._scheduled.count + n, len(env_of_user))
+        arrived = _advance(
+            self._scheduled.arrays,
             self._held.arrays,
             records,
             now,
-            rng.random(UNIFORMS_PER_RECORD * n, dtype=np.float32) if n else NO_UNIFORMS,
+            max(self._last_step + 1, now - self._wheel_size + 1),
+            draw_key(rng) if n else NO_KEY,
             self._params,
             session_of_env,
             env_of_user,
             self.generated,
             self.delivered,
         )
+        self._last_step = now
         return arrived
 
     def release(self, users: np.ndarray, env_of_user: np.ndarray, now: int) -> np.ndarray:
@@ -319,100 +321,75 @@ class FeedbackChannel:
         return _release(self._held.arrays, users, env_of_user, now, self.delivered)
 
 
-class HeldStore:
-    """Records held for absent users: slots of a :data:`FEEDBACK_DTYPE` array chained per user (oldest
-    first), with a stack of free slots. ``arrays`` is what the compiled functions work on:
-    (records, next slot of each slot, first and last slot of each user, free slots, [free count])."""
+class RecordChains:
+    """Records chained by an integer key (an arrival step, a user): slots of a :data:`FEEDBACK_DTYPE`
+    array linked oldest first per key, with a stack of free slots. ``arrays`` is what the compiled
+    functions work on: (records, next slot of each slot, first and last slot of each key, free slots,
+    [free count])."""
 
     def __init__(self, arrays: tuple[np.ndarray, ...]) -> None:
         self.arrays = arrays
 
     @classmethod
-    def empty(cls, capacity: int, num_users: int) -> HeldStore:
+    def empty(cls, capacity: int, num_keys: int) -> RecordChains:
         records = np.empty(capacity, FEEDBACK_DTYPE)
-        records["env_index"] = FREE
         chains = np.full(capacity, -1, np.int64)
-        first, last = np.full(num_users, -1, np.int64), np.full(num_users, -1, np.int64)
+        first, last = np.full(num_keys, -1, np.int64), np.full(num_keys, -1, np.int64)
         free = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # slot 0 is taken first
         return cls((records, chains, first, last, free, np.array([capacity], np.int64)))
 
     @classmethod
-    def of(cls, records: np.ndarray, num_users: int = 0, capacity: int = 1024) -> HeldStore:
-        """A store holding ``records`` (each user's in the given order)."""
-        users = max(num_users, int(records["user_id"].max()) + 1 if len(records) else 0)
-        store = cls.empty(max(capacity, 2 * len(records)), users)
-        _hold_all(store.arrays, records)
+    def of(cls, records: np.ndarray, keys: np.ndarray, num_keys: int = 0, capacity: int = 1024) -> RecordChains:
+        """Chains holding ``records`` under ``keys`` ``(n,)`` (each key's records in the given order)."""
+        keys = np.asarray(keys, np.int64)
+        store = cls.empty(max(capacity, 2 * len(records)), max(num_keys, int(keys.max()) + 1 if len(keys) else 0))
+        _append_all(store.arrays, records, keys)
         return store
 
     @property
     def count(self) -> int:
         return len(self.arrays[0]) - int(self.arrays[5][0])
 
+    def keys(self) -> np.ndarray:
+        """``(count,)`` the key of each record of :meth:`records`."""
+        return _chained_keys(*self.arrays[1:3], self.count)
+
     def records(self) -> np.ndarray:
-        """A copy of the held records, user by user, each user's in the order they will be delivered."""
+        """A copy of the records, key by key, each key's oldest first."""
         records, chains, first = self.arrays[:3]
         return _chained(records, chains, first, self.count)
 
-    def with_room(self, extra: int, num_users: int) -> HeldStore:
-        """This store, or a larger one holding the same chains, with at least ``extra`` free slots and
-        chains for ``num_users``."""
+    def with_room(self, extra: int, num_keys: int) -> RecordChains:
+        """These chains, or a larger copy of them, with at least ``extra`` free slots and ``num_keys`` keys."""
         records, _, first, _, _, free_count = self.arrays
-        if free_count[0] >= extra and len(first) >= num_users:
+        if free_count[0] >= extra and len(first) >= num_keys:
             return self
         capacity = len(records) if free_count[0] >= extra else max(2 * len(records), self.count + extra)
-        return HeldStore.of(self.records(), max(num_users, len(first)), capacity)
-
-
-def _with_room(pool: np.ndarray, count: int, extra: int) -> np.ndarray:
-    """``pool`` (its first ``count`` records kept) with room for ``extra`` more, doubling when it grows."""
-    if count + extra <= len(pool):
-        return pool
-    grown = np.empty(max(2 * len(pool), count + extra), FEEDBACK_DTYPE)
-    grown[:count] = pool[:count]
-    return grown
-
-
-def _pool_of(records: np.ndarray) -> tuple[np.ndarray, int]:
-    pool = np.empty(max(1024, 2 * len(records)), FEEDBACK_DTYPE)
-    pool[: len(records)] = records
-    return pool, len(records)
+        return RecordChains.of(self.records(), self.keys(), max(num_keys, len(first)), capacity)
 
 
 @njit(cache=True)
-def _advance(pool, count, held, records, now, u, params, session_of_env, env_of_user, generated, delivered):
-    """Schedule ``records`` into ``pool``, then deliver what is due by ``now``; those whose user is away
-    go to the ``held`` store. Returns the new pool count and the delivered records (a new array)."""
-    count = _schedule(pool, count, records, now, u, params, generated)
+def _advance(scheduled, held, records, now, first_step, key, params, session_of_env, env_of_user, generated, delivered):
+    """Schedule ``records`` on the wheel, then deliver what is due by ``now`` in the wheel's slots for steps
+    ``first_step..now``; records whose user is away move to the ``held`` chains. Returns the delivered
+    records (a new array)."""
+    _schedule(scheduled, records, now, key, params, generated)
+    wheel = scheduled[2].shape[0]
     due = 0
-    i = 0
-    while i < count:
-        if pool[i]["step_arrived"] <= now:
-            env = pool[i]["env_index"]
-            if session_of_env[env] != pool[i]["session_id"]:
-                env = env_of_user[pool[i]["user_id"]]
-                if env < 0:
-                    _hold(held, pool[i])
-                    count -= 1
-                    pool[i] = pool[count]
-                    continue
-                pool[i]["env_index"] = env
-            due += 1
-        i += 1
-    out = np.empty(due, pool.dtype)
+    for step in range(first_step, now + 1):
+        due += _count_due(scheduled, step % wheel, now, session_of_env, env_of_user)
+    out = np.empty(due, records.dtype)
     n = 0
-    i = 0
-    while n < due:
-        if pool[i]["step_arrived"] <= now:
-            count, n = _deliver(pool, i, count, pool[i]["env_index"], now, out, n, delivered)
-        else:
-            i += 1
-    return count, out
+    for step in range(first_step, now + 1):
+        n = _deliver_due(scheduled, held, step % wheel, now, session_of_env, env_of_user, out, n, delivered)
+    return out
 
 
-@njit(cache=True)
-def _schedule(pool, count, records, now, u, params, generated):
-    """Append ``records`` to ``pool`` with their arrival steps (and privatised values); returns the count."""
+@njit(cache=True, _nrt=False)
+def _schedule(scheduled, records, now, key, params, generated):
+    """Chain ``records`` under their arrival steps (privatising their values)."""
     mean, log_odds, max_delay, epsilon, binary, low, high = params
+    wheel = scheduled[2].shape[0]
     keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
     i = 0
     for r in range(records.shape[0]):
@@ -420,69 +397,114 @@ def _schedule(pool, count, records, now, u, params, generated):
         generated[kind] += 1
         delay = round(mean[kind])
         if log_odds[kind] < 0:  # geometric with mean > 0
-            delay, i = geometric(log_odds[kind], u, i)
+            delay, i = geometric(log_odds[kind], key, i)
             delay = min(delay, max_delay)
         else:
             i += 1
-        pool[count] = records[r]
-        pool[count]["step_arrived"] = now + delay
+        slot = _append(scheduled, records[r], (now + delay) % wheel)
+        record = scheduled[0][slot]
+        record["step_arrived"] = now + delay
         if epsilon > 0:
-            pool[count]["value"], i = _privatise(pool[count]["value"], kind, keep, epsilon, binary, low, high, u, i)
+            record["value"], i = _privatise(record["value"], kind, keep, epsilon, binary, low, high, key, i)
         else:
             i += 1
-        count += 1
-    return count
 
 
-@njit(cache=True)
-def _privatise(value, kind, keep, epsilon, binary, low, high, u, i):
+@njit(cache=True, _nrt=False)
+def _privatise(value, kind, keep, epsilon, binary, low, high, key, i):
     """Randomised response for binary signals, clipped Laplace noise (range / ε) for numeric ones."""
     if binary[kind]:
-        flip = u[i] >= keep
-        return (1.0 - value) if flip else value, i + 1
-    noise, i = laplace((high[kind] - low[kind]) / epsilon, u, i)
+        flip, i = bernoulli(1.0 - keep, key, i)
+        return (1.0 - value) if flip else value, i
+    noise, i = laplace((high[kind] - low[kind]) / epsilon, key, i)
     noisy = min(max(value + noise, low[kind]), high[kind])
     if kind == 12:  # Signal.RATING: whole stars
         noisy = round(noisy)
     return noisy, i
 
 
-@njit(cache=True)
-def _deliver(pool, i, count, env, now, out, n, delivered):
-    """Move pool record ``i`` to ``out[n]``, delivered to ``env`` at ``now``; the last pending record
-    takes its place. Returns the new pool count and out count."""
-    out[n] = pool[i]
-    out[n]["env_index"] = env
-    out[n]["step_arrived"] = now
-    delivered[pool[i]["kind"]] += 1
-    pool[i] = pool[count - 1]
-    return count - 1, n + 1
+@njit(cache=True, _nrt=False)
+def _destination(record, session_of_env, env_of_user):
+    """The sub-environment a due record goes to: its own if its session still runs, else its user's, else -1."""
+    env = record["env_index"]
+    if session_of_env[env] == record["session_id"]:
+        return env
+    return env_of_user[record["user_id"]]
 
 
-@njit(cache=True)
-def _hold(held, record):
-    """Put ``record`` at the end of its user's chain in the held store."""
-    records, chains, first, last, free, free_count = held
+@njit(cache=True, _nrt=False)
+def _count_due(scheduled, chain, now, session_of_env, env_of_user):
+    """How many records of chain ``chain`` are due by ``now`` and have a sub-environment to go to."""
+    records, chains, first = scheduled[0], scheduled[1], scheduled[2]
+    due = 0
+    slot = first[chain]
+    while slot >= 0:
+        due += records[slot]["step_arrived"] <= now and _destination(records[slot], session_of_env, env_of_user) >= 0
+        slot = chains[slot]
+    return due
+
+
+@njit(cache=True, _nrt=False)
+def _deliver_due(scheduled, held, chain, now, session_of_env, env_of_user, out, n, delivered):
+    """Take the records due by ``now`` out of chain ``chain``: into ``out`` from ``n`` on, or into the
+    ``held`` chains when their user is away. Returns the new count in ``out``."""
+    records, chains, first, last, free, free_count = scheduled
+    previous, slot = -1, first[chain]
+    while slot >= 0:
+        following = chains[slot]
+        if records[slot]["step_arrived"] > now:
+            previous, slot = slot, following
+            continue
+        env = _destination(records[slot], session_of_env, env_of_user)
+        if env < 0:
+            held[0][_append(held, records[slot], records[slot]["user_id"])]["env_index"] = HELD
+        else:
+            out[n] = records[slot]
+            out[n]["env_index"] = env
+            out[n]["step_arrived"] = now
+            delivered[records[slot]["kind"]] += 1
+            n += 1
+        if previous >= 0:
+            chains[previous] = following
+        else:
+            first[chain] = following
+        if following < 0:
+            last[chain] = previous
+        free[free_count[0]] = slot
+        free_count[0] += 1
+        slot = following
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def _append(chains_of, record, chain):
+    """Put ``record`` at the end of chain ``chain``; returns its slot."""
+    records, chains, first, last, free, free_count = chains_of
     free_count[0] -= 1
     slot = free[free_count[0]]
     records[slot] = record
-    records[slot]["env_index"] = HELD
     chains[slot] = -1
-    user = record["user_id"]
-    if last[user] >= 0:
-        chains[last[user]] = slot
+    if last[chain] >= 0:
+        chains[last[chain]] = slot
     else:
-        first[user] = slot
-    last[user] = slot
+        first[chain] = slot
+    last[chain] = slot
+    return slot
+
+
+@njit(cache=True)
+def _append_all(chains_of, records, keys):
+    for r in range(records.shape[0]):
+        _append(chains_of, records[r], keys[r])
 
 
 @njit(cache=True)
 def _chained(records, chains, first, count):
-    """The ``count`` held ``records``, user by user along their ``chains`` (starting at ``first``)."""
+    """The ``count`` chained ``records``, key by key along their ``chains`` (starting at ``first``)."""
     out = np.empty(count, records.dtype)
     n = 0
-    for user in range(first.shape[0]):
-        slot = first[user]
+    for key in range(first.shape[0]):
+        slot = first[key]
         while slot >= 0:
             out[n] = records[slot]
             n += 1
@@ -491,9 +513,17 @@ def _chained(records, chains, first, count):
 
 
 @njit(cache=True)
-def _hold_all(held, records):
-    for r in range(records.shape[0]):
-        _hold(held, records[r])
+def _chained_keys(chains, first, count):
+    """The key of each record in the order of :func:`_chained`."""
+    out = np.empty(count, np.int64)
+    n = 0
+    for key in range(first.shape[0]):
+        slot = first[key]
+        while slot >= 0:
+            out[n] = key
+            n += 1
+            slot = chains[slot]
+    return out
 
 
 @njit(cache=True)
@@ -515,7 +545,6 @@ def _release(held, users, env_of_user, now, delivered):
             out[n]["env_index"] = env_of_user[user]
             out[n]["step_arrived"] = now
             delivered[records[slot]["kind"]] += 1
-            records[slot]["env_index"] = FREE
             free[free_count[0]] = slot
             free_count[0] += 1
             n += 1

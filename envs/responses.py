@@ -1,9 +1,9 @@
 """How users respond to what they consume: the compiled response models of the built-in domains.
 
 A response model turns one consumption into the domain's implicit signals. Signature:
-``(satisfaction, attrs, item, u, i, values, b) -> (engagement, may_rate, i)``, where ``satisfaction`` is
-in (0, 1), ``attrs[item]`` holds the item's values of the domain's ``attribute_names``, ``u``/``i`` are
-the uniform block and cursor (:mod:`envs.draws`; at most 6 uniforms), and row ``b`` of ``values``
+``(satisfaction, attrs, item, key, i, values, b) -> (engagement, may_rate, i)``, where ``satisfaction`` is
+in (0, 1), ``attrs[item]`` holds the item's values of the domain's ``attribute_names``, ``key``/``i`` are
+the uniform stream and cursor (:mod:`envs.draws`; at most 6 uniforms), and row ``b`` of ``values``
 ``(B, ≥ len(implicit_signals))`` is filled in the domain's signal order. It returns the fraction of the
 item consumed (which costs session time), whether the user may go on to rate it, and the cursor. A new
 model is added here and named in :data:`RESPONSES`.
@@ -17,25 +17,25 @@ from envs.draws import bernoulli, normal
 
 
 @njit(cache=True, _nrt=False)
-def read(satisfaction, attrs, item, u, i, values, b):
+def read(satisfaction, attrs, item, key, i, values, b):
     """Readers read a share of the article that grows with satisfaction (≈4 words/s); some share it.
     ``attrs``: length_words; ``values``: click, dwell seconds, share."""
-    noise, i = normal(u, i)
+    noise, i = normal(key, i)
     read = min(max(satisfaction + 0.15 * noise, 0.02), 1.0)
-    share, i = bernoulli(0.15 * satisfaction**3, u, i)
+    share, i = bernoulli(0.15 * satisfaction**3, key, i)
     values[b, 0], values[b, 1], values[b, 2] = 1.0, read * attrs[item, 0] / 4.0, share
     return read, True, i
 
 
 @njit(cache=True, _nrt=False)
-def shop(satisfaction, attrs, item, u, i, values, b):
+def shop(satisfaction, attrs, item, key, i, values, b):
     """Shoppers cart what they like; a share of carts is bought, 1–3 units; only buyers may rate. Price
     sets the amount, not the odds (a price effect belongs in the hidden utility, where the oracle sees it).
     ``attrs``: price; ``values``: click, add-to-cart, purchase, amount (EUR)."""
-    cart, i = bernoulli(0.6 * satisfaction**2, u, i)
-    buy, i = bernoulli(0.35 + 0.5 * satisfaction, u, i)
-    extra1, i = bernoulli(0.15, u, i)
-    extra2, i = bernoulli(0.15, u, i)
+    cart, i = bernoulli(0.6 * satisfaction**2, key, i)
+    buy, i = bernoulli(0.35 + 0.5 * satisfaction, key, i)
+    extra1, i = bernoulli(0.15, key, i)
+    extra2, i = bernoulli(0.15, key, i)
     purchase = cart and buy
     values[b, 0], values[b, 1], values[b, 2] = 1.0, cart, purchase
     values[b, 3] = attrs[item, 0] * (1 + extra1 + extra2) if purchase else 0.0
@@ -43,23 +43,23 @@ def shop(satisfaction, attrs, item, u, i, values, b):
 
 
 @njit(cache=True, _nrt=False)
-def listen(satisfaction, attrs, item, u, i, values, b):
+def listen(satisfaction, attrs, item, key, i, values, b):
     """Listeners play the track and keep listening in proportion to satisfaction; under 30% is a skip.
     ``attrs``: duration_seconds; ``values``: play, listen fraction, skip, like."""
-    noise, i = normal(u, i)
+    noise, i = normal(key, i)
     listen = min(max(satisfaction + 0.2 * noise, 0.0), 1.0)
-    like, i = bernoulli(0.25 * satisfaction**2, u, i)
+    like, i = bernoulli(0.25 * satisfaction**2, key, i)
     values[b, 0], values[b, 1], values[b, 2], values[b, 3] = 1.0, listen, listen < 0.3, like
     return listen, True, i
 
 
 @njit(cache=True, _nrt=False)
-def watch(satisfaction, attrs, item, u, i, values, b):
+def watch(satisfaction, attrs, item, key, i, values, b):
     """Viewers watch a share that grows with satisfaction; ≥ 90% watched is a completion.
     ``attrs``: duration_seconds; ``values``: click, watch fraction, completion, like."""
-    noise, i = normal(u, i)
+    noise, i = normal(key, i)
     watch = min(max(satisfaction + 0.2 * noise, 0.01), 1.0)
-    like, i = bernoulli(0.2 * satisfaction**2, u, i)
+    like, i = bernoulli(0.2 * satisfaction**2, key, i)
     values[b, 0], values[b, 1], values[b, 2], values[b, 3] = 1.0, watch, watch >= 0.9, like
     return watch, True, i
 
@@ -68,12 +68,12 @@ RESPONSES = {"read": 0, "shop": 1, "listen": 2, "watch": 3}
 
 
 @njit(cache=True, _nrt=False)
-def respond(model, satisfaction, attrs, item, u, i, values, b):
+def respond(model, satisfaction, attrs, item, key, i, values, b):
     """Dispatch to the response model numbered ``model`` (see :data:`RESPONSES`)."""
     if model == 0:
-        return read(satisfaction, attrs, item, u, i, values, b)
+        return read(satisfaction, attrs, item, key, i, values, b)
     if model == 1:
-        return shop(satisfaction, attrs, item, u, i, values, b)
+        return shop(satisfaction, attrs, item, key, i, values, b)
     if model == 2:
-        return listen(satisfaction, attrs, item, u, i, values, b)
-    return watch(satisfaction, attrs, item, u, i, values, b)
+        return listen(satisfaction, attrs, item, key, i, values, b)
+    return watch(satisfaction, attrs, item, key, i, values, b)

@@ -5,7 +5,8 @@ sessions as arrays shaped ``(B, ...)``. The single-user environment is this core
 vector environment the same core with ``B = N``; both are thin Gymnasium faces over it.
 
 A step is two compiled passes — the user dynamics (:mod:`envs.dynamics`) and the feedback channel
-(:mod:`envs.feedback`) — fed by uniforms drawn from the caller's seeded ``numpy.random.Generator``.
+(:mod:`envs.feedback`) — each reading uniforms from a stream keyed by one draw from the caller's seeded
+``numpy.random.Generator`` (:mod:`envs.draws`).
 Arrays handed out in observations are never written again by the simulator.
 """
 
@@ -21,6 +22,7 @@ from envs.catalog import Catalog
 from envs.choice import CHOICE_MODELS
 from envs.config import SimConfig
 from envs.domain import Domain
+from envs.draws import draw_key
 from envs.dynamics import (
     ITEM_DTYPE,
     USER_DTYPE,
@@ -180,6 +182,7 @@ class Simulator:
         self.budget = np.zeros(b, np.float32)
         self.history = np.full((b, c.history_length), -1, np.int64)
         self.candidates = np.zeros((b, c.num_candidates), np.int64)
+        self.progression = np.zeros((b, 2), np.int64)  # (start, stride) behind each row of candidates
         self.feedback_obs = np.zeros((b, c.feedback_length, len(FEEDBACK_FIELDS)), np.float32)
         self.env_of_user = np.full(c.num_users, -1, np.int64)
         self.clock = 0
@@ -228,6 +231,7 @@ class Simulator:
                 raise ValueError(f"saved simulator state {name!r} has shape {value.shape}; expected {current.shape}")
             setattr(self, name, value.astype(current.dtype, copy=True))
         self.clock, self._next_session, self._next_impression = (int(x) for x in state["counters"])
+        self.progression = _progression_of(self.candidates, self.catalog.num_items)
         self.population.interests[:] = state["population_interests"]
         self.channel.load_state_dict(
             {k.removeprefix("channel_"): v for k, v in state.items() if k.startswith("channel_")}
@@ -260,10 +264,10 @@ class Simulator:
                 self.budget,
                 self.history,
             ),
-            (self.candidates, self.feedback_obs),
+            (self.candidates, self.progression, self.feedback_obs),
             self.catalog.num_items,
             self._strides,
-            rng.random(2 * len(envs), dtype=np.float32),
+            draw_key(rng),
         )
         self._next_session += len(envs)
         waiting = self.channel.release(users, self.env_of_user, self.clock)
@@ -296,17 +300,16 @@ class Simulator:
         b, k = actions.shape
         if self.config.duplicates == "error":
             _refuse_repeats(actions)
-        u = rng.random(b * self._stride, dtype=np.float32)
         utility, masked = np.empty((b, k), np.float32), np.empty((b, k), bool)
         choice, ended = np.empty(b, np.int64), np.empty((b, 2), bool)
         next_candidates = np.empty(self.candidates.shape, np.int64)
         state = (self.session, self.steps, self.interests, self.fatigue, self.mood, self.budget, self.history)
         out = (utility, masked, choice, ended, self._records, self._emitted, self._scratch)
         self._kernel(
-            u,
+            draw_key(rng),
             self._stride,
             actions,
-            self.candidates,
+            self.progression,
             next_candidates,
             self._strides,
             self._world,
@@ -380,13 +383,13 @@ def _compact(records, emitted):
 
 
 @njit(cache=True)
-def _start(envs, users, first_session, population, state, observed, num_items, strides, u):
+def _start(envs, users, first_session, population, state, observed, num_items, strides, key):
     """Put ``users[r]`` into sub-env ``envs[r]`` with a fresh session: interests from the population,
     no fatigue, full mood, a time budget of the user's patience, no history, new candidates and no
     feedback rows."""
     interests, patience = population
     user, env_of_user, session, steps, current, fatigue, mood, budget, history = state
-    candidates, feedback_obs = observed
+    candidates, progression, feedback_obs = observed
     for r in range(envs.shape[0]):
         env, usr = envs[r], users[r]
         user[env], env_of_user[usr], session[env], steps[env] = usr, env, first_session + r, 0
@@ -395,7 +398,7 @@ def _start(envs, users, first_session, population, state, observed, num_items, s
         mood[env], budget[env] = 1.0, patience[usr]
         history[env] = -1
         feedback_obs[env] = 0.0
-        draw_candidates(candidates, env, num_items, strides, u, 2 * r)
+        draw_candidates(candidates, progression, env, num_items, strides, key, 2 * r)
 
 
 @njit(cache=True)
@@ -473,6 +476,13 @@ def _attribute_matrix(domain: Domain, catalog: Catalog) -> np.ndarray:
             f"expected columns {list(domain.attribute_names)}"
         )
     return np.column_stack([catalog.attributes[a] for a in domain.attribute_names]).astype(np.float32)
+
+
+def _progression_of(candidates: np.ndarray, num_items: int) -> np.ndarray:
+    """``(B, 2)`` the (start, stride) of each row of ``candidates`` ``(B, M)`` (see
+    :func:`envs.dynamics.draw_candidates`)."""
+    stride = (candidates[:, 1] - candidates[:, 0]) % num_items if candidates.shape[1] > 1 else 1
+    return np.column_stack([candidates[:, 0], np.broadcast_to(stride, len(candidates))]).astype(np.int64)
 
 
 def _coprime_strides(n: int, rng: np.random.Generator) -> np.ndarray:
