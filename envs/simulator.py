@@ -22,7 +22,7 @@ from envs.catalog import Catalog
 from envs.choice import CHOICE_MODELS
 from envs.config import SimConfig
 from envs.domain import Domain
-from envs.draws import draw_key
+from envs.draws import draw_key, uniform
 from envs.dynamics import (
     ITEM_DTYPE,
     USER_DTYPE,
@@ -192,6 +192,7 @@ class Simulator:
         self._records = np.empty((b, slots), FEEDBACK_DTYPE)
         self._emitted, self._filled = np.zeros(b, np.int64), np.zeros(b, np.int64)
         self._scratch = np.empty((b, max(c.slate_size, slots)))
+        self._reward_sink = np.zeros(b)  # where the reward of feedback released at a session start goes
         self._handed_out = False
 
     def reset_world(self) -> None:
@@ -242,13 +243,12 @@ class Simulator:
 
     def start_sessions(self, envs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """End whatever runs in ``envs`` ``(n,)`` and start new sessions there with users who are
-        not active elsewhere. Returns the feedback that waited for those users."""
-        self.end_sessions(envs)
-        users = self._draw_free_users(len(envs), rng)
+        not active elsewhere (uniform among the free ones). Returns the feedback that waited for those users."""
         if self._handed_out:
             self.candidates, self.feedback_obs = self.candidates.copy(), self.feedback_obs.copy()
+        users = np.empty(len(envs), np.int64)
         pop = self.population
-        _start(
+        _restart(
             envs,
             users,
             self._next_session,
@@ -271,20 +271,12 @@ class Simulator:
         )
         self._next_session += len(envs)
         waiting = self.channel.release(users, self.env_of_user, self.clock)
-        _score(waiting, self.reward_weight, VALUE_NEUTRAL, np.zeros(self.num_envs), self.feedback_obs, self._filled)
+        _score(waiting, self.reward_weight, VALUE_NEUTRAL, self._reward_sink, self.feedback_obs, self._filled)
         return waiting
 
     def end_sessions(self, envs: np.ndarray) -> None:
         """Write the drifted interests of ``envs``' users back to the population; mark them away."""
         _end(envs, self.user, self.session, self.interests, self.env_of_user, self.population.interests)
-
-    def _draw_free_users(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` distinct users, none active in another session (uniform among the free ones)."""
-        users = np.empty(n, np.int64)
-        found = 0
-        while found < n:
-            found = _take_free(rng.integers(self.config.num_users, size=2 * n), self.env_of_user, users, found)
-        return users
 
     # ------------------------------------------------------------------ the step
 
@@ -383,15 +375,23 @@ def _compact(records, emitted):
 
 
 @njit(cache=True)
-def _start(envs, users, first_session, population, state, observed, num_items, strides, key):
-    """Put ``users[r]`` into sub-env ``envs[r]`` with a fresh session: interests from the population,
-    no fatigue, full mood, a time budget of the user's patience, no history, new candidates and no
-    feedback rows."""
+def _restart(envs, users, first_session, population, state, observed, num_items, strides, key):
+    """End the sessions in ``envs`` (as :func:`_end`) and start new ones there: the user of ``envs[r]``
+    is drawn uniformly among those not active (written to ``users[r]``), and starts with interests from
+    the population, no fatigue, full mood, a time budget of their patience, no history, new candidates
+    and no feedback rows. Stream positions: ``2r, 2r + 1`` the candidates of restart ``r``, then the
+    user draws (rejection sampling: redrawn while the user is active)."""
     interests, patience = population
     user, env_of_user, session, steps, current, fatigue, mood, budget, history = state
     candidates, progression, feedback_obs = observed
+    _end(envs, user, session, current, env_of_user, interests)
+    position = 2 * envs.shape[0]
     for r in range(envs.shape[0]):
-        env, usr = envs[r], users[r]
+        env, usr = envs[r], -1
+        while usr < 0 or env_of_user[usr] >= 0:
+            a, position = uniform(key, position)
+            usr = int(a * env_of_user.shape[0])
+        users[r] = usr
         user[env], env_of_user[usr], session[env], steps[env] = usr, env, first_session + r, 0
         current[env] = interests[usr]
         fatigue[env] = 0.0
@@ -417,23 +417,6 @@ def _utilities(candidates, interests, fatigue, items, params, out):
     for b in range(candidates.shape[0]):
         for j in range(candidates.shape[1]):
             out[b, j] = item_utility(interests, fatigue, b, items[candidates[b, j]], p)
-
-
-@njit(cache=True)
-def _take_free(draws, env_of_user, users, found):
-    """Append to ``users`` the draws that are neither active nor already taken; returns the count."""
-    for user in draws:
-        if found == users.shape[0]:
-            break
-        if env_of_user[user] >= 0:
-            continue
-        taken = False
-        for f in range(found):
-            taken = taken or users[f] == user
-        if not taken:
-            users[found] = user
-            found += 1
-    return found
 
 
 def _refuse_repeats(actions: np.ndarray) -> None:
