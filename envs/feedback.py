@@ -423,7 +423,7 @@ def _privatise(value, kind, keep, epsilon, binary, low, high, key, i):
     return noisy, i
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _destination(record, session_of_env, env_of_user):
     """The sub-environment a due record goes to: its own if its session still runs, else its user's, else -1."""
     env = record["env_index"]
@@ -476,7 +476,7 @@ def _deliver_due(scheduled, held, chain, now, session_of_env, env_of_user, out, 
     return n
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _append(chains_of, record, chain):
     """Put ``record`` at the end of chain ``chain``; returns its slot."""
     records, chains, first, last, free, free_count = chains_of

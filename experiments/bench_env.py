@@ -23,8 +23,9 @@ REPEATS = 3
 
 
 def random_slates(rng: np.random.Generator, batch: int, m: int, k: int, count: int = 64) -> list[np.ndarray]:
-    """``count`` batches of ``k`` distinct candidates out of ``m``, shaped ``(batch, k)``."""
-    return [np.argsort(rng.random((batch, m)), axis=1)[:, :k] for _ in range(count)]
+    """``count`` batches of ``k`` distinct candidates out of ``m``, shaped ``(batch, k)``: contiguous arrays,
+    as an agent hands them over (not strided views into an ``(batch, m)`` ranking)."""
+    return [np.ascontiguousarray(np.argsort(rng.random((batch, m)), axis=1)[:, :k]) for _ in range(count)]
 
 
 def single_env_rate(env_id: str, m: int, k: int, steps: int) -> float:
