@@ -370,44 +370,59 @@ class RecordChains:
 
 @njit(cache=True)
 def _advance(scheduled, held, records, now, first_step, key, params, session_of_env, env_of_user, generated, delivered):
-    """Schedule ``records`` on the wheel, then deliver what is due by ``now`` in the wheel's slots for steps
-    ``first_step..now``; records whose user is away move to the ``held`` chains. Returns the delivered
-    records (a new array)."""
-    _schedule(scheduled, records, now, key, params, generated)
+    """Deliver what the wheel holds for steps ``first_step..now``, then the fresh ``records`` shown at ``now``
+    that have no delay; chain the other fresh records under their arrival steps. Records whose user is
+    away move to the ``held`` chains. Returns the delivered records (a new array), in the order they were
+    scheduled. Fresh record ``r`` reads stream positions ``2r`` (its delay) and ``2r + 1`` (its privacy noise)."""
     wheel = scheduled[2].shape[0]
+    delays = np.empty(records.shape[0], np.int64)
     due = 0
+    for r in range(records.shape[0]):
+        delays[r] = _delay(records[r]["kind"], params, key, 2 * r)
+        due += delays[r] == 0 and _destination(records[r], session_of_env, env_of_user) >= 0
     for step in range(first_step, now + 1):
         due += _count_due(scheduled, step % wheel, now, session_of_env, env_of_user)
     out = np.empty(due, records.dtype)
     n = 0
     for step in range(first_step, now + 1):
         n = _deliver_due(scheduled, held, step % wheel, now, session_of_env, env_of_user, out, n, delivered)
+    _schedule(
+        scheduled, held, records, delays, now, key, params, session_of_env, env_of_user, out, n, generated, delivered
+    )
     return out
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _delay(kind, params, key, position):
+    """Steps until a record of ``kind`` arrives: fixed, or geometric (one uniform, truncated at the maximum)."""
+    mean, log_odds, max_delay = params[0], params[1], params[2]
+    if log_odds[kind] < 0:  # geometric with mean > 0
+        delay, _ = geometric(log_odds[kind], key, position)
+        return min(delay, max_delay)
+    return round(mean[kind])
+
+
 @njit(cache=True, _nrt=False)
-def _schedule(scheduled, records, now, key, params, generated):
-    """Chain ``records`` under their arrival steps (privatising their values)."""
-    mean, log_odds, max_delay, epsilon, binary, low, high = params
+def _schedule(
+    scheduled, held, records, delays, now, key, params, session_of_env, env_of_user, out, n, generated, delivered
+):
+    """Privatise the fresh ``records``' values; deliver those with no delay (into ``out`` from ``n`` on) and
+    chain the others under their arrival steps."""
+    epsilon, binary, low, high = params[3], params[4], params[5], params[6]
     wheel = scheduled[2].shape[0]
     keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
-    i = 0
     for r in range(records.shape[0]):
         kind = records[r]["kind"]
         generated[kind] += 1
-        delay = round(mean[kind])
-        if log_odds[kind] < 0:  # geometric with mean > 0
-            delay, i = geometric(log_odds[kind], key, i)
-            delay = min(delay, max_delay)
-        else:
-            i += 1
-        slot = _append(scheduled, records[r], (now + delay) % wheel)
-        record = scheduled[0][slot]
-        record["step_arrived"] = now + delay
+        value = records[r]["value"]
         if epsilon > 0:
-            record["value"], i = _privatise(record["value"], kind, keep, epsilon, binary, low, high, key, i)
+            value, _ = _privatise(value, kind, keep, epsilon, binary, low, high, key, 2 * r + 1)
+        if delays[r] == 0:
+            n = _deliver(records[r], value, now, now, held, session_of_env, env_of_user, out, n, delivered)
         else:
-            i += 1
+            record = scheduled[0][_append(scheduled, records[r], (now + delays[r]) % wheel)]
+            record["step_arrived"] = now + delays[r]
+            record["value"] = value
 
 
 @njit(cache=True, _nrt=False)
@@ -446,24 +461,19 @@ def _count_due(scheduled, chain, now, session_of_env, env_of_user):
 
 @njit(cache=True, _nrt=False)
 def _deliver_due(scheduled, held, chain, now, session_of_env, env_of_user, out, n, delivered):
-    """Take the records due by ``now`` out of chain ``chain``: into ``out`` from ``n`` on, or into the
-    ``held`` chains when their user is away. Returns the new count in ``out``."""
+    """Take the records due by ``now`` out of chain ``chain`` and deliver them (into ``out`` from ``n`` on).
+    Returns the new count in ``out``."""
     records, chains, first, last, free, free_count = scheduled
     previous, slot = -1, first[chain]
     while slot >= 0:
         following = chains[slot]
-        if records[slot]["step_arrived"] > now:
+        record = records[slot]
+        if record["step_arrived"] > now:
             previous, slot = slot, following
             continue
-        env = _destination(records[slot], session_of_env, env_of_user)
-        if env < 0:
-            held[0][_append(held, records[slot], records[slot]["user_id"])]["env_index"] = HELD
-        else:
-            out[n] = records[slot]
-            out[n]["env_index"] = env
-            out[n]["step_arrived"] = now
-            delivered[records[slot]["kind"]] += 1
-            n += 1
+        n = _deliver(
+            record, record["value"], record["step_arrived"], now, held, session_of_env, env_of_user, out, n, delivered
+        )
         if previous >= 0:
             chains[previous] = following
         else:
@@ -474,6 +484,21 @@ def _deliver_due(scheduled, held, chain, now, session_of_env, env_of_user, out, 
         free_count[0] += 1
         slot = following
     return n
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _deliver(record, value, arrival, now, held, session_of_env, env_of_user, out, n, delivered):
+    """Deliver ``record`` with ``value`` into ``out[n]`` at ``now``, or, when its user is away, hold it (its
+    scheduled ``arrival`` kept). Returns the new count in ``out``."""
+    env = _destination(record, session_of_env, env_of_user)
+    if env < 0:
+        kept = held[0][_append(held, record, record["user_id"])]
+        kept["env_index"], kept["step_arrived"], kept["value"] = HELD, arrival, value
+        return n
+    out[n] = record
+    out[n]["env_index"], out[n]["step_arrived"], out[n]["value"] = env, now, value
+    delivered[record["kind"]] += 1
+    return n + 1
 
 
 @njit(cache=True, _nrt=False, inline="always")
