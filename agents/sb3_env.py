@@ -68,7 +68,7 @@ class SB3VecEnv(VecEnv):
         infos = [{"TimeLimit.truncated": bool(t and not d)} for t, d in zip(truncated, terminated, strict=True)]
         ended = np.flatnonzero(terminated | truncated)
         if len(ended):
-            last = with_context({key: value[ended] for key, value in info["final_obs"].items()}, self.context)
+            last = with_context(info["final_obs"].rows, self.context)
             for row, i in enumerate(ended):
                 infos[i]["terminal_observation"] = {key: value[row] for key, value in last.items()}
         return with_context(self._obs, self.context), reward.astype(np.float32), terminated | truncated, infos

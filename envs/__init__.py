@@ -14,7 +14,7 @@ from envs.feedback import FEEDBACK_DTYPE, FeedbackEvent, as_columns, as_events, 
 from envs.signals import Signal
 from envs.simulator import FEEDBACK_FIELDS, Simulator
 from envs.slate_env import SlateEnv
-from envs.vector_env import SlateVectorEnv
+from envs.vector_env import FinalObservation, SlateVectorEnv
 
 MAX_EPISODE_STEPS = 200
 DOMAINS = {"news": "News", "ecommerce": "Ecommerce", "music": "Music", "video": "Video"}
@@ -37,6 +37,7 @@ __all__ = [
     "Catalog",
     "Domain",
     "FeedbackEvent",
+    "FinalObservation",
     "Signal",
     "SimConfig",
     "Simulator",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +24,7 @@ class SlateVectorEnv(VectorEnv):
 
     Same-step autoreset (Gymnasium's ``AutoresetMode.SAME_STEP``, as in Stable-Baselines3): when a
     session ends, the returned observation is already the next session's first one; the last one is in
-    ``info["final_obs"]`` (rows masked by ``info["_final_obs"]``).
+    ``info["final_obs"]`` (a :class:`FinalObservation`: rows masked by ``info["_final_obs"]``).
 
     ``info`` per step: ``feedback`` (columns of :data:`envs.feedback.FEEDBACK_DTYPE` for all sub-envs;
     ``env_index`` says whose),
@@ -84,7 +85,7 @@ class SlateVectorEnv(VectorEnv):
         }
         ended = np.flatnonzero(done)
         if len(ended):
-            info["final_obs"] = self._final_observation(ended)
+            info["final_obs"] = FinalObservation(self.sim.observation(ended), ended, self.num_envs)
             info["_final_obs"] = done
             info["reset_feedback"] = as_columns(self.sim.start_sessions(ended, self.np_random))
         info["pending_feedback"] = self.sim.channel.pending
@@ -108,9 +109,28 @@ class SlateVectorEnv(VectorEnv):
         """``(N, M)`` hidden utility of the current candidates (for the oracle and metrics only)."""
         return self.sim.candidate_utility()
 
-    def _final_observation(self, ended: np.ndarray) -> dict[str, np.ndarray]:
-        last = self.sim.observation(ended)
-        full = {key: np.zeros((self.num_envs, *value.shape[1:]), value.dtype) for key, value in last.items()}
-        for key, value in last.items():
-            full[key][ended] = value
-        return full
+
+class FinalObservation(Mapping):
+    """``info["final_obs"]``: the last observation of the sessions that ended this step.
+
+    Read as a mapping it holds full ``(num_envs, ...)`` arrays, one per observation key, with the ended
+    sub-envs' rows filled and the others zero, built on first access (most steps' are never read). The
+    compact form is :attr:`rows` ``(n, ...)`` per key, row ``r`` belonging to sub-env ``envs[r]``.
+    """
+
+    def __init__(self, rows: dict[str, np.ndarray], envs: np.ndarray, num_envs: int) -> None:
+        self.rows, self.envs, self.num_envs = rows, envs, num_envs
+        self._full: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._full:
+            rows = self.rows[key]
+            self._full[key] = np.zeros((self.num_envs, *rows.shape[1:]), rows.dtype)
+            self._full[key][self.envs] = rows
+        return self._full[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)

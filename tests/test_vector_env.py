@@ -50,6 +50,26 @@ def test_sessions_autoreset_in_the_same_step():
     assert ended > 16
 
 
+def test_final_observation_rows_match_its_full_arrays():
+    """``info["final_obs"]`` keeps the ended sessions' rows compact and builds full, zero-padded arrays on
+    reading; both name the same rows, and those rows continue the sessions' previous observation."""
+    vec = make_vec("FeedbackRec/News-v0", 16)
+    rng = np.random.default_rng(2)
+    obs, _ = vec.reset(seed=2)
+    done = np.zeros(16, bool)
+    while not done.any() or done.all():
+        last = obs
+        obs, _, terminated, truncated, info = vec.step(random_slates(rng, 16))
+        done = terminated | truncated
+    final = info["final_obs"]
+    assert np.array_equal(final.envs, np.flatnonzero(done)) and set(final) == set(obs) and len(final) == len(obs)
+    for key, rows in final.rows.items():
+        assert np.array_equal(final[key][done], rows)
+        assert not final[key][~done].any(), f"{key} rows of running sessions are not zero"
+    assert np.array_equal(final["user_id"][done], last["user_id"][done])
+    assert not np.array_equal(final["candidates"][done], obs["candidates"][done])
+
+
 def test_one_sub_env_follows_the_single_env_trajectory(env_id):
     """With num_envs=1 and the same seed, the batched env replays the single env exactly (the
     single env reset right after each session end, as autoreset does)."""
