@@ -61,6 +61,33 @@ def test_delay_above_max_is_refused():
         DelayTable.parse({"rating": 300})
 
 
+def test_records_due_in_skipped_steps_arrive_at_the_next_advance():
+    """The wheel is read for every step since the last ``advance``, so a caller that skips steps loses nothing."""
+    channel = FeedbackChannel(DelayTable.parse({"click": "fixed:3", "rating": "fixed:7"}, max_steps=10))
+    rng, users = np.random.default_rng(0), np.zeros(1, np.int64)
+    fresh = np.concatenate([clicks(5, 0), clicks(2, 0, Signal.RATING)])
+    assert len(channel.advance(fresh, 0, rng, ONE_SESSION, users)) == 0
+    arrived = channel.advance(clicks(0, 5), 5, rng, ONE_SESSION, users)
+    assert (arrived["kind"] == Signal.CLICK).all() and len(arrived) == 5 and (arrived["step_arrived"] == 5).all()
+    arrived = channel.advance(clicks(0, 40), 40, rng, ONE_SESSION, users)  # more steps than the wheel has slots
+    assert (arrived["kind"] == Signal.RATING).all() and len(arrived) == 2 and channel.pending == 0
+
+
+def test_many_pending_records_grow_the_wheel_and_arrive_in_scheduling_order():
+    channel = FeedbackChannel(DelayTable.parse({"click": "fixed:2"}))
+    rng, users = np.random.default_rng(0), np.zeros(1, np.int64)
+    first, second = clicks(3000, 0), clicks(3000, 1)
+    channel.advance(first, 0, rng, ONE_SESSION, users)
+    channel.advance(second, 1, rng, ONE_SESSION, users)
+    assert channel.pending == 6000
+    assert np.array_equal(
+        channel.advance(clicks(0, 2), 2, rng, ONE_SESSION, users)["impression_id"], first["impression_id"]
+    )
+    assert np.array_equal(
+        channel.advance(clicks(0, 3), 3, rng, ONE_SESSION, users)["impression_id"], second["impression_id"]
+    )
+
+
 def test_randomised_response_flips_the_configured_share():
     epsilon = 1.0
     channel = FeedbackChannel(DelayTable.parse({}), privacy_epsilon=epsilon)
