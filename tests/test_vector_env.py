@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
 from envs import as_records
+from envs.dynamics import step
+from envs.simulator import PARALLEL_FROM
 from tests.conftest import SMALL
 
 
@@ -48,6 +52,31 @@ def test_sessions_autoreset_in_the_same_step():
         users = obs["user_id"][:, 0].copy()
         assert len(np.unique(users)) == 16, "a user is in two sessions at once"
     assert ended > 16
+
+
+def assert_same(first, second, where: str = "") -> None:
+    """Equal arrays, numbers and (nested) mappings of them."""
+    if isinstance(first, Mapping):
+        assert first.keys() == second.keys(), where
+        for key in first:
+            assert_same(first[key], second[key], f"{where}[{key!r}]")
+    elif isinstance(first, tuple):
+        for index, (a, b) in enumerate(zip(first, second, strict=True)):
+            assert_same(a, b, f"{where}[{index}]")
+    else:
+        np.testing.assert_array_equal(first, second, err_msg=where)
+
+
+def test_threaded_and_serial_kernels_step_alike_bit_for_bit():
+    """Batches of PARALLEL_FROM sessions or more are stepped on numba's threads; the result must not change."""
+    threaded, serial = (make_vec("FeedbackRec/Video-v0", PARALLEL_FROM, num_users=4 * PARALLEL_FROM) for _ in range(2))
+    serial.unwrapped.sim._kernel = step
+    assert threaded.unwrapped.sim._kernel is not step
+    rng = np.random.default_rng(4)
+    assert_same(threaded.reset(seed=4), serial.reset(seed=4))
+    for t in range(40):
+        slates = random_slates(rng, PARALLEL_FROM)
+        assert_same(threaded.step(slates), serial.step(slates), f"step {t}")
 
 
 def test_final_observation_rows_match_its_full_arrays():
