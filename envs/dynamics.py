@@ -136,8 +136,9 @@ def step(
     the domain's implicit signals); ``users`` ``(B,)`` who is in each session;
     ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
     ``params``: :meth:`Dynamics.as_array`; ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``,
-    ended ``(B, 2)`` (terminated, truncated), records ``(B, S + 2)``, emitted ``(B,)`` records written per
-    session, scratch ``(B, max(k, S))`` float64). See :func:`step_session` for one session's step.
+    ended ``(B, 2)`` (terminated, truncated), next history ``(B, L)`` (the history after this step), records
+    ``(B, S + 2)``, emitted ``(B,)`` records written per session, scratch ``(B, max(k, S))`` float64). See
+    :func:`step_session` for one session's step.
     """
     step_range(
         0, actions.shape[0], key, stride, actions, progression, next_candidates, strides, world, users, state, params,
@@ -166,14 +167,14 @@ def step_parallel(
     apart and put back together inside the loop because a parallel loop body cannot receive tuples of arrays."""
     items, attrs, people, signals = world
     session, steps, interests, fatigue, mood, budget, history = state
-    utility, masked, choice, ended, records, emitted, scratch = out
+    utility, masked, choice, ended, next_history, records, emitted, scratch = out
     n = actions.shape[0]
     for c in prange((n + SESSIONS_PER_TASK - 1) // SESSIONS_PER_TASK):
         step_range(
             c * SESSIONS_PER_TASK, min((c + 1) * SESSIONS_PER_TASK, n), key, stride, actions, progression,
             next_candidates, strides,
             (items, attrs, people, signals), users, (session, steps, interests, fatigue, mood, budget, history),
-            params, clock, impression_base, (utility, masked, choice, ended, records, emitted, scratch),
+            params, clock, impression_base, (utility, masked, choice, ended, next_history, records, emitted, scratch),
         )  # fmt: skip
 
 
@@ -185,12 +186,12 @@ def step_range(
     """Advance sessions ``first`` to ``last - 1`` (arguments as in :func:`step`)."""
     items, attrs, people, signals = world
     session, steps, interests, fatigue, mood, budget, history = state
-    utility, masked, choice, ended, records, emitted, scratch = out
+    utility, masked, choice, ended, next_history, records, emitted, scratch = out
     for b in range(first, last):
         step_session(
             b, key, stride, actions, progression, next_candidates, strides, items, attrs, people, signals,
             users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
-            utility, masked, choice, ended, records, emitted, scratch,
+            utility, masked, choice, ended, next_history, records, emitted, scratch,
         )  # fmt: skip
 
 
@@ -198,7 +199,7 @@ def step_range(
 def step_session(
     b, key, stride, actions, progression, next_candidates, strides, items, attrs, people, signals,
     users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
-    utility, masked, choice, ended, records, emitted, scratch,
+    utility, masked, choice, ended, next_history, records, emitted, scratch,
 ):  # fmt: skip
     """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``, reading the uniforms at positions
     ``b·stride`` to ``(b+1)·stride - 1`` of ``key``'s stream.
@@ -254,11 +255,13 @@ def step_session(
                 _emit(records, b, n, impression, users[b], session[b], item, c, p.text_kind, 1.0, clock)
                 records[b, n].text_id = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
                 n += 1
-        _consume(b, item, items[item], satisfaction, interests, fatigue, history, p)
+        _consume(b, items[item], satisfaction, interests, fatigue, p)
         spent += engagement
         mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
     else:
+        item = -1
         mood[b] = 0.85 * mood[b]
+    _remember(history, next_history, b, item)
     emitted[b] = n
     for j in range(k):
         if masked[b, j]:
@@ -298,7 +301,7 @@ def _stars(satisfaction, bias, spam, noise_std, key, i):
 
 
 @njit(cache=True, _nrt=False)
-def _consume(b, index, item, satisfaction, interests, fatigue, history, p):
+def _consume(b, item, satisfaction, interests, fatigue, p):
     """Fatigue builds on the item's topics; interests drift toward them if liked, away if not."""
     w = item.weight
     fatigue[b, item.topic] += 1 - w
@@ -306,6 +309,14 @@ def _consume(b, index, item, satisfaction, interests, fatigue, history, p):
     drift = p.drift_rate * (2.0 * satisfaction - 1.0)
     interests[b, item.topic] = min(max(interests[b, item.topic] + drift * (1 - w), -4.0), 4.0)
     interests[b, item.second] = min(max(interests[b, item.second] + drift * w, -4.0), 4.0)
-    for h in range(history.shape[1] - 1):
-        history[b, h] = history[b, h + 1]
-    history[b, history.shape[1] - 1] = index
+
+
+@njit(cache=True, _nrt=False)
+def _remember(history, next_history, b, item):
+    """Row ``b`` of ``next_history``: row ``b`` of ``history``, shifted left with ``item`` appended if the user
+    consumed one (``item >= 0``)."""
+    shift = 1 if item >= 0 else 0
+    for h in range(history.shape[1] - shift):
+        next_history[b, h] = history[b, h + shift]
+    if shift:
+        next_history[b, history.shape[1] - 1] = item

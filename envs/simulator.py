@@ -245,7 +245,8 @@ class Simulator:
         """End whatever runs in ``envs`` ``(n,)`` and start new sessions there with users who are
         not active elsewhere (uniform among the free ones). Returns the feedback that waited for those users."""
         if self._handed_out:
-            self.candidates, self.feedback_obs = self.candidates.copy(), self.feedback_obs.copy()
+            self.candidates, self.history = self.candidates.copy(), self.history.copy()
+            self.feedback_obs = self.feedback_obs.copy()
         users = np.empty(len(envs), np.int64)
         pop = self.population
         _restart(
@@ -294,9 +295,12 @@ class Simulator:
             _refuse_repeats(actions)
         utility, masked = np.empty((b, k), np.float32), np.empty((b, k), bool)
         choice, ended = np.empty(b, np.int64), np.empty((b, 2), bool)
-        next_candidates = np.empty(self.candidates.shape, np.int64)
+        next_candidates, next_history = (
+            np.empty(self.candidates.shape, np.int64),
+            np.empty(self.history.shape, np.int64),
+        )
         state = (self.session, self.steps, self.interests, self.fatigue, self.mood, self.budget, self.history)
-        out = (utility, masked, choice, ended, self._records, self._emitted, self._scratch)
+        out = (utility, masked, choice, ended, next_history, self._records, self._emitted, self._scratch)
         self._kernel(
             draw_key(rng),
             self._stride,
@@ -320,7 +324,7 @@ class Simulator:
         self.feedback_obs = np.zeros(self.feedback_obs.shape, np.float32)
         _score(arrived, self.reward_weight, VALUE_NEUTRAL, reward, self.feedback_obs, self._filled)
         self.clock += 1
-        self.candidates = next_candidates
+        self.candidates, self.history = next_candidates, next_history
         self._handed_out = False
         return StepOutcome(reward, ended[:, 0], ended[:, 1], arrived, utility, masked, impressions, choice)
 
@@ -332,7 +336,7 @@ class Simulator:
         self._handed_out |= not isinstance(rows, np.ndarray)  # views of the live arrays went out
         obs = {
             "candidates": self.candidates[rows],
-            "history": self.history[rows].copy(),
+            "history": self.history[rows],
             "feedback": self.feedback_obs[rows],
             "user_id": self.user[rows, None].copy(),
         }

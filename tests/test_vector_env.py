@@ -79,6 +79,22 @@ def test_threaded_and_serial_kernels_step_alike_bit_for_bit():
         assert_same(threaded.step(slates), serial.step(slates), f"step {t}")
 
 
+def test_observations_handed_out_are_never_written_again():
+    """Agents may keep observations (replay buffers do); the env must not change them behind their back."""
+    vec = make_vec("FeedbackRec/News-v0", 16, max_episode_steps=5)
+    rng = np.random.default_rng(3)
+    obs, _ = vec.reset(seed=3)
+    kept = [(obs, {key: value.copy() for key, value in obs.items()})]
+    for _ in range(30):
+        obs, _, _, _, info = vec.step(random_slates(rng, 16))
+        for handed_out in (obs, info.get("final_obs", {})):
+            kept.append((handed_out, {key: value.copy() for key, value in handed_out.items()}))
+    vec.reset()
+    for held, copy in kept:
+        for key in copy:
+            np.testing.assert_array_equal(held[key], copy[key], err_msg=key)
+
+
 def test_final_observation_rows_match_its_full_arrays():
     """``info["final_obs"]`` keeps the ended sessions' rows compact and builds full, zero-padded arrays on
     reading; both name the same rows, and those rows continue the sessions' previous observation."""
