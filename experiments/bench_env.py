@@ -135,6 +135,7 @@ def bench_vector(steps: int) -> None:
             sim.budget,
             sim.history,
             sim.candidates,
+            sim.progression,
             sim.feedback_obs,
         )
     )
