@@ -100,7 +100,7 @@ def draw_candidates(out, progression, b, num_items, strides, key, i):
 def candidate_item(progression, b, j, num_items):
     """Catalogue index of session ``b``'s candidate ``j``: ``(start + j · stride) mod num_items``, computed
     from the session's progression rather than read back from the candidate array (a cache miss each).
-    Exact while ``start + j · stride`` < 2^53, i.e. for any catalogue below 2^31 items."""
+    Exact while ``start + j · stride`` < 2^53, i.e. while ``num_items · (M + 1)`` < 2^53."""
     x = progression[b, 0] + j * progression[b, 1]
     item = x - int(x * (1.0 / num_items)) * num_items  # x mod num_items, give or take one num_items
     item += num_items * (item < 0)
