@@ -101,6 +101,11 @@ class Simulator:
         n_items, m = self.catalog.num_items, config.num_candidates
         if m > n_items:
             raise ValueError(f"num_candidates={m} exceeds the catalog's {n_items} items")
+        if n_items * (m + 1) >= 2**53:
+            raise ValueError(
+                f"num_candidates={m} with {n_items} items is too large; expected num_items · (num_candidates + 1) "
+                "< 2^53 (candidates are drawn in double-precision arithmetic)"
+            )
         if config.num_users < num_envs:
             raise ValueError(
                 f"num_users={config.num_users} is below num_envs={num_envs}; each session needs its own user"
