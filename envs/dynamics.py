@@ -114,20 +114,9 @@ def uniforms_per_session(choice_model: int, slate_size: int) -> int:
 
 @njit(cache=True, _nrt=False)
 def step(
-    key,
-    stride,
-    actions,
-    progression,
-    next_candidates,
-    strides,
-    world,
-    users,
-    state,
-    params,
-    clock,
-    impression_base,
+    key, stride, actions, progression, next_candidates, strides, world, users, state, params, clock, impression_base,
     out,
-):
+):  # fmt: skip
     """Advance every session by one slate, one after the other.
 
     ``key``: the uniform stream (:mod:`envs.draws`), ``stride`` positions per session; ``progression``
@@ -149,20 +138,9 @@ def step(
 
 @njit(cache=True, parallel=True)
 def step_parallel(
-    key,
-    stride,
-    actions,
-    progression,
-    next_candidates,
-    strides,
-    world,
-    users,
-    state,
-    params,
-    clock,
-    impression_base,
+    key, stride, actions, progression, next_candidates, strides, world, users, state, params, clock, impression_base,
     out,
-):
+):  # fmt: skip
     """:func:`step` with the sessions in ranges of :data:`SESSIONS_PER_TASK` spread over numba's threads; the
     result is the same bit for bit (each session reads its own uniforms and writes its own rows). The tuples are taken
     apart and put back together inside the loop because a parallel loop body cannot receive tuples of arrays."""

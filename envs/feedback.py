@@ -463,7 +463,7 @@ def _count_due(scheduled, chain, now, session_of_env, env_of_user):
 def _deliver_due(scheduled, held, chain, now, session_of_env, env_of_user, out, n, delivered):
     """Take the records due by ``now`` out of chain ``chain`` and deliver them (into ``out`` from ``n`` on).
     Returns the new count in ``out``."""
-    records, chains, first, last, free, free_count = scheduled
+    records, chains, first, last = scheduled[:4]
     previous, slot = -1, first[chain]
     while slot >= 0:
         following = chains[slot]
@@ -480,8 +480,7 @@ def _deliver_due(scheduled, held, chain, now, session_of_env, env_of_user, out, 
             first[chain] = following
         if following < 0:
             last[chain] = previous
-        free[free_count[0]] = slot
-        free_count[0] += 1
+        _release_slot(scheduled, slot)
         slot = following
     return n
 
@@ -495,10 +494,24 @@ def _deliver(record, value, arrival, now, held, session_of_env, env_of_user, out
         kept = held[0][_append(held, record, record["user_id"])]
         kept["env_index"], kept["step_arrived"], kept["value"] = HELD, arrival, value
         return n
+    return _put(record, value, env, now, out, n, delivered)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _put(record, value, env, now, out, n, delivered):
+    """Write ``record`` with ``value`` into ``out[n]``, delivered to ``env`` at ``now``; returns ``n + 1``."""
     out[n] = record
     out[n]["env_index"], out[n]["step_arrived"], out[n]["value"] = env, now, value
     delivered[record["kind"]] += 1
     return n + 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _release_slot(chains_of, slot):
+    """Return ``slot`` to the free-slot stack (the caller has unlinked it)."""
+    free, free_count = chains_of[4], chains_of[5]
+    free[free_count[0]] = slot
+    free_count[0] += 1
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -554,7 +567,7 @@ def _chained_keys(chains, first, count):
 @njit(cache=True)
 def _release(held, users, env_of_user, now, delivered):
     """Deliver the held records of ``users`` to their sub-environments; returns them (a new array)."""
-    records, chains, first, last, free, free_count = held
+    records, chains, first, last = held[:4]
     due = 0
     for user in users:
         slot = first[user]
@@ -566,13 +579,8 @@ def _release(held, users, env_of_user, now, delivered):
     for user in users:
         slot = first[user]
         while slot >= 0:
-            out[n] = records[slot]
-            out[n]["env_index"] = env_of_user[user]
-            out[n]["step_arrived"] = now
-            delivered[records[slot]["kind"]] += 1
-            free[free_count[0]] = slot
-            free_count[0] += 1
-            n += 1
+            n = _put(records[slot], records[slot]["value"], env_of_user[user], now, out, n, delivered)
+            _release_slot(held, slot)
             slot = chains[slot]
         first[user], last[user] = -1, -1
     return out

@@ -22,32 +22,24 @@ def splitmix64(key: int, position: int) -> float:
 
 
 @njit
-def uniforms(key, n):
+def variates(draw, key, n):
+    """``n`` successive variates of ``draw`` (a helper of :mod:`envs.draws`) from ``key``'s stream."""
     out = np.empty(n)
     i = 0
     for r in range(n):
-        out[r], i = uniform(key, i)
-    return out
-
-
-@njit
-def normals(key, n):
-    out = np.empty(n)
-    i = 0
-    for r in range(n):
-        out[r], i = normal(key, i)
+        out[r], i = draw(key, i)
     return out
 
 
 def test_uniforms_are_splitmix64_bit_for_bit():
     for key in (np.uint64(0), np.uint64(2**64 - 1), draw_key(np.random.default_rng(5))):
-        got = uniforms(key, 64)
+        got = variates(uniform, key, 64)
         assert got.tolist() == [splitmix64(int(key), i) for i in range(64)], key
 
 
 def test_uniforms_are_uniform_on_the_open_interval_and_keys_give_other_streams():
     rng = np.random.default_rng(0)
-    first, second = uniforms(draw_key(rng), 200_000), uniforms(draw_key(rng), 200_000)
+    first, second = variates(uniform, draw_key(rng), 200_000), variates(uniform, draw_key(rng), 200_000)
     assert 0.0 < first.min() and first.max() < 1.0
     assert stats.kstest(first, "uniform").pvalue > 1e-3
     assert abs(np.corrcoef(first[:-1], first[1:])[0, 1]) < 0.01, "neighbouring positions are correlated"
@@ -55,7 +47,7 @@ def test_uniforms_are_uniform_on_the_open_interval_and_keys_give_other_streams()
 
 
 def test_normals_are_standard():
-    values = normals(draw_key(np.random.default_rng(1)), 100_000)
+    values = variates(normal, draw_key(np.random.default_rng(1)), 100_000)
     assert stats.kstest(values, "norm").pvalue > 1e-3
 
 
