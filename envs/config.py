@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from envs.choice import CHOICE_MODELS
-from envs.signals import Signal
+from envs.signals import REWARD_SIGNALS, Signal
 
 DUPLICATE_POLICIES = ("mask", "error")
 
@@ -37,6 +37,8 @@ class SimConfig:
         history_length: consumed items kept in the observation.
         feedback_length: arrived feedback records kept in the observation per step.
         reward_weights: signal name → weight, replacing the domain's defaults where given.
+        reward_signals: which signals the reward counts: ``"all"``, ``"explicit"`` (ratings and texts) or
+            ``"implicit"`` (behaviour); the others weigh 0 whatever ``reward_weights`` says.
         drift_rate: how far interests move toward (or away from) a consumed item's topics.
         fatigue_weight: utility lost per unit of fatigue on an item's topics.
         fatigue_decay: per-step decay of fatigue, in [0, 1).
@@ -62,6 +64,7 @@ class SimConfig:
     history_length: int = 10
     feedback_length: int = 16
     reward_weights: Mapping[str, float] | None = None
+    reward_signals: str = "all"
     drift_rate: float = 0.05
     fatigue_weight: float = 0.6
     fatigue_decay: float = 0.8
@@ -84,6 +87,8 @@ class SimConfig:
             )
         if self.choice_model not in CHOICE_MODELS:
             raise ValueError(f"unknown choice_model {self.choice_model!r}; expected one of {sorted(CHOICE_MODELS)}")
+        if self.reward_signals not in REWARD_SIGNALS:
+            raise ValueError(f"reward_signals={self.reward_signals!r}; expected one of {REWARD_SIGNALS}")
         if self.duplicates not in DUPLICATE_POLICIES:
             raise ValueError(f"duplicates={self.duplicates!r}; expected one of {DUPLICATE_POLICIES}")
         for name in ("misclick_rate", "rating_propensity", "spam_fraction", "fatigue_decay"):

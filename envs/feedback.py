@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from envs.draws import bernoulli, draw_key, geometric, geometric_log_odds, laplace
-from envs.signals import IS_BINARY, NUM_SIGNALS, VALUE_HIGH, VALUE_LOW, Signal
+from envs.signals import IS_BINARY, NUM_SIGNALS, VALUE_HIGH, VALUE_LOW, VALUE_RESOLUTION, Signal
 
 FEEDBACK_DTYPE = np.dtype(
     [
@@ -234,7 +234,9 @@ class FeedbackChannel:
         log_odds = np.array(
             [geometric_log_odds(m) if g and m > 0 else 0.0 for m, g in zip(delays.mean, delays.geometric, strict=True)]
         )
-        self._params = (delays.mean, log_odds, delays.max_steps, epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH)
+        self._params = (
+            delays.mean, log_odds, delays.max_steps, epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH, VALUE_RESOLUTION
+        )
         self._wheel_size = delays.max_steps + 1  # pending arrivals span at most this many steps
         self.clear()
 
@@ -408,7 +410,7 @@ def _schedule(
 ):
     """Privatise the fresh ``records``' values; deliver those with no delay (into ``out`` from ``n`` on) and
     chain the others under their arrival steps."""
-    epsilon, binary, low, high = params[3], params[4], params[5], params[6]
+    epsilon, binary, low, high, resolution = params[3], params[4], params[5], params[6], params[7]
     wheel = scheduled[2].shape[0]
     keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
     for r in range(records.shape[0]):
@@ -416,7 +418,7 @@ def _schedule(
         generated[kind] += 1
         value = records[r]["value"]
         if epsilon > 0:
-            value, _ = _privatise(value, kind, keep, epsilon, binary, low, high, key, 2 * r + 1)
+            value, _ = _privatise(value, kind, keep, epsilon, binary, low, high, resolution, key, 2 * r + 1)
         if delays[r] == 0:
             n = _deliver(records[r], value, now, now, held, session_of_env, env_of_user, out, n, delivered)
         else:
@@ -426,15 +428,16 @@ def _schedule(
 
 
 @njit(cache=True, _nrt=False)
-def _privatise(value, kind, keep, epsilon, binary, low, high, key, i):
-    """Randomised response for binary signals, clipped Laplace noise (range / ε) for numeric ones."""
+def _privatise(value, kind, keep, epsilon, binary, low, high, resolution, key, i):
+    """Randomised response for binary signals, clipped Laplace noise (range / ε) for numeric ones, rounded
+    to the signal's ``resolution`` where it has one (whole stars)."""
     if binary[kind]:
         flip, i = bernoulli(1.0 - keep, key, i)
         return (1.0 - value) if flip else value, i
     noise, i = laplace((high[kind] - low[kind]) / epsilon, key, i)
     noisy = min(max(value + noise, low[kind]), high[kind])
-    if kind == 12:  # Signal.RATING: whole stars
-        noisy = round(noisy)
+    if resolution[kind] > 0:
+        noisy = round(noisy / resolution[kind]) * resolution[kind]
     return noisy, i
 
 

@@ -35,7 +35,7 @@ from envs.dynamics import (
 )
 from envs.feedback import FEEDBACK_DTYPE, DelayTable, FeedbackChannel
 from envs.responses import RESPONSES
-from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal
+from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal, reward_mask
 from envs.users import Population, UserParams
 
 FEEDBACK_FIELDS = ("present", "kind", "item_index", "position", "value", "age")
@@ -439,10 +439,12 @@ def _refuse_repeats(actions: np.ndarray) -> None:
 
 
 def _reward_weights(domain: Domain, config: SimConfig) -> np.ndarray:
+    """``(NUM_SIGNALS,)`` reward per unit of each signal: the domain's weights, replaced by the config's where
+    given, zero outside ``config.reward_signals``."""
     weights = np.zeros(NUM_SIGNALS)
     for name, w in {**domain.reward_weights, **(config.reward_weights or {})}.items():
         weights[Signal.parse(name)] = w
-    return weights
+    return weights * reward_mask(config.reward_signals)
 
 
 def _item_records(catalog: Catalog) -> np.ndarray:

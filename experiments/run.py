@@ -113,7 +113,9 @@ def make_env(cfg: DictConfig, num_envs: int, catalog, features, evaluation: bool
         kwargs.update(delays="none")
     else:
         kwargs.update(
-            reward_weights=_container(cfg.feedback.reward_weights), privacy_epsilon=cfg.feedback.privacy_epsilon
+            reward_weights=_container(cfg.feedback.reward_weights),
+            reward_signals=cfg.feedback.reward_signals,
+            privacy_epsilon=cfg.feedback.privacy_epsilon,
         )
     return gym.make_vec(
         env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", item_features=features, **kwargs

@@ -26,13 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.signals import NUM_SIGNALS, VALUE_NEUTRAL, Signal
+from envs.signals import ACTIONS, AMOUNT, CONSUMPTION, DEPTH, NUM_SIGNALS, SIGNAL_INFO, VALUE_NEUTRAL, Signal
 
 WORDS_PER_SECOND = 4.0
 """Typical adult reading speed (about 240 words a minute): ``length_words / 4`` seconds reads an article."""
-DEPTH_SIGNALS = (Signal.DWELL_SECONDS, Signal.LISTEN_FRACTION, Signal.WATCH_FRACTION)
-ACTIONS = (Signal.SHARE, Signal.LIKE, Signal.ADD_TO_CART, Signal.PURCHASE, Signal.COMPLETION, Signal.SKIP)
-CONSUMED = (Signal.CLICK, Signal.PLAY)
 RATING_PRIOR = 2.0
 """Pseudo-ratings at the global mean added to a user's own when estimating their mean rating."""
 LOG_SCALE = math.log1p(1000.0)
@@ -47,9 +44,8 @@ FEATURES = (
     "sentiment_mask",
     "depth",
     "depth_mask",
-    *(name for kind in ACTIONS for name in (kind.name.lower(), f"{kind.name.lower()}_mask")),
-    "log_amount",
-    "amount_mask",
+    *(name for kind in ACTIONS for name in (kind.label, f"{kind.label}_mask")),
+    *(name for kind in AMOUNT for name in (f"log_{kind.label}", f"{kind.label}_mask")),
     "consumed",
     "recency",
 )
@@ -72,15 +68,14 @@ def consumption_depth(values: np.ndarray, arrived: np.ndarray, seconds: np.ndarr
         values, arrived: ``(..., S)`` raw feedback.
         seconds: ``(...)`` full reading time of each item (NaN when unknown).
 
-    Returns ``(depth, known)``, both ``(...)``: dwell seconds over reading time, else the listen or
-    watch fraction.
+    Returns ``(depth, known)``, both ``(...)``: the first arrived depth signal (:data:`envs.signals.DEPTH`),
+    a fraction as it is, seconds divided by the item's reading time.
     """
-    dwell = values[..., Signal.DWELL_SECONDS] / np.where(np.isfinite(seconds) & (seconds > 0), seconds, np.nan)
+    full = np.where(np.isfinite(seconds) & (seconds > 0), seconds, np.nan)
     depth = np.zeros(values.shape[:-1], np.float32)
     known = np.zeros(values.shape[:-1], bool)
-    for kind, value in zip(
-        DEPTH_SIGNALS, (dwell, values[..., Signal.LISTEN_FRACTION], values[..., Signal.WATCH_FRACTION]), strict=True
-    ):
+    for kind in DEPTH:
+        value = values[..., kind] / full if SIGNAL_INFO[kind].unit == "seconds" else values[..., kind]
         use = arrived[..., kind] & ~known & np.isfinite(value)
         depth[use] = np.clip(value[use], 0.0, 1.0)
         known |= use
@@ -113,7 +108,6 @@ def engagement_features(
     )
     has_text = np.isfinite(sentiment)
     depth, depth_known = consumption_depth(values, arrived, seconds)
-    amount = np.log1p(np.maximum(values[..., Signal.PURCHASE_AMOUNT], 0.0)) / LOG_SCALE
     columns = [
         np.where(rated, (stars - user_mean) / 2.0, 0.0),
         np.where(rated, (stars - 3.0) / 2.0, 0.0),
@@ -126,10 +120,11 @@ def engagement_features(
     ]
     for kind in ACTIONS:
         columns += [np.where(arrived[..., kind], values[..., kind], 0.0), arrived[..., kind]]
+    for kind in AMOUNT:
+        amount = np.log1p(np.maximum(values[..., kind], 0.0)) / LOG_SCALE
+        columns += [np.where(arrived[..., kind], amount, 0.0), arrived[..., kind]]
     columns += [
-        np.where(arrived[..., Signal.PURCHASE_AMOUNT], amount, 0.0),
-        arrived[..., Signal.PURCHASE_AMOUNT],
-        arrived[..., list(CONSUMED)].any(-1),
+        arrived[..., list(CONSUMPTION)].any(-1),
         np.log1p(np.maximum(age, 0)) / LOG_SCALE,
     ]
     return (np.stack(columns, axis=-1) * valid[..., None]).astype(np.float32)
@@ -232,7 +227,7 @@ class ItemStats:
     def count_feedback(self, records: np.ndarray) -> None:
         """Add arrived ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) to their items' counts."""
         kinds = records["kind"].astype(np.int64)
-        np.add.at(self.consumed, records["item_index"][np.isin(kinds, CONSUMED)], 1.0)
+        np.add.at(self.consumed, records["item_index"][np.isin(kinds, CONSUMPTION)], 1.0)
         np.add.at(self.feedback, (records["item_index"], kinds), records["value"] - VALUE_NEUTRAL[kinds])
 
     def features(self, items: np.ndarray, worth: np.ndarray) -> np.ndarray:

@@ -272,8 +272,8 @@ def test_implicit_signals_amount_sentiment_and_recency():
         sentiment=[5.0, np.nan],
         age=[0, 1000],
     )
-    np.testing.assert_allclose(column(f, "log_amount"), [1.0, 0.0], atol=1e-6)
-    assert column(f, "amount_mask").tolist() == [1, 0]
+    np.testing.assert_allclose(column(f, "log_purchase_amount"), [1.0, 0.0], atol=1e-6)
+    assert column(f, "purchase_amount_mask").tolist() == [1, 0]
     assert column(f, "skip").tolist() == [0, 1] and column(f, "skip_mask").tolist() == [0, 1]
     assert column(f, "like_mask").tolist() == [0, 1] and column(f, "like").tolist() == [0, 0]
     assert column(f, "sentiment").tolist() == [1.0, 0.0] and column(f, "sentiment_mask").tolist() == [1, 0]

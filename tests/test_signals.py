@@ -1,0 +1,45 @@
+"""One signal vocabulary: every list of signals is derived from the roles of one table."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs  # noqa: F401  (registers the environments)
+from envs.signals import (
+    ACTIONS,
+    CONSUMPTION,
+    DEPTH,
+    IS_EXPLICIT,
+    SIGNAL_INFO,
+    Role,
+    Signal,
+    reward_mask,
+    signals_with,
+)
+from models.features import FEATURES
+
+
+def test_every_signal_has_one_row_and_every_role_list_comes_from_the_table():
+    assert set(SIGNAL_INFO) == set(Signal)
+    assert sorted(signals_with(*Role)) == sorted(Signal)
+    assert CONSUMPTION == (Signal.CLICK, Signal.PLAY)
+    assert DEPTH == (Signal.DWELL_SECONDS, Signal.LISTEN_FRACTION, Signal.WATCH_FRACTION)
+    assert Signal.PURCHASE in ACTIONS and Signal.RATING not in ACTIONS
+    assert [Signal(i) for i in np.flatnonzero(IS_EXPLICIT)] == [Signal.RATING, Signal.REVIEW, Signal.COMMENT]
+    for kind in ACTIONS:
+        assert kind.label in FEATURES and f"{kind.label}_mask" in FEATURES
+
+
+@pytest.mark.parametrize("which", ["explicit", "implicit"])
+def test_a_reward_restricted_to_explicit_or_implicit_signals_counts_no_other(which):
+    env = gym.make("FeedbackRec/News-v0", num_items=200, reward_signals=which, reward_weights={"dwell_seconds": 1.0})
+    weights = env.unwrapped.sim.reward_weight
+    assert (weights[~reward_mask(which)] == 0).all() and (weights[reward_mask(which)] != 0).any()
+    assert reward_mask("all").all() and (reward_mask("explicit") == ~reward_mask("implicit")).all()
+
+
+def test_an_unknown_reward_selection_is_named():
+    with pytest.raises(ValueError, match=r"reward_signals='behaviour'; expected one of \('all', 'explicit', 'implicit'\)"):
+        gym.make("FeedbackRec/News-v0", num_items=200, reward_signals="behaviour")
