@@ -41,5 +41,6 @@ def test_a_reward_restricted_to_explicit_or_implicit_signals_counts_no_other(whi
 
 
 def test_an_unknown_reward_selection_is_named():
-    with pytest.raises(ValueError, match=r"reward_signals='behaviour'; expected one of \('all', 'explicit', 'implicit'\)"):
+    expected = r"reward_signals='behaviour'; expected one of \('all', 'explicit', 'implicit'\)"
+    with pytest.raises(ValueError, match=expected):
         gym.make("FeedbackRec/News-v0", num_items=200, reward_signals="behaviour")
