@@ -183,7 +183,7 @@ class DelayTable:
         geometric = np.zeros(NUM_SIGNALS, dtype=bool)
         for name, spec in (delays or {}).items():
             kind = Signal.parse(name)
-            mean[kind], geometric[kind] = _parse_delay(name, spec)
+            mean[kind], geometric[kind] = parse_delay(name, spec)
         mean *= scale
         if (mean > max_steps).any():
             worst = Signal(int(np.argmax(mean))).name.lower()
@@ -191,7 +191,8 @@ class DelayTable:
         return cls(mean=mean, geometric=geometric, max_steps=int(max_steps))
 
 
-def _parse_delay(name: str, spec: object) -> tuple[float, bool]:
+def parse_delay(name: str, spec: object) -> tuple[float, bool]:
+    """``(mean steps, geometric?)`` of the delay ``spec`` of signal ``name`` (see :meth:`DelayTable.parse`)."""
     expected = "a number of steps >= 0, 'none', 'fixed:N' or 'geometric:MEAN'"
     if isinstance(spec, str):
         dist, _, number = spec.partition(":")
