@@ -6,7 +6,7 @@ simulator and its oracle: each item's primary topic, a secondary topic with its 
 
 Catalogues come from :meth:`Catalog.generate` (our own text generator, per domain), from your own data
 through :meth:`Catalog.from_table` (CSV, JSONL or Parquet), from a copy of MIND through
-:meth:`Catalog.from_mind`, or fitted to MovieLens (:mod:`envs.movielens`).
+:func:`envs.mind.mind_catalog`, or fitted to MovieLens (:mod:`envs.domains.movielens`).
 """
 
 from __future__ import annotations
@@ -146,15 +146,6 @@ class Catalog:
         except UnicodeDecodeError:
             raise ValueError(_encoding_problem(path)) from None
         return _catalog_from_rows(path, rows, domain, seed)
-
-    @classmethod
-    def from_mind(cls, news_tsv: str | Path, behaviors_tsv: str | Path | None = None, seed: int = 0) -> Catalog:
-        """News articles from a copy of MIND's ``news.tsv``; given its ``behaviors.tsv``, quality is fitted
-        to the logged click-through (see :func:`envs.mind.mind_catalog`, and
-        :func:`envs.mind.mind_population` for the users' category preferences)."""
-        from envs.mind import mind_catalog  # envs.mind builds on this module
-
-        return mind_catalog(news_tsv, behaviors_tsv, seed)
 
 
 class _GeneratedIds(Sequence[str]):

@@ -11,6 +11,7 @@ from envs.choice import CHOICE_MODELS
 from envs.signals import REWARD_SIGNALS, Signal
 
 DUPLICATE_POLICIES = ("mask", "error")
+DEFAULT_USERS = 1000
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class SimConfig:
         num_items: catalogue size when the catalogue is generated.
         num_candidates: ``M``, candidates offered per step (drawn afresh each step).
         slate_size: ``k``, items the agent shows per step.
-        num_users: size of the user population.
+        num_users: size of the user population; None sizes it to the batch: :data:`DEFAULT_USERS`, or the
+            number of concurrent sessions when larger (each session needs its own user).
         population_seed: fixes the catalogue and the population (not the episode randomness).
         choice_model: ``"mnl"`` or ``"cascade"``.
         position_bias: cascade's examination decay per slot, in (0, 1].
@@ -48,7 +50,7 @@ class SimConfig:
     num_items: int = 2000
     num_candidates: int = 20
     slate_size: int = 5
-    num_users: int = 1000
+    num_users: int | None = None
     population_seed: int = 0
     choice_model: str = "mnl"
     position_bias: float = 0.8
@@ -71,8 +73,10 @@ class SimConfig:
     quality_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("num_items", "num_candidates", "slate_size", "num_users", "history_length", "feedback_length"):
+        for name in ("num_items", "num_candidates", "slate_size", "history_length", "feedback_length"):
             _require_int(name, getattr(self, name), low=1)
+        if self.num_users is not None:
+            _require_int("num_users", self.num_users, low=1)
         _require_int("max_delay", self.max_delay, low=0)
         _require_int("population_seed", self.population_seed, low=0)
         if self.num_candidates > self.num_items:
@@ -107,13 +111,19 @@ class SimConfig:
             _require_range(f"reward_weights[{name!r}]", weight, -float("inf"), float("inf"))
 
     @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, object]) -> SimConfig:
-        """Build from environment keyword arguments; an unknown keyword is named in the error."""
-        known = {f.name for f in fields(cls)}
+    def from_kwargs(cls, kwargs: Mapping[str, object], num_envs: int = 1) -> SimConfig:
+        """Build from environment keyword arguments for ``num_envs`` concurrent sessions (which sizes a
+        default population, see ``num_users``); an unknown keyword is named in the error."""
+        known = cls.keywords()
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(f"unknown environment argument(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**kwargs)  # type: ignore[arg-type]
+        return cls(**{**kwargs, "num_users": kwargs.get("num_users") or max(DEFAULT_USERS, num_envs)})
+
+    @classmethod
+    def keywords(cls) -> set[str]:
+        """The names of every setting."""
+        return {f.name for f in fields(cls)}
 
 
 def _require_int(name: str, value: object, low: int) -> None:

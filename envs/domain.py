@@ -1,19 +1,21 @@
-"""What makes a domain: its topics and words, its item attributes, and how its users respond.
+"""What makes a domain: its topics and words, its item attributes, its signals, and how its users respond.
 
-A :class:`Domain` is pure data plus two functions; the four built-in domains live in ``envs/news.py``,
-``envs/ecommerce.py``, ``envs/music.py`` and ``envs/video.py``. Everything else in the simulator is
-shared.
+A :class:`Domain` is pure data plus a few functions; the built-in domains live one module each in
+:mod:`envs.domains` (news, e-commerce, music, video, and MovieLens, a world fitted to real ratings), and each
+registers itself (:func:`envs.registry.register_domain`). Everything else in the simulator is shared: one
+environment class and one vector class serve every domain, and each domain's manual is written from its data
+(:func:`envs.manual.manual`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from envs.responses import RESPONSES
-from envs.signals import Signal
+from envs.signals import SIGNALS
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,25 @@ class Topic:
 
 
 AttributeFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], dict[str, np.ndarray]]
+WorldFn = Callable[..., tuple[object, object, dict]]
+"""``(catalog, population, kwargs, **extra) -> (catalog, population, kwargs)``: a world fitted to data fills in
+the catalogue, the population and fitted defaults of the keyword arguments; ``extra`` are the world's own
+keywords (e.g. MovieLens ``ratings``)."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One registered version of a domain's environment (Gymnasium's ``-v<number>`` convention).
+
+    Attributes:
+        number: the version (``FeedbackRec/News-v1`` is number 1).
+        changes: what this version changed, for the manual's Version History.
+        defaults: keyword arguments this version sets by default (a user's own keywords still win).
+    """
+
+    number: int
+    changes: str
+    defaults: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,8 @@ class Domain:
 
     Attributes:
         name: short lowercase name, also the Hydra ``env`` option.
+        title: the environment id's stem (``"News"`` registers ``FeedbackRec/News-v0``).
+        description: the manual's Description section: what a user sees and does.
         noun: what an item is called in review text ("article", "product", ...).
         topics: hidden topics with their vocabularies.
         generic_words: domain words not tied to a topic (verbs, brands, artists) for ``{g}`` slots.
@@ -46,9 +69,15 @@ class Domain:
         text_signal: the explicit text kind (review or comment) written alongside some ratings, or None.
         default_delays: signal name → delay spec (see :meth:`envs.feedback.DelayTable.parse`).
         reward_weights: signal name → weight of ``value - neutral`` in the reward.
+        versions: the registered versions, oldest first.
+        world: for a world fitted to data, what builds its catalogue and population (see :data:`WorldFn`);
+            None for a generated world.
+        arguments: the manual's text on the keywords only this domain takes (its ``world``'s).
     """
 
     name: str
+    title: str
+    description: str
     noun: str
     topics: tuple[Topic, ...]
     generic_words: tuple[str, ...]
@@ -56,12 +85,22 @@ class Domain:
     attributes: AttributeFn
     attribute_names: tuple[str, ...]
     response: str
-    implicit_signals: tuple[Signal, ...]
-    text_signal: Signal | None
+    implicit_signals: tuple[int, ...]
+    text_signal: int | None
     default_delays: Mapping[str, object]
     reward_weights: Mapping[str, float]
+    versions: tuple[Version, ...] = (Version(0, "Initial release."),)
+    world: WorldFn | None = None
+    arguments: str = ""
 
     def __post_init__(self) -> None:
+        if not self.title.isidentifier():
+            raise ValueError(f"domain {self.name!r}: title={self.title!r}; expected an identifier such as 'News'")
+        numbers = [v.number for v in self.versions]
+        if not numbers or numbers != sorted(set(numbers)):
+            raise ValueError(f"domain {self.name!r}: versions {numbers}; expected distinct numbers, oldest first")
+        for name in (*self.default_delays, *self.reward_weights):
+            SIGNALS.parse(name)
         if self.response not in RESPONSES:
             raise ValueError(
                 f"domain {self.name!r}: unknown response {self.response!r}; expected one of {sorted(RESPONSES)}"

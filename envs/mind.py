@@ -5,7 +5,7 @@ title_entities, abstract_entities. ``behaviors.tsv`` likewise: impression_id, us
 (space-separated news ids the user clicked before) and impressions (``N1-1 N2-0``: news shown, 1 if
 clicked). A malformed file fails with the file, the line and the column at fault.
 
-- :func:`mind_catalog` (also :meth:`envs.catalog.Catalog.from_mind`): one item per article; its text is
+- :func:`mind_catalog`: one item per article; its text is
   the title with the abstract as a body line, its category the hidden topic, ``length_words`` the words
   the file holds. Quality is the article's fitted click-through when behaviours are given: the log-odds
   of its shrunken click rate relative to the average (so the choice model's odds between articles follow

@@ -1,12 +1,18 @@
 """The vocabulary of user feedback: every kind of signal a simulated user can send, in one table.
 
-Each signal is one row of :data:`SIGNAL_INFO`: its value range, whether it is binary, its neutral value
-and its :class:`Role` — what it says about the impression it belongs to. Every list of signals elsewhere
-(feature columns, metrics, feedback strategies, the rounding of ratings) is derived from the roles with
-:func:`signals_with`, never written out by name, so a new signal is one row here.
+Each signal is one row of the table :data:`SIGNALS`: its name, value range, whether it is binary, its
+neutral value, its unit and its :class:`Role` — what it says about the impression it belongs to. Every list
+of signals elsewhere (feature columns, metrics, feedback strategies, the rounding of ratings) is derived from
+the roles (:meth:`SignalTable.with_role`), never written out by name, so a new signal is one row: a built-in
+one here (a member of :class:`Signal` and a row of :data:`BUILT_IN`), your own with :func:`register_signal`.
 
 A signal is *explicit* when the user spends effort to state an opinion (a rating, a written text) and
 *implicit* when the user emits it by behaving (click, dwell, skip).
+
+>>> SIGNALS.with_role(Role.DEPTH)
+(<Signal.DWELL_SECONDS: 1>, <Signal.LISTEN_FRACTION: 7>, <Signal.WATCH_FRACTION: 10>)
+>>> SIGNALS.parse("rating"), SIGNALS.info(Signal.RATING).explicit
+(<Signal.RATING: 12>, True)
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 
 
 class Signal(IntEnum):
-    """Kinds of feedback events; the integer is the ``kind`` field of a feedback record."""
+    """The built-in kinds of feedback; the integer is the ``kind`` field of a feedback record."""
 
     CLICK = 0
     DWELL_SECONDS = 1
@@ -37,16 +43,10 @@ class Signal(IntEnum):
     COMMENT = 14
 
     @classmethod
-    def parse(cls, name: str | int | Signal) -> Signal:
-        """``"rating"``, ``"RATING"``, ``12`` or ``Signal.RATING`` → ``Signal.RATING``."""
-        if isinstance(name, Signal):
-            return name
-        if isinstance(name, (int, np.integer)) and int(name) in cls._value2member_map_:
-            return cls(int(name))
-        if isinstance(name, str) and name.upper() in cls.__members__:
-            return cls[name.upper()]
-        valid = ", ".join(s.name.lower() for s in cls)
-        raise ValueError(f"unknown feedback signal {name!r}; expected one of: {valid}")
+    def parse(cls, name: str | int | Signal) -> int:
+        """The kind of a signal named ``"rating"``, ``"RATING"``, ``12`` or ``Signal.RATING`` (registered
+        signals included; see :meth:`SignalTable.parse`)."""
+        return SIGNALS.parse(name)
 
     @property
     def label(self) -> str:
@@ -67,21 +67,24 @@ class Role(Enum):
 
 EXPLICIT_ROLES = frozenset({Role.RATING, Role.TEXT})
 """Roles of explicit feedback: the user states an opinion."""
+UNITS = ("", "seconds", "fraction", "stars", "EUR")
 
 
 @dataclass(frozen=True)
 class SignalInfo:
-    """Static facts about one signal kind.
+    """One row of the signal table.
 
     Attributes:
+        name: lowercase name used in configs (``reward_weights``, ``delays``) and feature names.
         role: what the signal says (:class:`Role`).
         low, high: the value range (privacy noise is applied to values clipped into it).
         binary: True when the value is 0 or 1.
         neutral: the value that carries no reward (3 stars for a rating, else 0).
-        unit: what a value measures: ``"seconds"``, ``"fraction"``, ``"stars"``, ``"EUR"``, or ``""`` for binary.
+        unit: what a value measures: one of :data:`UNITS` (``""`` for binary signals).
         resolution: values are multiples of it (1 for whole stars), or 0 for continuous values.
     """
 
+    name: str
     role: Role
     low: float = 0.0
     high: float = 1.0
@@ -90,58 +93,149 @@ class SignalInfo:
     unit: str = ""
     resolution: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not (self.name.isidentifier() and self.name == self.name.lower()):
+            raise ValueError(f"signal name {self.name!r}; expected a lowercase identifier such as 'dwell_seconds'")
+        if not isinstance(self.role, Role):
+            raise ValueError(f"signal {self.name!r}: role={self.role!r}; expected one of {[r.name for r in Role]}")
+        if not self.low <= self.neutral <= self.high or not self.low < self.high:
+            raise ValueError(
+                f"signal {self.name!r}: low={self.low}, neutral={self.neutral}, high={self.high}; "
+                "expected low <= neutral <= high and low < high"
+            )
+        if self.unit not in UNITS:
+            raise ValueError(f"signal {self.name!r}: unit={self.unit!r}; expected one of {UNITS}")
+        if not self.resolution >= 0:
+            raise ValueError(f"signal {self.name!r}: resolution={self.resolution!r}; expected a number >= 0")
+
     @property
     def explicit(self) -> bool:
         return self.role in EXPLICIT_ROLES
 
 
-SIGNAL_INFO: dict[Signal, SignalInfo] = {
-    Signal.CLICK: SignalInfo(Role.CONSUMPTION),
-    Signal.DWELL_SECONDS: SignalInfo(Role.DEPTH, 0.0, 3600.0, binary=False, unit="seconds"),
-    Signal.SHARE: SignalInfo(Role.ACTION),
-    Signal.ADD_TO_CART: SignalInfo(Role.ACTION),
-    Signal.PURCHASE: SignalInfo(Role.ACTION),
-    Signal.PURCHASE_AMOUNT: SignalInfo(Role.AMOUNT, 0.0, 10_000.0, binary=False, unit="EUR"),
-    Signal.PLAY: SignalInfo(Role.CONSUMPTION),
-    Signal.LISTEN_FRACTION: SignalInfo(Role.DEPTH, binary=False, unit="fraction"),
-    Signal.SKIP: SignalInfo(Role.ACTION),
-    Signal.LIKE: SignalInfo(Role.ACTION),
-    Signal.WATCH_FRACTION: SignalInfo(Role.DEPTH, binary=False, unit="fraction"),
-    Signal.COMPLETION: SignalInfo(Role.ACTION),
-    Signal.RATING: SignalInfo(Role.RATING, 1.0, 5.0, binary=False, neutral=3.0, unit="stars", resolution=1.0),
-    Signal.REVIEW: SignalInfo(Role.TEXT),
-    Signal.COMMENT: SignalInfo(Role.TEXT),
-}
-
-
-def signals_with(*roles: Role) -> tuple[Signal, ...]:
-    """The signals whose role is one of ``roles``, in :class:`Signal` order."""
-    return tuple(s for s in Signal if SIGNAL_INFO[s].role in roles)
-
+BUILT_IN = (
+    SignalInfo("click", Role.CONSUMPTION),
+    SignalInfo("dwell_seconds", Role.DEPTH, 0.0, 3600.0, binary=False, unit="seconds"),
+    SignalInfo("share", Role.ACTION),
+    SignalInfo("add_to_cart", Role.ACTION),
+    SignalInfo("purchase", Role.ACTION),
+    SignalInfo("purchase_amount", Role.AMOUNT, 0.0, 10_000.0, binary=False, unit="EUR"),
+    SignalInfo("play", Role.CONSUMPTION),
+    SignalInfo("listen_fraction", Role.DEPTH, binary=False, unit="fraction"),
+    SignalInfo("skip", Role.ACTION),
+    SignalInfo("like", Role.ACTION),
+    SignalInfo("watch_fraction", Role.DEPTH, binary=False, unit="fraction"),
+    SignalInfo("completion", Role.ACTION),
+    SignalInfo("rating", Role.RATING, 1.0, 5.0, binary=False, neutral=3.0, unit="stars", resolution=1.0),
+    SignalInfo("review", Role.TEXT),
+    SignalInfo("comment", Role.TEXT),
+)
+"""The rows of the built-in signals, in :class:`Signal` order."""
 
 REWARD_SIGNALS = ("all", "explicit", "implicit")
-"""Which signals may carry reward (see :func:`reward_mask`): a feedback strategy's choice."""
+"""Which signals may carry reward (see :meth:`SignalTable.reward_mask`): a feedback strategy's choice."""
+
+
+class SignalTable:
+    """The signals this process knows: the built-in ones, then those registered, a kind (row) each.
+
+    The per-kind arrays (``(count,)`` each) are what compiled code and vectorised features read; an
+    environment or agent takes them when it is built, so register signals before building those that
+    use them.
+
+    Attributes:
+        count: number of kinds.
+        binary, explicit: ``(count,)`` bool.
+        low, high, neutral, resolution: ``(count,)`` float32.
+    """
+
+    def __init__(self, rows: tuple[SignalInfo, ...]) -> None:
+        self._rows: list[SignalInfo] = []
+        for row in rows:
+            self.register(row)
+
+    def register(self, info: SignalInfo) -> int:
+        """Add a signal; returns its kind. A name already taken by another row is refused."""
+        if not isinstance(info, SignalInfo):
+            raise TypeError(f"register_signal({info!r}); expected an envs.signals.SignalInfo")
+        for kind, row in enumerate(self._rows):
+            if row.name == info.name:
+                if row == info:
+                    return kind
+                raise ValueError(f"signal {info.name!r} is already registered as {row}; expected a new name")
+        self._rows.append(info)
+        self._refresh()
+        return len(self._rows) - 1
+
+    def _refresh(self) -> None:
+        rows = self._rows
+        self.count = len(rows)
+        self.binary = np.array([r.binary for r in rows])
+        self.explicit = np.array([r.explicit for r in rows])
+        self.low = np.array([r.low for r in rows], np.float32)
+        self.high = np.array([r.high for r in rows], np.float32)
+        self.neutral = np.array([r.neutral for r in rows], np.float32)
+        self.resolution = np.array([r.resolution for r in rows], np.float32)
+
+    def info(self, kind: int) -> SignalInfo:
+        return self._rows[kind]
+
+    def name(self, kind: int) -> str:
+        return self._rows[kind].name
+
+    def kind(self, kind: int) -> int:
+        """``kind`` as a :class:`Signal` when it is a built-in one (readable in reprs), else as an int."""
+        return Signal(kind) if kind < len(Signal) else int(kind)
+
+    def parse(self, name: str | int) -> int:
+        """The kind of ``name`` (``"rating"``, ``"RATING"``, ``12``, ``Signal.RATING``)."""
+        if isinstance(name, (int, np.integer)) and not isinstance(name, bool) and 0 <= int(name) < self.count:
+            return self.kind(int(name))
+        if isinstance(name, str):
+            for kind, row in enumerate(self._rows):
+                if row.name == name.lower():
+                    return self.kind(kind)
+        valid = ", ".join(r.name for r in self._rows)
+        raise ValueError(f"unknown feedback signal {name!r}; expected one of: {valid}")
+
+    def with_role(self, *roles: Role) -> tuple[int, ...]:
+        """The kinds whose role is one of ``roles``, in kind order."""
+        return tuple(self.kind(k) for k, row in enumerate(self._rows) if row.role in roles)
+
+    def reward_mask(self, which: str) -> np.ndarray:
+        """``(count,)`` bool: the signals a reward restricted to ``which`` (a :data:`REWARD_SIGNALS` value)
+        may count."""
+        if which not in REWARD_SIGNALS:
+            raise ValueError(f"reward_signals={which!r}; expected one of {REWARD_SIGNALS}")
+        if which == "all":
+            return np.ones(self.count, bool)
+        return self.explicit == (which == "explicit")
+
+
+SIGNALS = SignalTable(BUILT_IN)
+"""The process-wide signal table."""
+register_signal = SIGNALS.register
+
+# The built-in table's arrays under their own names, for code that runs only on built-in signals.
+NUM_SIGNALS = len(Signal)
+IS_EXPLICIT = SIGNALS.explicit[:NUM_SIGNALS]
+IS_BINARY = SIGNALS.binary[:NUM_SIGNALS]
+VALUE_LOW = SIGNALS.low[:NUM_SIGNALS]
+VALUE_HIGH = SIGNALS.high[:NUM_SIGNALS]
+VALUE_NEUTRAL = SIGNALS.neutral[:NUM_SIGNALS]
+VALUE_RESOLUTION = SIGNALS.resolution[:NUM_SIGNALS]
+SIGNAL_INFO = {Signal(k): SIGNALS.info(k) for k in range(NUM_SIGNALS)}
+CONSUMPTION = SIGNALS.with_role(Role.CONSUMPTION)
+DEPTH = SIGNALS.with_role(Role.DEPTH)
+ACTIONS = SIGNALS.with_role(Role.ACTION)
+AMOUNT = SIGNALS.with_role(Role.AMOUNT)
+
+
+def signals_with(*roles: Role) -> tuple[int, ...]:
+    """The kinds whose role is one of ``roles`` (see :meth:`SignalTable.with_role`)."""
+    return SIGNALS.with_role(*roles)
 
 
 def reward_mask(which: str) -> np.ndarray:
-    """``(NUM_SIGNALS,)`` bool: the signals a reward restricted to ``which`` (a :data:`REWARD_SIGNALS`
-    value) may count."""
-    if which not in REWARD_SIGNALS:
-        raise ValueError(f"reward_signals={which!r}; expected one of {REWARD_SIGNALS}")
-    if which == "all":
-        return np.ones(NUM_SIGNALS, bool)
-    return IS_EXPLICIT == (which == "explicit")
-
-
-NUM_SIGNALS = len(Signal)
-IS_EXPLICIT = np.array([SIGNAL_INFO[s].explicit for s in Signal])
-IS_BINARY = np.array([SIGNAL_INFO[s].binary for s in Signal])
-VALUE_LOW = np.array([SIGNAL_INFO[s].low for s in Signal], dtype=np.float32)
-VALUE_HIGH = np.array([SIGNAL_INFO[s].high for s in Signal], dtype=np.float32)
-VALUE_NEUTRAL = np.array([SIGNAL_INFO[s].neutral for s in Signal], dtype=np.float32)
-VALUE_RESOLUTION = np.array([SIGNAL_INFO[s].resolution for s in Signal], dtype=np.float32)
-
-CONSUMPTION = signals_with(Role.CONSUMPTION)
-DEPTH = signals_with(Role.DEPTH)
-ACTIONS = signals_with(Role.ACTION)
-AMOUNT = signals_with(Role.AMOUNT)
+    """See :meth:`SignalTable.reward_mask`."""
+    return SIGNALS.reward_mask(which)

@@ -1,4 +1,4 @@
-"""The single-session Gymnasium face of the simulator (the batched core with ``B = 1``)."""
+"""The single-session Gymnasium face of the simulator (the batched core with ``B = 1``), for every domain."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import numpy as np
 
 from envs.actions import check_slates
 from envs.catalog import Catalog
-from envs.config import SimConfig
 from envs.domain import Domain
 from envs.feedback import as_columns
-from envs.simulator import Simulator
 from envs.users import Population
+from envs.world import make_simulator
 
 ONE = np.zeros(1, np.int64)
 
@@ -21,17 +20,25 @@ ONE = np.zeros(1, np.int64)
 class SlateEnv(gym.Env):
     """One user at a time is shown slates of ``slate_size`` items out of ``num_candidates``.
 
-    Subclasses fix :attr:`domain`; see :class:`envs.news.NewsEnv` for the full manual. Passing a seed to
-    :meth:`reset` restarts the simulated world (population drift undone, pending feedback forgotten);
-    ``reset()`` without a seed starts the next session in the same world, so users return with drifted
-    interests and late feedback from their earlier sessions.
+    One class serves every domain, registered per domain as ``FeedbackRec/<Title>-v<n>`` with
+    ``kwargs={"domain": name}``; each domain's manual is its module's docstring in :mod:`envs.domains`
+    (e.g. ``help(envs.domains.news)``). Passing a seed to :meth:`reset` restarts the simulated world
+    (population drift undone, pending feedback forgotten); ``reset()`` without a seed starts the next
+    session in the same world, so users return with drifted interests and late feedback from their earlier
+    sessions.
+
+    Args:
+        domain: a registered domain's name (``"news"``, ...) or a :class:`~envs.domain.Domain`.
+        catalog, item_features, population: see :class:`envs.simulator.Simulator`.
+        render_mode: None or ``"ansi"`` (the candidates' texts).
+        **kwargs: :class:`envs.config.SimConfig` fields, and a fitted world's own keywords.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["ansi"], "render_fps": 1}
-    domain: ClassVar[Domain]
 
     def __init__(
         self,
+        domain: str | Domain = "news",
         catalog: Catalog | None = None,
         item_features: str | np.ndarray | None = "meta",
         render_mode: str | None = None,
@@ -41,8 +48,8 @@ class SlateEnv(gym.Env):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r}; expected None or one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.config = SimConfig.from_kwargs(kwargs)
-        self.sim = Simulator(self.domain, self.config, 1, catalog, item_features, population=population)
+        self.sim = make_simulator(domain, 1, kwargs, catalog, item_features, population)
+        self.domain, self.config = self.sim.domain, self.sim.config
         self.observation_space = self.sim.observation_space
         self.action_space = self.sim.action_space
 

@@ -12,15 +12,15 @@ from gymnasium.vector.utils import batch_space
 
 from envs.actions import check_slates
 from envs.catalog import Catalog
-from envs.config import SimConfig
 from envs.domain import Domain
 from envs.feedback import as_columns
-from envs.simulator import Simulator
 from envs.users import Population
+from envs.world import make_simulator
 
 
 class SlateVectorEnv(VectorEnv):
-    """``num_envs`` independent sessions of one world, each with the single env's spaces.
+    """``num_envs`` independent sessions of one world, each with the single env's spaces (arguments as
+    :class:`envs.slate_env.SlateEnv`'s, plus ``num_envs`` and ``max_episode_steps``).
 
     Same-step autoreset (Gymnasium's ``AutoresetMode.SAME_STEP``, as in Stable-Baselines3): when a
     session ends, the returned observation is already the next session's first one; the last one is in
@@ -34,11 +34,11 @@ class SlateVectorEnv(VectorEnv):
     """
 
     metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
-    domain: ClassVar[Domain]
 
     def __init__(
         self,
         num_envs: int = 1,
+        domain: str | Domain = "news",
         catalog: Catalog | None = None,
         item_features: str | np.ndarray | None = "meta",
         max_episode_steps: int | None = None,
@@ -51,10 +51,8 @@ class SlateVectorEnv(VectorEnv):
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r}; the vector env does not render (expected None)")
         self.num_envs = int(num_envs)
-        self.config = SimConfig.from_kwargs(kwargs)
-        self.sim = Simulator(
-            self.domain, self.config, self.num_envs, catalog, item_features, max_episode_steps, population
-        )
+        self.sim = make_simulator(domain, self.num_envs, kwargs, catalog, item_features, population, max_episode_steps)
+        self.domain, self.config = self.sim.domain, self.sim.config
         self.single_observation_space = self.sim.observation_space
         self.single_action_space = self.sim.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)

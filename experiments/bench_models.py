@@ -21,7 +21,7 @@ import envs  # noqa: F401  (registers the environments)
 from agents.base import Task, Transition
 from agents.bert import BertAgent
 from envs.catalog import Catalog
-from envs.news import NEWS
+from envs.domains.news import NEWS
 from models.encoder import TextEncoder, catalog_embeddings
 
 

@@ -3,7 +3,7 @@ impression replay with per-user memory, and the fusion recommender network.
 
 >>> from models import catalog_embeddings
 >>> from envs.catalog import Catalog
->>> from envs.news import NEWS
+>>> from envs.domains.news import NEWS
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as cache:
 ...     vectors = catalog_embeddings(Catalog.generate(NEWS, 5), encoder="tiny", cache_dir=cache)

@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from agents.base import Task, Transition
 from agents.bert import BertAgent, build_slates
 from agents.loop import run_online
+from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE, as_columns
-from envs.news import NEWS
 from envs.signals import NUM_SIGNALS, Signal
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

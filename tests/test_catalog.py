@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from envs import Catalog
-from envs.ecommerce import ECOMMERCE
-from envs.music import MUSIC
-from envs.news import NEWS
-from envs.video import VIDEO
+from envs.domains.ecommerce import ECOMMERCE
+from envs.domains.music import MUSIC
+from envs.domains.news import NEWS
+from envs.domains.video import VIDEO
 
 DOMAINS = [NEWS, ECOMMERCE, MUSIC, VIDEO]
 

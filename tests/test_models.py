@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from envs.catalog import Catalog
+from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE
-from envs.news import NEWS
 from envs.signals import NUM_SIGNALS, VALUE_NEUTRAL, Signal
 from models import encoder as encoder_module
 from models.cache import ENV_VAR, EmbeddingCache, default_cache_dir

@@ -14,9 +14,9 @@ from hydra.core.global_hydra import GlobalHydra
 
 import envs  # noqa: F401  (registers the environments)
 from envs import Catalog, Signal
+from envs.domains.movielens import build_world, load_world, read_movielens
 from envs.fit import GenreMixture, fit_rating_model, star_probabilities, total_variation
-from envs.mind import mind_population
-from envs.movielens import build_world, load_world, read_movielens
+from envs.mind import mind_catalog, mind_population
 from envs.ratings import HELD_OUT, TRAIN, VALIDATION, read_ratings_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,17 +292,17 @@ def mind_files(directory: Path) -> tuple[Path, Path]:
 
 def test_mind_news_become_a_catalogue(tmp_path):
     news, _ = mind_files(tmp_path)
-    catalog = Catalog.from_mind(news, seed=3)
+    catalog = mind_catalog(news, seed=3)
     assert list(catalog.item_ids) == [f"N{i}" for i in range(6)]
     assert catalog.texts[0] == "Headline 0" and catalog.texts[1] == "Headline 1\nAbstract of 1"
     assert catalog.category_names == ("finance", "news", "sports") and catalog.categories.tolist() == [2, 1, 0, 2, 1, 0]
     assert catalog.attributes["length_words"].tolist() == [2, 5, 2, 5, 2, 5]
-    assert np.array_equal(catalog.quality, Catalog.from_mind(news, seed=3).quality)
+    assert np.array_equal(catalog.quality, mind_catalog(news, seed=3).quality)
 
 
 def test_mind_behaviours_fit_click_through_and_category_preferences(tmp_path):
     news, behaviors = mind_files(tmp_path)
-    catalog = Catalog.from_mind(news, behaviors)
+    catalog = mind_catalog(news, behaviors)
     quality = dict(zip(catalog.item_ids, catalog.quality, strict=True))
     assert quality["N3"] > quality["N0"] > quality["N2"] and quality["N5"] == 0.0  # N5 was never shown
     population = mind_population(behaviors, catalog, seed=0)
@@ -344,13 +344,13 @@ def test_malformed_mind_files_name_file_line_column_and_expectation(tmp_path, fi
     news, behaviors = mind_files(tmp_path)
     write(tmp_path / file, content)
     with pytest.raises(ValueError, match=match):
-        Catalog.from_mind(news, behaviors)
+        mind_catalog(news, behaviors)
 
 
 def test_missing_mind_file_is_named(tmp_path):
     news, _ = mind_files(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"MIND file .*nope.tsv does not exist"):
-        Catalog.from_mind(news, tmp_path / "nope.tsv")
+        mind_catalog(news, tmp_path / "nope.tsv")
 
 
 # ---------------------------------------------------------------------------------------------- Parquet

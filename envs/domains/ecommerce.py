@@ -1,13 +1,21 @@
-"""E-commerce: product titles with brand and price; clicks, carts, purchases, late ratings and reviews."""
+"""E-commerce: product titles with brand and price; clicks, carts, purchases, late ratings and reviews.
+
+>>> import gymnasium as gym, envs
+>>> env = gym.make("FeedbackRec/Ecommerce-v0", num_items=100, slate_size=3)
+>>> _ = env.reset(seed=1)
+>>> obs, reward, terminated, truncated, info = env.step([0, 1, 2])
+>>> sorted(info)[:3]
+['choice', 'feedback', 'impression_id']
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from envs.domain import Domain, Topic
+from envs.manual import manual
+from envs.registry import register_domain
 from envs.signals import Signal
-from envs.slate_env import SlateEnv
-from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
     Topic(
@@ -127,6 +135,12 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
 
 ECOMMERCE = Domain(
     name="ecommerce",
+    title="Ecommerce",
+    description=(
+        "A shopper browses a slate of product listings (brand, product, category, price in EUR) over eight hidden"
+        " categories. They click at most one, may add it to the cart and buy 1–3 units; buyers sometimes rate the"
+        " product and write a review, long after the purchase."
+    ),
     noun="product",
     topics=TOPICS,
     generic_words=BRANDS,
@@ -153,47 +167,5 @@ ECOMMERCE = Domain(
 )
 
 
-class EcommerceEnv(SlateEnv):
-    """## Description
-    A shopper browses a slate of product listings (brand, product, category, price in EUR) over eight
-    hidden categories. They click at most one, may add it to the cart and buy 1–3 units; buyers
-    sometimes rate the product and write a review, weeks (30 steps on average) later.
-
-    ## Action Space
-    ``MultiDiscrete([num_candidates] * slate_size)`` indexing ``obs["candidates"]``; repeats are masked
-    or refused per ``duplicates``.
-
-    ## Observation Space
-    ``Dict`` with ``candidates`` ``(M,)``, ``candidate_features`` ``(M, d)`` (category one-hot + log
-    price by default), ``history`` ``(H,)``, ``feedback`` ``(L, 6)`` and ``user_id`` ``(1,)``; see
-    :class:`envs.news.NewsEnv` for the columns.
-
-    ## Rewards
-    ``weight * (value - neutral)`` over arrived records: click 0.2, add-to-cart 1, purchase 3,
-    0.01 per EUR spent, 0.5 per star above 3. Purchases arrive 10 steps late, ratings ~30.
-
-    ## Starting State
-    A fresh session of a shopper drawn from the population (drifted interests kept across sessions).
-
-    ## Episode End
-    Terminated when the shopper's patience is spent or mood drops under their threshold; truncated at
-    ``max_episode_steps``.
-
-    ## Arguments
-    ``catalog``, ``item_features`` and :class:`envs.config.SimConfig` fields, e.g. ``spam_fraction``.
-
-    >>> import gymnasium as gym, envs
-    >>> env = gym.make("FeedbackRec/Ecommerce-v0", num_items=100, slate_size=3)
-    >>> _ = env.reset(seed=1)
-    >>> obs, reward, terminated, truncated, info = env.step([0, 1, 2])
-    >>> sorted(info)[:3]
-    ['choice', 'feedback', 'impression_id']
-    """
-
-    domain = ECOMMERCE
-
-
-class EcommerceVectorEnv(SlateVectorEnv):
-    """:class:`EcommerceEnv` for ``num_envs`` shoppers at once."""
-
-    domain = ECOMMERCE
+register_domain(ECOMMERCE)
+__doc__ += "\n\n" + manual(ECOMMERCE)

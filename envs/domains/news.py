@@ -1,13 +1,20 @@
-"""News: headlines to read, dwell time, shares, rare ratings and comments."""
+"""News: headlines to read, dwell time, shares, rare ratings and comments.
+
+>>> import gymnasium as gym, envs
+>>> env = gym.make("FeedbackRec/News-v0", num_items=200)
+>>> obs, info = env.reset(seed=0)
+>>> obs["candidates"].shape, env.action_space
+((20,), MultiDiscrete([20 20 20 20 20]))
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from envs.domain import Domain, Topic
+from envs.manual import manual
+from envs.registry import register_domain
 from envs.signals import Signal
-from envs.slate_env import SlateEnv
-from envs.vector_env import SlateVectorEnv
 
 TOPICS = (
     Topic(
@@ -136,6 +143,13 @@ def attributes(topic: np.ndarray, quality: np.ndarray, rng: np.random.Generator)
 
 NEWS = Domain(
     name="news",
+    title="News",
+    description=(
+        "A reader opens a news app and is shown a slate of headlines: generated text about ten hidden topics "
+        "(politics, business, technology, ...). The reader picks at most one article, reads part of it (dwell "
+        "time grows with satisfaction and the article's length) and may share it; a few percent of readers rate "
+        "it 1–5 stars and some write a comment."
+    ),
     noun="article",
     topics=TOPICS,
     generic_words=GENERIC,
@@ -156,50 +170,5 @@ NEWS = Domain(
 )
 
 
-class NewsEnv(SlateEnv):
-    """## Description
-    A reader opens a news app and is shown a slate of headlines. Headlines are generated text about ten
-    hidden topics (politics, business, technology, ...). The reader picks at most one article, reads part
-    of it and may share it; a few percent of readers rate it (1–5) and some comment.
-
-    ## Action Space
-    ``MultiDiscrete([num_candidates] * slate_size)``: indices into ``obs["candidates"]``, top slot first.
-    A repeated index shows nothing in its later slot (``duplicates="mask"``) or raises (``"error"``).
-
-    ## Observation Space
-    ``Dict``: ``candidates`` ``(M,)`` catalogue indices; ``candidate_features`` ``(M, d)`` (category
-    one-hot + article length, or your ``item_features``; absent when ``item_features=None``);
-    ``history`` ``(H,)`` articles read this session (-1 pads); ``feedback`` ``(L, 6)`` records that
-    arrived this step (columns in :data:`envs.simulator.FEEDBACK_FIELDS`); ``user_id`` ``(1,)``.
-
-    ## Rewards
-    Sum over arrived records of ``weight * (value - neutral)``: click 1, dwell 0.01 per second,
-    share 2, rating 0.5 per star above 3. Delays (dwell 1 step, shares ~1.5, ratings/comments ~5)
-    make the reward late.
-
-    ## Starting State
-    A user not reading elsewhere is drawn from the population; fatigue is zero, mood 1, the time budget
-    is the user's patience. Feedback that waited for this user arrives in ``info["feedback"]``.
-
-    ## Episode End
-    Terminated when the reader's time budget runs out or mood falls below their leave threshold;
-    truncated at ``max_episode_steps`` (200 when made through ``gymnasium.make``).
-
-    ## Arguments
-    ``catalog``, ``item_features`` and every field of :class:`envs.config.SimConfig`, e.g.
-    ``gymnasium.make("FeedbackRec/News-v0", num_candidates=100, slate_size=10, delays="none")``.
-
-    >>> import gymnasium as gym, envs
-    >>> env = gym.make("FeedbackRec/News-v0", num_items=200)
-    >>> obs, info = env.reset(seed=0)
-    >>> obs["candidates"].shape, env.action_space
-    ((20,), MultiDiscrete([20 20 20 20 20]))
-    """
-
-    domain = NEWS
-
-
-class NewsVectorEnv(SlateVectorEnv):
-    """:class:`NewsEnv` for ``num_envs`` readers at once (``gymnasium.make_vec``)."""
-
-    domain = NEWS
+register_domain(NEWS)
+__doc__ += "\n\n" + manual(NEWS)
