@@ -8,7 +8,6 @@ that have *arrived*, so delays affect every learner honestly.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from agents.persistence import GeneratorState, Stateful, read_state, write_state
 from envs.catalog import Catalog
 from envs.feedback import as_records
 
@@ -89,6 +89,10 @@ class Agent:
     ``update_every`` is how many environment steps pass between calls to :meth:`update` in the runner's
     online loop (:func:`agents.loop.run_online`). Agents with a training procedure of their own
     (Stable-Baselines3) override :meth:`learn`.
+
+    Persistence is written once, here: :meth:`save` stores the random generator and every part a subclass
+    names in :meth:`components` (each speaks ``state_dict``/``load_state_dict``, :mod:`agents.persistence`),
+    with the agent's :meth:`hyperparameters`; :meth:`load` refuses a checkpoint of another agent or other ones.
     """
 
     update_every: int = 1
@@ -120,14 +124,33 @@ class Agent:
 
         return run_online(self, env, total_steps, log, seed, checkpoints, checkpoint_every)
 
+    def components(self) -> dict[str, Stateful]:
+        """The stateful parts to save besides the random generator (none by default)."""
+        return {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What the agent was built with (JSON values); a checkpoint only loads into equal ones."""
+        return {}
+
     def save(self, directory: str | Path) -> None:
-        """Write the agent's state into the existing ``directory``; subclasses extend it (and call
-        ``super().save``) with what they learned. The base state is the random generator's."""
-        (Path(directory) / "rng.json").write_text(json.dumps(self.rng.bit_generator.state))
+        """Write the agent's state into ``directory`` (no pickle)."""
+        parts = {"rng": GeneratorState(self.rng), **self.components()}
+        state = {name: part.state_dict() for name, part in parts.items()}
+        write_state(directory, {"agent": type(self).__name__, "settings": self.hyperparameters(), "state": state})
 
     def load(self, directory: str | Path) -> None:
-        """Read what :meth:`save` wrote."""
-        self.rng.bit_generator.state = json.loads((Path(directory) / "rng.json").read_text())
+        """Read what :meth:`save` wrote into this agent; refuses another agent's or other settings'."""
+        saved = read_state(directory)
+        if saved["agent"] != type(self).__name__:
+            raise ValueError(f"checkpoint {directory} holds a {saved['agent']}; this agent is a {type(self).__name__}")
+        mine = self.hyperparameters()
+        differ = sorted(k for k in set(mine) | set(saved["settings"]) if saved["settings"].get(k) != mine.get(k))
+        if differ:
+            theirs, ours = [saved["settings"].get(k) for k in differ], [mine.get(k) for k in differ]
+            raise ValueError(f"checkpoint {directory} has different settings {differ}: {theirs}; this agent {ours}")
+        parts = {"rng": GeneratorState(self.rng), **self.components()}
+        for name, part in parts.items():
+            part.load_state_dict(saved["state"][name])
 
     def check_slates(self, slates: np.ndarray, batch: int) -> np.ndarray:
         """Refuse at once a slate whose size differs from the environment's, naming both sizes."""

@@ -17,8 +17,6 @@ The contextual bandits and the Stable-Baselines3 features extractor read this on
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from gymnasium import spaces
 
@@ -73,9 +71,8 @@ class UserContext:
         np.add.at(self.profile, records["user_id"], engaged)
         np.add.at(self.weight, records["user_id"], np.abs(credit))
 
-    def save(self, directory: str | Path) -> None:
-        np.savez(Path(directory) / "user_context.npz", features=self.features, profile=self.profile, weight=self.weight)
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"features": self.features, "profile": self.profile, "weight": self.weight}
 
-    def load(self, directory: str | Path) -> None:
-        with np.load(Path(directory) / "user_context.npz") as state:
-            self.features, self.profile, self.weight = state["features"], state["profile"], state["weight"]
+    def load_state_dict(self, state) -> None:
+        self.features, self.profile, self.weight = (np.array(state[k]) for k in ("features", "profile", "weight"))

@@ -30,6 +30,9 @@ class EpsilonGreedyAgent(PopularityAgent):
         super().__init__(task, seed)
         self.epsilon, self.prior_strength = epsilon, prior_strength
 
+    def hyperparameters(self) -> dict:
+        return {"epsilon": self.epsilon, "prior_strength": self.prior_strength}
+
     def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
         """``(B, M)`` value estimates; rows chosen for exploration get uniform random scores."""
         items = obs["candidates"]

@@ -7,22 +7,27 @@ and how much the item resembles the user's taste, their session and their very l
 ridge regression of an item's arrived credit (:mod:`agents.credit`) on ``x``, kept as sufficient
 statistics ``A = λI + Σ x xᵀ`` and ``b = Σ r x``.
 
-Delays: every shown item enters ``A`` at once, labelled 0; each record's credit is added to ``b`` with
-the ``x`` of the impression it belongs to when it arrives. For least squares this is exactly "label at
-once and correct later": the statistics equal those of an oracle that knew the final labels, once all
-feedback is in. Impressions are remembered for ``feedback_window`` slates; credit arriving later than
-that (e.g. waiting for the user's next session) is dropped and counted as ``stale_records``.
+Delays follow the label strategy (:mod:`agents.labels`), as they do for the BERT agent. A copy of a shown item
+enters the statistics when it becomes trainable: ``A += w x xᵀ`` and ``b += w c x``, with ``c`` the credit
+that had arrived for it by then and ``w`` the strategy's weight (the model's probability of a positive is
+``clip(x·θ, 0, 1)``); a *live* copy is corrected in place afterwards, each later record adding ``w c x``. For
+least squares, live labels are exactly "label, and correct later": once all feedback is in, the statistics
+equal those of an oracle that knew the final labels. Impressions are remembered for ``feedback_window``
+slates; credit arriving later than that (e.g. waiting for the user's next session) is dropped and counted as
+``stale_records``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
 from agents.base import Task, Transition, top_k
 from agents.context import PARTS, UserContext
 from agents.credit import FeedbackAgent
+from agents.examples import LIVE, ExampleLog
+from agents.labels import Immediate, LabelStrategy
+from agents.persistence import Counters
+from models.replay import first_occurrences
 
 
 def interactions(user: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -32,23 +37,70 @@ def interactions(user: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 class ImpressionLog:
-    """The last ``capacity`` slates, by impression id: who saw them ``(3d,)`` and what was shown ``(k,)``."""
+    """The last ``capacity`` slates, by impression id: who saw them ``(3d,)``, what was shown ``(k,)``, when, the
+    credit that has arrived for each shown item ``(k,)`` (``touched``: whether any record has), and the summed
+    weight of its live copies in the statistics ``(k,)``."""
 
     def __init__(self, capacity: int, user_dim: int, slate_size: int) -> None:
         self.ids = np.full(capacity, -1, np.int64)
         self.users = np.zeros((capacity, user_dim), np.float32)
         self.items = np.zeros((capacity, slate_size), np.int64)
+        self.step = np.zeros(capacity, np.int64)
+        self.credit = np.zeros((capacity, slate_size))
+        self.touched = np.zeros((capacity, slate_size), bool)
+        self.live_weight = np.zeros((capacity, slate_size))
 
-    def add(self, ids: np.ndarray, users: np.ndarray, items: np.ndarray) -> None:
-        """Remember impressions ``ids`` ``(B,)`` with user summaries ``(B, 3d)`` and items ``(B, k)``."""
+    def add(self, ids: np.ndarray, users: np.ndarray, items: np.ndarray, step: int) -> None:
+        """Remember impressions ``ids`` ``(B,)`` shown at ``step`` with user summaries ``(B, 3d)`` and items
+        ``(B, k)``."""
         rows = ids % len(self.ids)
-        self.ids[rows], self.users[rows], self.items[rows] = ids, users, items
+        self.ids[rows], self.users[rows], self.items[rows], self.step[rows] = ids, users, items, step
+        self.credit[rows], self.touched[rows], self.live_weight[rows] = 0.0, False, 0.0
 
-    def users_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """User summaries ``(n, 3d)`` of the remembered ones among ``ids`` ``(E,)``, and which ``(E,)`` bool."""
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The row ``(E,)`` of each impression ``ids`` ``(E,)``, -1 where it is no longer remembered."""
         rows = ids % len(self.ids)
-        known = self.ids[rows] == ids
-        return self.users[rows[known]], known
+        return np.where(self.ids[rows] == ids, rows, -1)
+
+    def held(self, ids: np.ndarray) -> np.ndarray:
+        return self.rows_of(ids) >= 0
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        names = ("ids", "users", "items", "step", "credit", "touched", "live_weight")
+        return {name: getattr(self, name) for name in names}
+
+    def load_state_dict(self, state) -> None:
+        for name, value in state.items():
+            getattr(self, name)[...] = value
+
+
+class RidgeRegression:
+    """Weighted ridge regression kept as sufficient statistics: ``A = λI + Σ w x xᵀ`` ``(D, D)`` and
+    ``b = Σ w y x`` ``(D,)``; :meth:`solve` refreshes ``θ = A⁻¹ b`` and the covariance ``A⁻¹``."""
+
+    def __init__(self, size: int, ridge: float) -> None:
+        self.gram, self.target = ridge * np.eye(size), np.zeros(size)
+        self.solve()
+
+    def add(self, x: np.ndarray, weight: np.ndarray, label: np.ndarray) -> None:
+        """Add examples ``x`` ``(n, D)`` with weights ``(n,)`` and labels ``(n,)``."""
+        self.gram += (x * weight[:, None]).T @ x
+        self.correct(x, weight * label)
+
+    def correct(self, x: np.ndarray, change: np.ndarray) -> None:
+        """Add ``change`` ``(n,)`` (weight × label change) to the labels of examples ``x`` ``(n, D)`` already in."""
+        self.target += change @ x
+
+    def solve(self) -> None:
+        self.covariance = np.linalg.inv(self.gram)
+        self.theta = self.covariance @ self.target
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"gram": self.gram, "target": self.target}
+
+    def load_state_dict(self, state) -> None:
+        self.gram, self.target = np.array(state["gram"]), np.array(state["target"])
+        self.solve()
 
 
 class LinearBandit(FeedbackAgent):
@@ -56,16 +108,23 @@ class LinearBandit(FeedbackAgent):
 
     Args:
         ridge: ``λ`` > 0, the prior precision.
-        feedback_window: impressions remembered for crediting late feedback.
+        label: the label strategy (default :class:`agents.labels.Immediate`).
+        feedback_window: impressions remembered for crediting late feedback (and copies waiting to be
+            trainable: up to four per impression).
         update_every: batched steps between solves of the regression (``O(D³)`` each).
 
     Attributes:
-        gram: ``A`` ``(D, D)``; target: ``b`` ``(D,)``; theta: ``A⁻¹ b``; covariance: ``A⁻¹``, refreshed
-        by :meth:`update`.
+        model: the :class:`RidgeRegression`, solved by :meth:`update`.
     """
 
     def __init__(
-        self, task: Task, seed: int = 0, ridge: float = 1.0, feedback_window: int = 16384, update_every: int = 1
+        self,
+        task: Task,
+        seed: int = 0,
+        ridge: float = 1.0,
+        label: LabelStrategy | None = None,
+        feedback_window: int = 16384,
+        update_every: int = 1,
     ) -> None:
         if not ridge > 0:
             raise ValueError(f"ridge={ridge!r}; expected a number > 0")
@@ -73,13 +132,24 @@ class LinearBandit(FeedbackAgent):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name}={value!r}; expected an integer >= 1")
         super().__init__(task, seed)
+        self.label = Immediate() if label is None else label
+        if not isinstance(self.label, LabelStrategy):
+            raise TypeError(f"label={label!r}; expected an agents.labels.LabelStrategy (e.g. Immediate())")
         self.update_every = int(update_every)
+        self.ridge, self.feedback_window = ridge, int(feedback_window)
         self.context = UserContext(task)
-        size = 1 + (PARTS + 1) * self.context.dim
-        self.gram, self.target = ridge * np.eye(size), np.zeros(size)
-        self.impressions = ImpressionLog(int(feedback_window), PARTS * self.context.dim, task.slate_size)
-        self.stale = 0
-        self.update()
+        self.model = RidgeRegression(1 + (PARTS + 1) * self.context.dim, ridge)
+        self.impressions = ImpressionLog(self.feedback_window, PARTS * self.context.dim, task.slate_size)
+        self.examples = ExampleLog(self.label, 4 * self.feedback_window)
+        self.clock, self.stale = 0, 0
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self.model.theta
+
+    @property
+    def covariance(self) -> np.ndarray:
+        return self.model.covariance
 
     def features(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """``x`` ``(B, M, D)`` of every candidate for its session's user."""
@@ -93,39 +163,67 @@ class LinearBandit(FeedbackAgent):
         return top_k(self.scores(obs, explore), self.task.slate_size)
 
     def observe(self, transition: Transition) -> None:
+        """Remember the shown slates, credit the arrived records, add the copies that become trainable."""
         obs = transition.obs
-        users = self.context.describe(obs)
+        ids = np.asarray(transition.info["impression_id"], np.int64)
         shown = np.take_along_axis(obs["candidates"], transition.action, axis=1)
-        x = interactions(users, self.context.features[shown])
-        self.gram += np.einsum("bki,bkj->ij", x, x)
-        self.impressions.add(transition.info["impression_id"], users, shown)
+        self.impressions.add(ids, self.context.describe(obs), shown, self.clock)
+        self.examples.shown(ids, self.clock)
         records, reward = self.credit(transition)
         self.context.remember(records, reward)
-        seen_by, known = self.impressions.users_of(records["impression_id"])
-        self.stale += int((~known).sum())
-        items = self.context.features[records["item_index"][known]]
-        self.target += reward[known] @ interactions(seen_by, items[:, None, :])[:, 0]
+        self._credit(records, reward)
+        self._ingest(self.examples.due(self.clock))
+        self.clock += 1
+
+    def _credit(self, records: np.ndarray, reward: np.ndarray) -> None:
+        """Add arrived ``records``' ``reward`` ``(E,)`` to their shown items; live copies already in the
+        statistics are corrected; a shown item's first record schedules the strategy's positive copies."""
+        log = self.impressions
+        rows = log.rows_of(records["impression_id"].astype(np.int64))
+        self.stale += int((rows < 0).sum())
+        known = rows >= 0
+        rows, pos, reward = rows[known], records["position"][known].astype(np.int64), reward[known]
+        first = ~log.touched[rows, pos] & first_occurrences(rows * log.items.shape[1] + pos)
+        log.touched[rows, pos] = True
+        np.add.at(log.credit, (rows, pos), reward)
+        self.model.correct(self._x(rows, pos), log.live_weight[rows, pos] * reward)
+        rows, pos = rows[first], pos[first]
+        self.examples.positives(log.ids[rows], pos, self.clock - log.step[rows], self.clock)
+
+    def _ingest(self, chosen: np.ndarray) -> None:
+        """Add the copies ``chosen`` (example indices) to the regression: each covered item labelled with its
+        credit so far, weighted by the strategy; live ones are remembered for later corrections."""
+        ex, log, k = self.examples, self.impressions, self.task.slate_size
+        rows = log.rows_of(ex.ref[chosen])
+        chosen, rows = chosen[rows >= 0], rows[rows >= 0]
+        row, pos = np.nonzero((ex.slot[chosen, None] < 0) | (ex.slot[chosen, None] == np.arange(k)))
+        x = self._x(rows[row], pos)
+        probability = np.zeros((len(chosen), k))
+        probability[row, pos] = np.clip(x @ self.theta, 0.0, 1.0)
+        weight = self.label.weights(ex.kind[chosen], probability)[row, pos]
+        self.model.add(x, weight, log.credit[rows[row], pos])
+        live = ex.as_of[chosen][row] == LIVE
+        np.add.at(log.live_weight, (rows[row][live], pos[live]), weight[live])
+
+    def _x(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """``x`` ``(n, D)`` of the shown items ``(rows, pos)`` ``(n,)`` of the impression log."""
+        log = self.impressions
+        items = self.context.features[log.items[rows, pos]]
+        return interactions(log.users[rows], items[:, None, :])[:, 0]
 
     def update(self) -> dict[str, float]:
         """Solve the ridge regression; returns ``stale`` (credit dropped so far) for logging."""
-        self.covariance = np.linalg.inv(self.gram)
-        self.theta = self.covariance @ self.target
+        self.model.solve()
         return {"stale_records": float(self.stale), "theta_norm": float(np.linalg.norm(self.theta))}
 
-    def save(self, directory: str | Path) -> None:
-        super().save(directory)
-        self.context.save(directory)
-        log = self.impressions
-        np.savez(
-            Path(directory) / "linear.npz",
-            gram=self.gram, target=self.target, stale=self.stale, ids=log.ids, users=log.users, items=log.items,
-        )  # fmt: skip
+    def hyperparameters(self) -> dict:
+        return {"ridge": self.ridge, "feedback_window": self.feedback_window, "label": self.label.describe()}
 
-    def load(self, directory: str | Path) -> None:
-        super().load(directory)
-        self.context.load(directory)
-        log = self.impressions
-        with np.load(Path(directory) / "linear.npz") as state:
-            self.gram, self.target, self.stale = state["gram"], state["target"], int(state["stale"])
-            log.ids, log.users, log.items = state["ids"], state["users"], state["items"]
-        self.update()
+    def components(self) -> dict:
+        return {
+            "context": self.context,
+            "model": self.model,
+            "impressions": self.impressions,
+            "examples": self.examples,
+            "counters": Counters(self, ("clock", "stale")),
+        }

@@ -14,7 +14,7 @@ class LinUCBAgent(LinearBandit):
 
     Args:
         alpha: width of the confidence bonus, >= 0 (0 is the greedy ridge recommender).
-        ridge, feedback_window, update_every: see :class:`~agents.linear.LinearBandit`.
+        ridge, label, feedback_window, update_every: see :class:`~agents.linear.LinearBandit`.
     """
 
     def __init__(self, task: Task, seed: int = 0, alpha: float = 1.0, **model) -> None:
@@ -22,6 +22,9 @@ class LinUCBAgent(LinearBandit):
             raise ValueError(f"alpha={alpha!r}; expected a number >= 0")
         super().__init__(task, seed, **model)
         self.alpha = alpha
+
+    def hyperparameters(self) -> dict:
+        return {**super().hyperparameters(), "alpha": self.alpha}
 
     def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
         x = self.features(obs)

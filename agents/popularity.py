@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from agents.base import Task, Transition, top_k
 from agents.credit import FeedbackAgent
+from agents.persistence import Counters
 
 
 class PopularityAgent(FeedbackAgent):
@@ -44,11 +43,5 @@ class PopularityAgent(FeedbackAgent):
     def update(self) -> dict[str, float]:
         return {"items_shown": float((self.shows > 0).mean())}
 
-    def save(self, directory: str | Path) -> None:
-        super().save(directory)
-        np.savez(Path(directory) / "item_stats.npz", shows=self.shows, earned=self.earned)
-
-    def load(self, directory: str | Path) -> None:
-        super().load(directory)
-        with np.load(Path(directory) / "item_stats.npz") as stats:
-            self.shows, self.earned = stats["shows"], stats["earned"]
+    def components(self) -> dict:
+        return {"items": Counters(self, ("shows", "earned"))}

@@ -11,12 +11,10 @@ slates without replacement (duplicates masked in the distribution), DQN chooses 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from safetensors.torch import load_model, save_model
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
@@ -87,7 +85,7 @@ class SB3Agent(Agent):
         self.decode = SLATE_ACTIONS[actions](task.num_candidates, task.slate_size)
         _require_supported(algorithm, actions, self.decode.space, task)
         self.context = UserContext(task)
-        self.hyperparameters = dict(hyperparameters or {})
+        self.algorithm_kwargs = dict(hyperparameters or {})
         self.policy_kwargs = {
             **(policy or {}),
             "features_extractor_class": CandidateExtractor,
@@ -109,7 +107,7 @@ class SB3Agent(Agent):
             self.model.set_env(venv)
         if log is not None:
             self.model.set_logger(configure(str(log.log_dir), ["tensorboard"]))
-            log.add_text("hyperparameters", _markdown_table({"algorithm": self.algorithm, **self.hyperparameters}))
+            log.add_text("hyperparameters", _markdown_table({"algorithm": self.algorithm, **self.algorithm_kwargs}))
         saver = _Checkpointer(checkpoints, self, env, checkpoint_every, state.steps) if checkpoints else None
         self.model.learn(max(total_steps - state.steps, 0), callback=saver, reset_num_timesteps=False)
         self.model.logger.close()
@@ -123,36 +121,19 @@ class SB3Agent(Agent):
         raw, _ = self.model.predict(with_context(obs, self.context), deterministic=not explore)
         return self.decode(raw, obs)
 
-    def save(self, directory: str | Path) -> None:
-        """Write the policy's weights (safetensors), the optimiser's state (tensors only) and the
-        training counters (JSON); no pickle, unlike SB3's own ``model.zip``."""
-        super().save(directory)
-        path, model = Path(directory), self.model
-        save_model(model.policy, str(path / "policy.safetensors"))  # shared extractor weights stored once
-        th.save(model.policy.optimizer.state_dict(), path / "optimizer.pt")
-        counters = {name: getattr(model, name) for name in COUNTERS if hasattr(model, name)}
-        (path / "sb3.json").write_text(json.dumps({"n_envs": model.n_envs, **counters}))
-        self.context.save(directory)
+    def hyperparameters(self) -> dict:
+        return json.loads(json.dumps({"algorithm": self.algorithm, "hyperparameters": self.algorithm_kwargs}))
 
-    def load(self, directory: str | Path) -> None:
-        """Rebuild the model from this agent's settings and read back what :meth:`save` wrote."""
-        super().load(directory)
-        path = Path(directory)
-        counters = json.loads((path / "sb3.json").read_text())
-        model = self._model(None, n_envs=counters.pop("n_envs"))
-        load_model(model.policy, str(path / "policy.safetensors"))
-        model.policy.optimizer.load_state_dict(th.load(path / "optimizer.pt", weights_only=True))
-        for name, value in counters.items():
-            setattr(model, name, value)
-        self.model = model
-        self.context.load(directory)
+    def components(self) -> dict:
+        """The model (policy weights, optimiser state, training counters) and the user context."""
+        return {"model": _ModelState(self), "context": self.context}
 
     def _model(self, venv, n_envs: int = 1):
         """A fresh SB3 model on ``venv``, or, for ``venv=None``, on this task's spaces with ``n_envs``
         sub-environments (what loading needs: SB3 builds buffers and policy from the spaces)."""
         model = ALGORITHMS[self.algorithm](
             POLICIES[self.algorithm], venv, seed=self.seed, device="cpu", policy_kwargs=self.policy_kwargs,
-            _init_setup_model=venv is not None, **self.hyperparameters,
+            _init_setup_model=venv is not None, **self.algorithm_kwargs,
         )  # fmt: skip
         if venv is None:
             model.observation_space = SB3VecEnv.observation_space_of(self.task.observation_space, self.context)
@@ -175,6 +156,33 @@ def _require_supported(algorithm: str, actions: str, space: spaces.Space, task: 
         f"{ALGORITHMS[algorithm].__name__} cannot act on {space} (actions={actions!r}): it supports only "
         f"{', '.join(s.__name__ for s in supported)} action spaces; use {' or '.join(usable)}"
     )
+
+
+class _ModelState:
+    """An :class:`SB3Agent`'s model as a stateful component: the policy's weights, its optimiser's state and the
+    training counters (no pickle, unlike SB3's own ``model.zip``); loading rebuilds the model from the agent's
+    settings first."""
+
+    def __init__(self, agent: SB3Agent) -> None:
+        self.agent = agent
+
+    def state_dict(self) -> dict:
+        model = self.agent.model
+        counters = {name: getattr(model, name) for name in COUNTERS if hasattr(model, name)}
+        return {
+            "n_envs": model.n_envs,
+            "policy": model.policy.state_dict(),
+            "optimizer": model.policy.optimizer.state_dict(),
+            "counters": counters,
+        }
+
+    def load_state_dict(self, state) -> None:
+        model = self.agent._model(None, n_envs=state["n_envs"])
+        model.policy.load_state_dict(state["policy"])
+        model.policy.optimizer.load_state_dict(state["optimizer"])
+        for name, value in state["counters"].items():
+            setattr(model, name, value)
+        self.agent.model = model
 
 
 class _Checkpointer(BaseCallback):

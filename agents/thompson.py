@@ -15,7 +15,7 @@ class ThompsonAgent(LinearBandit):
 
     Args:
         scale: ``s`` >= 0, the posterior's standard-deviation multiplier (0 is the greedy recommender).
-        ridge, feedback_window, update_every: see :class:`~agents.linear.LinearBandit`.
+        ridge, label, feedback_window, update_every: see :class:`~agents.linear.LinearBandit`.
     """
 
     def __init__(self, task: Task, seed: int = 0, scale: float = 0.5, **model) -> None:
@@ -23,6 +23,9 @@ class ThompsonAgent(LinearBandit):
             raise ValueError(f"scale={scale!r}; expected a number >= 0")
         super().__init__(task, seed, **model)
         self.scale = scale
+
+    def hyperparameters(self) -> dict:
+        return {**super().hyperparameters(), "scale": self.scale}
 
     def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
         x = self.features(obs)

@@ -190,10 +190,10 @@ class RewardWeights:
         self.moment += design.T @ reward
         self.weights = np.linalg.solve(self.gram + self.ridge * np.eye(NUM_SIGNALS), self.moment).astype(np.float32)
 
-    def state(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         return {"gram": self.gram, "moment": self.moment, "weights": self.weights}
 
-    def restore(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.gram, self.moment, self.weights = state["gram"], state["moment"], state["weights"]
 
 
@@ -241,10 +241,10 @@ class ItemStats:
         columns = [np.log(consumed / (1.0 - consumed)), earned / max(abs(value), 1e-3)]
         return np.stack(columns, axis=-1).astype(np.float32)
 
-    def state(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         return {"shown": self.shown, "consumed": self.consumed, "feedback": self.feedback}
 
-    def restore(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.shown, self.consumed, self.feedback = state["shown"], state["consumed"], state["feedback"]
 
 
@@ -287,10 +287,20 @@ class TextSentiment:
             self._predict()
         return np.array([self.ids_of.get(t, -1) if t is not None else -1 for t in texts.tolist()], np.int32)
 
-    def restore(self, texts: list[str], vectors: np.ndarray) -> None:
-        """Take back the texts (in id order) and their embeddings ``(n, D)`` of a saved agent."""
-        self.ids_of = {t: i for i, t in enumerate(texts)}
-        self.vectors = np.asarray(vectors, np.float32)
+    def state_dict(self) -> dict:
+        """The head, its optimiser, and the texts (in id order) with their embeddings ``(n, D)``."""
+        return {
+            "head": self.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "texts": list(self.ids_of),
+            "vectors": self.vectors,
+        }
+
+    def load_state_dict(self, state) -> None:
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.ids_of = {t: i for i, t in enumerate(state["texts"])}
+        self.vectors = np.asarray(state["vectors"], np.float32)
         self._predict()
 
     def stars(self, ids: np.ndarray) -> np.ndarray:

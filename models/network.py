@@ -246,11 +246,17 @@ def predicted_stars(outputs: torch.Tensor, center: float = 3.0) -> torch.Tensor:
 
 
 def head_losses(
-    outputs: torch.Tensor, labels: Mapping[str, torch.Tensor], value_scale: float = 1.0, rating_center: float = 3.0
+    outputs: torch.Tensor,
+    labels: Mapping[str, torch.Tensor],
+    value_scale: float = 1.0,
+    rating_center: float = 3.0,
+    weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Masked mean loss of every head, from outputs ``(N, K, len(HEADS))`` and :func:`models.features.slate_labels`
-    tensors. The value error is measured in units of ``value_scale`` so every head weighs alike; the rating
-    head is fitted to the offset from ``rating_center`` (see :func:`predicted_stars`)."""
+    tensors, each labelled item's loss multiplied by its ``weights`` ``(N, K)`` (a label strategy's importance
+    weights; 1 when None) and the sum divided by the number of labelled items. The value error is measured in
+    units of ``value_scale`` so every head weighs alike; the rating head is fitted to the offset from
+    ``rating_center`` (see :func:`predicted_stars`)."""
     out = dict(zip(HEADS, outputs.unbind(-1), strict=True))
     per_item = {
         "click": F.binary_cross_entropy_with_logits(out["click"], labels["click"], reduction="none"),
@@ -261,7 +267,8 @@ def head_losses(
     losses = {}
     for head, loss in per_item.items():
         mask = labels[f"{head}_mask"].float()
-        losses[head] = (loss * mask).sum() / mask.sum().clamp_min(1.0)
+        weighted = mask if weights is None else mask * weights
+        losses[head] = (loss * weighted).sum() / mask.sum().clamp_min(1.0)
     return losses
 
 

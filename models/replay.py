@@ -5,6 +5,9 @@ Arrived feedback records are joined to their row by ``impression_id`` and to the
 so a rating that arrives 30 steps after the slate trains the item it rates. Each row also remembers the
 user's context when the slate was chosen: the session history and a snapshot of the user's memory.
 
+Each arrived record also stores the step it arrived at, so a label strategy can read a row's labels *as of* any
+step (:meth:`FeedbackReplay.arrived_by`): what a learner would have known then.
+
 The *memory* of a user is the keys of their ``memory_size`` most recent engagements (consumed items),
 across sessions; a key is ``serial * slate_size + position`` of the engagement's row. It lives as long as
 the row it points at, so memory and replay share one bound. Held-out rows (for measuring rating error)
@@ -67,7 +70,7 @@ class FeedbackReplay:
         self.history = np.full((capacity, history_length), -1, np.int64)
         self.memory = np.full((capacity, memory_size), -1, np.int64)
         self.values = np.zeros((capacity, k, s), np.float32)
-        self.arrived = np.zeros((capacity, k, s), bool)
+        self.arrived_at = np.full((capacity, k, s), -1, np.int64)
         self.text = np.full((capacity, k), -1, np.int32)
         self.user_memory = np.full((num_users, memory_size), -1, np.int64)
         self.added = 0
@@ -88,10 +91,11 @@ class FeedbackReplay:
         step: int,
         holdout: np.ndarray,
         item_stats: np.ndarray,
-    ) -> None:
+    ) -> np.ndarray:
         """Append ``B`` impressions: ids ``(B,)``, users ``(B,)``, shown items ``(B, k)``, session
         history ``(B, H)`` at the time of choice, the agent ``step``, ``(B,)`` held-out flags, and the
-        shown items' statistics ``(B, k, A)`` at the time of choice (see :class:`models.features.ItemStats`)."""
+        shown items' statistics ``(B, k, A)`` at the time of choice (see :class:`models.features.ItemStats`).
+        Returns the impressions' serials ``(B,)`` (see :meth:`row_of`)."""
         n = len(impressions)
         if n > self.capacity:
             raise ValueError(f"buffer_size={self.capacity} is smaller than one step's {n} impressions")
@@ -103,28 +107,39 @@ class FeedbackReplay:
         self.impression[rows], self.user[rows], self.step[rows], self.holdout[rows] = impressions, users, step, holdout
         self.items[rows], self.history[rows], self.item_stats[rows] = items, history, item_stats
         self.memory[rows] = self.user_memory[users]
-        self.values[rows], self.arrived[rows], self.text[rows] = 0.0, False, -1
+        self.values[rows], self.arrived_at[rows], self.text[rows] = 0.0, -1, -1
         self._row_of.update(zip(np.asarray(impressions).tolist(), rows.tolist(), strict=True))
         self.added += n
+        return self.serial[rows].copy()
 
-    def join(self, records: np.ndarray, text_ids: np.ndarray) -> np.ndarray:
-        """Write arrived ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) into their rows; ``text_ids``
-        ``(n,)`` are their texts' ids (-1 for none). New engagements enter their user's memory.
-        Returns each record's row ``(n,)``, -1 where it matched no impression in the buffer (too old,
-        or shown by another environment)."""
+    @property
+    def arrived(self) -> np.ndarray:
+        """``(capacity, k, S)`` bool: which feedback has arrived for each shown item."""
+        return self.arrived_at >= 0
+
+    def join(self, records: np.ndarray, text_ids: np.ndarray, now: int) -> tuple[np.ndarray, np.ndarray]:
+        """Write ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) that arrived at step ``now`` into their rows;
+        ``text_ids`` ``(n,)`` are their texts' ids (-1 for none). New engagements enter their user's memory.
+
+        Returns each record's row ``(n,)``, -1 where it matched no impression in the buffer (too old, or shown
+        by another environment), and ``(n,)`` bool: the record is its shown item's first feedback (the item
+        has just turned out consumed)."""
         found = np.array([self._row_of.get(i, -1) for i in records["impression_id"].tolist()], np.int64)
         pos = records["position"].astype(np.int64)
         match = found >= 0
         match[match] &= self.items[found[match], pos[match]] == records["item_index"][match]
         found[~match] = -1
         rows, pos, kinds = found[match], pos[match], records["kind"][match].astype(np.int64)
-        fresh = ~self.arrived[rows, pos].any(-1)
+        fresh = (self.arrived_at[rows, pos] < 0).all(-1)
+        fresh &= first_occurrences(rows * self.slate_size + pos)
         self.values[rows, pos, kinds] = records["value"][match]
-        self.arrived[rows, pos, kinds] = True
+        self.arrived_at[rows, pos, kinds] = now
         texts = text_ids[match]
         self.text[rows[texts >= 0], pos[texts >= 0]] = texts[texts >= 0]
         self._remember(rows[fresh], pos[fresh])
-        return found
+        first = np.zeros(len(records), bool)
+        first[np.flatnonzero(match)[fresh]] = True
+        return found, first
 
     def _remember(self, rows: np.ndarray, pos: np.ndarray) -> None:
         keep = ~self.holdout[rows]
@@ -144,23 +159,34 @@ class FeedbackReplay:
         return Engagements(
             items=np.where(valid, self.items[rows, pos], 0),
             values=self.values[rows, pos],
-            arrived=self.arrived[rows, pos] & valid[..., None],
+            arrived=(self.arrived_at[rows, pos] >= 0) & valid[..., None],
             text=np.where(valid, self.text[rows, pos], -1),
             step=self.step[rows],
             valid=valid,
         )
 
-    def trainable(self, now: int, window: int) -> np.ndarray:
-        """Rows that may train: filled, not held out, and shown more than ``window`` steps before ``now``
-        (the number of steps observed so far), so every record with a delay up to ``window`` is in."""
-        return np.flatnonzero((self.serial >= 0) & ~self.holdout & (now - self.step > window))
+    def row_of(self, serials: np.ndarray) -> np.ndarray:
+        """The row ``(n,)`` of each impression ``serials`` ``(n,)`` (see :attr:`serial`), -1 where it was
+        overwritten."""
+        rows = serials % self.capacity
+        return np.where(self.serial[rows] == serials, rows, -1)
+
+    def trainable(self, serials: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: impressions ``serials`` still held and not held out (they may train)."""
+        rows = self.row_of(serials)
+        return (rows >= 0) & ~self.holdout[rows]
+
+    def arrived_by(self, rows: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+        """``(n, k, S)`` bool: the feedback of ``rows`` ``(n,)`` that had arrived by step ``as_of`` ``(n,)``."""
+        at = self.arrived_at[rows]
+        return (at >= 0) & (at <= as_of[:, None, None])
 
     def rated_holdout(self, rating_kind: int) -> np.ndarray:
         """``(n, 2)`` (row, position) of held-out shown items that received a rating."""
-        return np.argwhere(self.holdout[:, None] & self.arrived[:, :, rating_kind])
+        return np.argwhere(self.holdout[:, None] & (self.arrived_at[:, :, rating_kind] >= 0))
 
-    def state(self) -> dict[str, np.ndarray]:
-        """Every array plus counters, for saving."""
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every array plus counters."""
         names = (
             "serial",
             "impression",
@@ -172,17 +198,24 @@ class FeedbackReplay:
             "history",
             "memory",
             "values",
-            "arrived",
+            "arrived_at",
             "text",
             "user_memory",
         )
         return {**{n: getattr(self, n) for n in names}, "counters": np.array([self.added, self.epoch_start])}
 
-    def restore(self, state: dict[str, np.ndarray]) -> None:
-        """Undo :meth:`state`; the id → row map is rebuilt for the current epoch's rows."""
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Undo :meth:`state_dict`; the id → row map is rebuilt for the current epoch's rows."""
         for name, value in state.items():
             if name != "counters":
                 getattr(self, name)[...] = value
         self.added, self.epoch_start = (int(x) for x in state["counters"])
         live = np.flatnonzero(self.serial >= self.epoch_start)
         self._row_of = dict(zip(self.impression[live].tolist(), live.tolist(), strict=True))
+
+
+def first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: ``keys[i]`` occurs nowhere before ``i`` in ``keys`` (``(n,)`` integers)."""
+    first = np.zeros(len(keys), bool)
+    first[np.unique(keys, return_index=True)[1]] = True
+    return first

@@ -47,9 +47,11 @@ def make_env(env_id: str = "FeedbackRec/News-v0", num_envs: int = NUM_ENVS, **kw
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **SMALL, **kwargs)
 
 
-def make_agent(name: str, env, seed: int = 0, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml"), TINY.get(name, {}), overrides)
-    return instantiate(cfg, _partial_=True)(task=Task.of(env), seed=seed)
+def make_agent(name: str, env, seed: int = 0, label: str = "wait", **overrides):
+    """The agent of ``conf/agent/<name>.yaml`` (its ``${label}`` from ``conf/label/<label>.yaml``)."""
+    agent = OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml"), TINY.get(name, {}), overrides)
+    cfg = OmegaConf.create({"agent": agent, "label": OmegaConf.load(CONF.parent / "label" / f"{label}.yaml")})
+    return instantiate(cfg.agent, _partial_=True)(task=Task.of(env), seed=seed)
 
 
 def trained(name: str, env_id: str = "FeedbackRec/News-v0", seed: int = 0, **env_kwargs):
@@ -206,7 +208,7 @@ def test_late_credit_equals_credit_at_once(delay):
         for step in range(delay + 1):
             obs, impression = shown_step(agent, env, obs, [click(0, item, user)] if step == arrival else [])
             assert step or impression[0] == 0
-        targets.append(agent.target.copy())
+        targets.append(agent.model.target.copy())
     assert np.abs(targets[0]).sum() > 0
     np.testing.assert_allclose(targets[1], targets[0])
 
@@ -218,7 +220,7 @@ def test_credit_later_than_the_window_is_counted_stale():
     for _ in range(2):
         obs, _ = shown_step(agent, env, obs)
     shown_step(agent, env, obs, [click(int(first[0]), item, user)])
-    assert agent.stale == 1 and not agent.target.any()
+    assert agent.stale == 1 and not agent.model.target.any()
 
 
 def test_user_context_describes_profile_session_and_latest_item():

@@ -13,8 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from agents.base import Task, Transition
-from agents.bert import BertAgent, build_slates
+from agents.bert import BertAgent
+from agents.labels import Immediate, Wait
 from agents.loop import run_online
+from agents.slates import build_slates
 from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE, as_columns
 from envs.signals import NUM_SIGNALS, Signal
@@ -28,7 +30,6 @@ FAST = {
     "dim": 8,
     "hidden": 16,
     "memory_size": 4,
-    "label_window": 2,
     "holdout_fraction": 0.0,
     "device": "cpu",
 }
@@ -45,8 +46,9 @@ def cache_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("embeddings"))
 
 
-def make_agent(env, cache_dir: str, seed: int = 0, **settings) -> BertAgent:
-    return BertAgent(Task.of(env), seed=seed, cache_dir=cache_dir, **{**FAST, **settings})
+def make_agent(env, cache_dir: str, seed: int = 0, label=None, **settings) -> BertAgent:
+    label = Wait(window=2) if label is None else label
+    return BertAgent(Task.of(env), seed=seed, label=label, cache_dir=cache_dir, **{**FAST, **settings})
 
 
 def train(agent: BertAgent, env, steps: int, seed: int = 0) -> list[dict[str, float]]:
@@ -71,7 +73,7 @@ def train(agent: BertAgent, env, steps: int, seed: int = 0) -> list[dict[str, fl
     [
         ("fusion", "late", "unknown fusion 'late'"),
         ("finetune", "adapters", "unknown finetune 'adapters'"),
-        ("label_strategy", "guess", "unknown label_strategy 'guess'"),
+        ("label", "guess", "label='guess'; expected an agents.labels.LabelStrategy"),
         ("exploration", "ucb", "unknown exploration 'ucb'"),
         ("lr", 0.0, "lr=0.0; expected a number > 0"),
         ("lr", -1e-3, "lr=-0.001"),
@@ -82,7 +84,7 @@ def train(agent: BertAgent, env, steps: int, seed: int = 0) -> list[dict[str, fl
     ],
 )
 def test_bad_settings_are_refused_naming_the_setting(cache_dir, setting, value, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         make_agent(make_env(), cache_dir, **{setting: value})
 
 
@@ -189,8 +191,8 @@ def test_late_feedback_trains_the_impression_it_belongs_to(cache_dir):
 
 def test_wait_holds_back_young_impressions_that_immediate_trains_on(cache_dir):
     env = make_env(num_envs=8)
-    waiting = make_agent(env, cache_dir, label_strategy="wait", label_window=5, batch_size=8)
-    eager = make_agent(env, cache_dir, label_strategy="immediate", batch_size=8)
+    waiting = make_agent(env, cache_dir, label=Wait(window=5), batch_size=8)
+    eager = make_agent(env, cache_dir, label=Immediate(), batch_size=8)
     assert all(not loss for loss in train(waiting, env, 5))
     assert train(eager, env, 1)[0]["click_loss"] > 0
     assert train(waiting, env, 7)[-1]["click_loss"] > 0
@@ -228,7 +230,7 @@ def encoder_state(agent: BertAgent) -> dict[str, torch.Tensor]:
 
 def test_head_mode_leaves_bert_untouched_and_trains_the_network(cache_dir):
     env = make_env()
-    agent = make_agent(env, cache_dir, finetune="head", label_strategy="immediate")
+    agent = make_agent(env, cache_dir, finetune="head", label=Immediate())
     bert, net = encoder_state(agent), {k: v.clone() for k, v in agent.net.state_dict().items()}
     losses = [loss for loss in train(agent, env, 12) if loss]
     assert losses and all(np.isfinite(v) for loss in losses for v in loss.values())
@@ -238,7 +240,7 @@ def test_head_mode_leaves_bert_untouched_and_trains_the_network(cache_dir):
 
 def test_lora_mode_changes_the_adapters_and_not_the_base_weights(cache_dir):
     env = make_env()
-    agent = make_agent(env, cache_dir, finetune="lora", label_strategy="immediate", refresh_every=4, encoder_lr=1e-2)
+    agent = make_agent(env, cache_dir, finetune="lora", label=Immediate(), refresh_every=4, encoder_lr=1e-2)
     before = encoder_state(agent)
     table = agent.net.match_table.clone()
     train(agent, env, 10)
@@ -253,7 +255,7 @@ def test_lora_mode_changes_the_adapters_and_not_the_base_weights(cache_dir):
 
 def test_full_mode_fine_tunes_the_base_weights(cache_dir):
     env = make_env()
-    agent = make_agent(env, cache_dir, finetune="full", label_strategy="immediate", encoder_lr=1e-2)
+    agent = make_agent(env, cache_dir, finetune="full", label=Immediate(), encoder_lr=1e-2)
     before = encoder_state(agent)
     train(agent, env, 6)
     key = "model.encoder.layer.0.attention.self.query.weight"
@@ -265,10 +267,10 @@ def test_full_mode_fine_tunes_the_base_weights(cache_dir):
 
 def test_save_load_round_trip_restores_scores_memory_and_the_rng(cache_dir, tmp_path):
     env = make_env()
-    agent = make_agent(env, cache_dir, label_strategy="immediate", finetune="lora")
+    agent = make_agent(env, cache_dir, label=Immediate(), finetune="lora")
     train(agent, env, 12)
     agent.save(tmp_path / "ckpt")
-    clone = make_agent(env, cache_dir, seed=99, label_strategy="immediate", finetune="lora")
+    clone = make_agent(env, cache_dir, seed=99, label=Immediate(), finetune="lora")
     clone.load(tmp_path / "ckpt")
     obs, _ = make_env().reset(seed=5)
     args = obs["candidates"], obs["history"], obs["user_id"][:, 0]
@@ -289,7 +291,7 @@ def test_same_seed_same_run(cache_dir):
     runs = []
     for _ in range(2):
         env = make_env()
-        agent = make_agent(env, cache_dir, label_strategy="immediate", exploration="softmax")
+        agent = make_agent(env, cache_dir, label=Immediate(), exploration="softmax")
         runs.append((train(agent, env, 8, seed=3), agent.net.project.weight.detach().clone()))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
 
@@ -305,7 +307,7 @@ def test_every_domain_trains_through_the_online_loop(cache_dir, domain):
 def test_the_agent_learns_to_beat_random_slates(cache_dir):
     """A small world where ranking by learnt reward must beat random picks on fresh users."""
     env = make_env(num_envs=16, num_users=400, delays="none")
-    agent = make_agent(env, cache_dir, label_strategy="immediate", batch_size=64, dim=16, hidden=32, lr=3e-3)
+    agent = make_agent(env, cache_dir, label=Immediate(), batch_size=64, dim=16, hidden=32, lr=3e-3)
     train(agent, env, 150)
     test_env = make_env(num_envs=64, num_users=400, delays="none")
     obs, _ = test_env.reset(seed=11)

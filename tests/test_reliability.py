@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import re
 import signal
 import subprocess
@@ -324,7 +323,10 @@ def test_agent_state_files_are_loaded_without_pickle(tmp_path):
     agent = PopularityAgent(Task.of(env), seed=0)
     agent.save(tmp_path)
     marker = tmp_path / "executed"
-    np.savez(tmp_path / "item_stats.npz", shows=np.array([Payload(marker)], dtype=object), earned=np.zeros(3))
+    with np.load(tmp_path / "arrays.npz") as arrays:
+        state = dict(arrays)
+    state = {name: np.array([Payload(marker)], dtype=object) for name in state}
+    np.savez(tmp_path / "arrays.npz", **state)
     with pytest.raises(ValueError, match="allow_pickle=False"):
         agent.load(tmp_path)
     assert not marker.exists()
@@ -380,13 +382,12 @@ def test_sb3_checkpoints_are_loaded_without_pickle(tmp_path):
     agent = SB3Agent(Task.of(env), algorithm="ppo", hyperparameters={"n_steps": 8, "batch_size": 16, "n_epochs": 1})
     agent.learn(env, 32, seed=0)
     agent.save(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".zip", ".pt", ".safetensors")) == [
-        "optimizer.pt",
-        "policy.safetensors",
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".zip", ".pt", ".safetensors", ".pkl")) == [
+        "tensors.safetensors",
     ]
     marker = tmp_path / "executed"
-    torch.save(Payload(marker), tmp_path / "optimizer.pt")
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    torch.save(Payload(marker), tmp_path / "tensors.safetensors")  # a pickle where the weights were
+    with pytest.raises(Exception, match=r"(?i)header|safetensor"):
         agent.load(tmp_path)
     assert not marker.exists(), "loading an SB3 checkpoint executed pickled code"
 
