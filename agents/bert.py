@@ -40,11 +40,11 @@ from envs.signals import Signal
 from models.encoder import default_device
 from models.features import (
     ITEM_STATS,
-    NUM_FEATURES,
     ItemStats,
     RewardWeights,
     TextSentiment,
     engagement_features,
+    feature_names,
     item_seconds,
     slate_labels,
 )
@@ -90,7 +90,7 @@ class BertAgent(Agent):
             self.net = RecommenderNet(
                 torch.as_tensor(self.text.pretrained_vectors),
                 torch.as_tensor(_attribute_matrix(catalog)),
-                NUM_FEATURES,
+                len(feature_names()),
                 len(ITEM_STATS),
                 s.fusion,
                 s.dim,

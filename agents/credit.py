@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Agent, Transition
-from envs.signals import VALUE_NEUTRAL
+from envs.signals import SIGNALS
 
 
 def signal_weights(env) -> np.ndarray:
@@ -23,7 +23,7 @@ def signal_weights(env) -> np.ndarray:
 def record_credit(records: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``(E,)`` reward carried by each record ``(E,)``: ``weights[kind] * (value - neutral)``."""
     kinds = records["kind"]
-    return weights[kinds] * (records["value"] - VALUE_NEUTRAL[kinds])
+    return weights[kinds] * (records["value"] - SIGNALS.neutral[kinds])
 
 
 class FeedbackAgent(Agent):

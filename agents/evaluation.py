@@ -17,7 +17,7 @@ from sklearn.metrics import ndcg_score
 
 from agents.base import Agent
 from envs.feedback import as_records
-from envs.signals import DEPTH, Signal
+from envs.signals import SIGNALS, Role, Signal
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _tally_step(tally, rows, slates, candidates, utility, info, categories) -> N
     feedback = feedback[np.isin(feedback["env_index"], rows)]
     kinds = feedback["kind"]
     tally.ratings.extend(feedback["value"][kinds == Signal.RATING])
-    tally.dwell.extend(feedback["value"][np.isin(kinds, DEPTH)])
+    tally.dwell.extend(feedback["value"][np.isin(kinds, SIGNALS.with_role(Role.DEPTH))])
     tally.purchases += float(feedback["value"][kinds == Signal.PURCHASE].sum())
 
 

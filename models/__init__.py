@@ -13,13 +13,12 @@ impression replay with per-user memory, and the fusion recommender network.
 
 from models.cache import EmbeddingCache, default_cache_dir
 from models.encoder import TextEncoder, catalog_embeddings, encoder_identity
-from models.features import FEATURES, RewardWeights, TextSentiment, engagement_features, slate_labels
+from models.features import RewardWeights, TextSentiment, engagement_features, feature_names, slate_labels
 from models.network import FUSIONS, HEADS, RecommenderNet, UserBatch
 from models.replay import FeedbackReplay
 from models.tiny import tiny_bert
 
 __all__ = [
-    "FEATURES",
     "FUSIONS",
     "HEADS",
     "EmbeddingCache",
@@ -33,6 +32,7 @@ __all__ = [
     "default_cache_dir",
     "encoder_identity",
     "engagement_features",
+    "feature_names",
     "slate_labels",
     "tiny_bert",
 ]

@@ -1,12 +1,13 @@
 """Feedback features: what arrived about each consumed item, as fixed-width vectors with explicit masks.
 
 An *engagement* is one shown item (an impression and a slate position) for which feedback arrived. Its
-raw feedback is kept as ``values`` and ``arrived`` arrays ``(..., S)`` over the signal kinds of
-:class:`envs.signals.Signal` (``S = NUM_SIGNALS``). From them:
+raw feedback is kept as ``values`` and ``arrived`` arrays ``(..., S)`` over the signal kinds of the signal table
+(:data:`envs.signals.SIGNALS`, ``S = SIGNALS.count``; sizes and lists are read from the table when an agent is
+built, so registered signals count too). From them:
 
-- :func:`engagement_features` builds :data:`FEATURES`: explicit rating (normalised, and de-biased by the
-  user's own mean rating, itself a feature), sentiment read from review/comment text, consumption depth
-  (dwell normalised by reading time, listen/watch fractions), binary actions (share, like, cart,
+- :func:`engagement_features` builds the columns :func:`feature_names` lists: explicit rating (normalised,
+  and de-biased by the user's own mean rating, itself a feature), sentiment read from review/comment text,
+  consumption depth (dwell normalised by reading time, listen/watch fractions), binary actions (share, like, cart,
   purchase, completion, skip), log purchase amount, and recency. Every signal has a value column *and*
   a mask column, so a user who never rates is told apart from one who rates badly.
 - :func:`slate_labels` builds the training targets of the recommender's heads.
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.signals import ACTIONS, AMOUNT, CONSUMPTION, DEPTH, NUM_SIGNALS, SIGNAL_INFO, VALUE_NEUTRAL, Signal
+from envs.signals import SIGNALS, Role, Signal
 
 WORDS_PER_SECOND = 4.0
 """Typical adult reading speed (about 240 words a minute): ``length_words / 4`` seconds reads an article."""
@@ -35,21 +36,32 @@ RATING_PRIOR = 2.0
 LOG_SCALE = math.log1p(1000.0)
 """Log-scaled amounts (money) and ages (steps) are divided by ``log1p(1000)``, so 1000 maps to 1."""
 
-FEATURES = (
-    "rating_debiased",
-    "rating",
-    "rating_mask",
-    "user_rating",
-    "sentiment",
-    "sentiment_mask",
-    "depth",
-    "depth_mask",
-    *(name for kind in ACTIONS for name in (kind.label, f"{kind.label}_mask")),
-    *(name for kind in AMOUNT for name in (f"log_{kind.label}", f"{kind.label}_mask")),
-    "consumed",
-    "recency",
-)
-NUM_FEATURES = len(FEATURES)
+def feature_names() -> tuple[str, ...]:
+    """The columns of :func:`engagement_features`, one value and one mask per action and amount signal of the
+    signal table."""
+    return (
+        "rating_debiased",
+        "rating",
+        "rating_mask",
+        "user_rating",
+        "sentiment",
+        "sentiment_mask",
+        "depth",
+        "depth_mask",
+        *(name for kind in SIGNALS.with_role(Role.ACTION) for name in (_name(kind), f"{_name(kind)}_mask")),
+        *(name for kind in SIGNALS.with_role(Role.AMOUNT) for name in (f"log_{_name(kind)}", f"{_name(kind)}_mask")),
+        "consumed",
+        "recency",
+    )
+
+
+USER_RATING = 3
+"""The column of the user's own mean rating in :func:`feature_names`."""
+
+
+def _name(kind: int) -> str:
+    return SIGNALS.name(kind)
+
 
 
 def item_seconds(catalog) -> np.ndarray:
@@ -74,8 +86,8 @@ def consumption_depth(values: np.ndarray, arrived: np.ndarray, seconds: np.ndarr
     full = np.where(np.isfinite(seconds) & (seconds > 0), seconds, np.nan)
     depth = np.zeros(values.shape[:-1], np.float32)
     known = np.zeros(values.shape[:-1], bool)
-    for kind in DEPTH:
-        value = values[..., kind] / full if SIGNAL_INFO[kind].unit == "seconds" else values[..., kind]
+    for kind in SIGNALS.with_role(Role.DEPTH):
+        value = values[..., kind] / full if SIGNALS.info(kind).unit == "seconds" else values[..., kind]
         use = arrived[..., kind] & ~known & np.isfinite(value)
         depth[use] = np.clip(value[use], 0.0, 1.0)
         known |= use
@@ -91,7 +103,7 @@ def engagement_features(
     age: np.ndarray,
     global_rating: float,
 ) -> np.ndarray:
-    """:data:`FEATURES` ``(N, P, F)`` float32 of ``P`` engagements of each of ``N`` users.
+    """The features ``(N, P, F)`` float32 (columns :func:`feature_names`) of ``P`` engagements of each of ``N`` users.
 
     Args:
         values, arrived: ``(N, P, S)`` raw feedback per engagement.
@@ -118,13 +130,13 @@ def engagement_features(
         depth,
         depth_known,
     ]
-    for kind in ACTIONS:
+    for kind in SIGNALS.with_role(Role.ACTION):
         columns += [np.where(arrived[..., kind], values[..., kind], 0.0), arrived[..., kind]]
-    for kind in AMOUNT:
+    for kind in SIGNALS.with_role(Role.AMOUNT):
         amount = np.log1p(np.maximum(values[..., kind], 0.0)) / LOG_SCALE
         columns += [np.where(arrived[..., kind], amount, 0.0), arrived[..., kind]]
     columns += [
-        arrived[..., list(CONSUMPTION)].any(-1),
+        arrived[..., list(SIGNALS.with_role(Role.CONSUMPTION))].any(-1),
         np.log1p(np.maximum(age, 0)) / LOG_SCALE,
     ]
     return (np.stack(columns, axis=-1) * valid[..., None]).astype(np.float32)
@@ -162,7 +174,7 @@ def slate_labels(
 
 def feedback_value(values: np.ndarray, arrived: np.ndarray, worth: np.ndarray) -> np.ndarray:
     """``(...)`` float32 reward earned by the arrived feedback ``(..., S)``: Σ worth·(value − neutral)."""
-    gain = np.where(arrived, worth * (values - VALUE_NEUTRAL), 0.0)
+    gain = np.where(arrived, worth * (values - SIGNALS.neutral), 0.0)
     return gain.sum(-1).astype(np.float32)
 
 
@@ -177,18 +189,19 @@ class RewardWeights:
 
     def __init__(self, ridge: float = 1e-3) -> None:
         self.ridge = ridge
-        self.gram = np.zeros((NUM_SIGNALS, NUM_SIGNALS))
-        self.moment = np.zeros(NUM_SIGNALS)
-        self.weights = np.zeros(NUM_SIGNALS, np.float32)
+        self.gram = np.zeros((SIGNALS.count, SIGNALS.count))
+        self.moment = np.zeros(SIGNALS.count)
+        self.weights = np.zeros(SIGNALS.count, np.float32)
 
     def observe(self, records: np.ndarray, reward: np.ndarray) -> None:
         """Add one step: the records ``info["feedback"]`` that arrived in it and the ``(B,)`` rewards."""
-        design = np.zeros((len(reward), NUM_SIGNALS))
+        design = np.zeros((len(reward), len(self.moment)))
         kinds = records["kind"].astype(np.int64)
-        np.add.at(design, (records["env_index"], kinds), records["value"] - VALUE_NEUTRAL[kinds])
+        np.add.at(design, (records["env_index"], kinds), records["value"] - SIGNALS.neutral[kinds])
         self.gram += design.T @ design
         self.moment += design.T @ reward
-        self.weights = np.linalg.solve(self.gram + self.ridge * np.eye(NUM_SIGNALS), self.moment).astype(np.float32)
+        ridge = self.ridge * np.eye(len(self.moment))
+        self.weights = np.linalg.solve(self.gram + ridge, self.moment).astype(np.float32)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"gram": self.gram, "moment": self.moment, "weights": self.weights}
@@ -218,7 +231,7 @@ class ItemStats:
     def __init__(self, num_items: int) -> None:
         self.shown = np.zeros(num_items)
         self.consumed = np.zeros(num_items)
-        self.feedback = np.zeros((num_items, NUM_SIGNALS))
+        self.feedback = np.zeros((num_items, SIGNALS.count))
 
     def count_shown(self, items: np.ndarray) -> None:
         """Count one impression of each of ``items`` (any shape)."""
@@ -227,8 +240,8 @@ class ItemStats:
     def count_feedback(self, records: np.ndarray) -> None:
         """Add arrived ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) to their items' counts."""
         kinds = records["kind"].astype(np.int64)
-        np.add.at(self.consumed, records["item_index"][np.isin(kinds, CONSUMPTION)], 1.0)
-        np.add.at(self.feedback, (records["item_index"], kinds), records["value"] - VALUE_NEUTRAL[kinds])
+        np.add.at(self.consumed, records["item_index"][np.isin(kinds, SIGNALS.with_role(Role.CONSUMPTION))], 1.0)
+        np.add.at(self.feedback, (records["item_index"], kinds), records["value"] - SIGNALS.neutral[kinds])
 
     def features(self, items: np.ndarray, worth: np.ndarray) -> np.ndarray:
         """:data:`ITEM_STATS` ``(*items.shape, 2)`` float32 of ``items``, valuing feedback at ``worth`` ``(S,)``."""

@@ -42,14 +42,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.features import FEATURES
+from models.features import USER_RATING
 
 HEADS = ("click", "value", "rating", "depth")
 FUSED_HEADS = ("click", "value", "depth")
 """The heads the fusion predicts; ``rating`` is read out of them."""
 MATCH_DIM = 64
 """Principal axes of the catalogue's BERT embeddings kept for text matching (cosines at a sixth of the cost)."""
-USER_RATING = FEATURES.index("user_rating")
 VALUE_MOMENTUM = 0.99
 """Momentum of the running mean square of value labels behind :meth:`RecommenderNet.value_scale`."""
 FUSIONS = ("concat", "weighted", "multitask")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.signals import NUM_SIGNALS
+from envs.signals import SIGNALS
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class FeedbackReplay:
     def __init__(
         self, capacity: int, slate_size: int, history_length: int, memory_size: int, num_users: int, item_stats: int
     ) -> None:
-        k, s = slate_size, NUM_SIGNALS
+        k, s = slate_size, SIGNALS.count
         self.capacity, self.slate_size = capacity, slate_size
         self.serial = np.full(capacity, -1, np.int64)
         self.impression = np.full(capacity, -1, np.int64)

@@ -20,13 +20,13 @@ from models import encoder as encoder_module
 from models.cache import ENV_VAR, EmbeddingCache, default_cache_dir
 from models.encoder import MINILM_INSTALL, TextEncoder, catalog_embeddings, encoder_identity
 from models.features import (
-    FEATURES,
     ITEM_STATS,
     ItemStats,
     RewardWeights,
     TextSentiment,
     consumption_depth,
     engagement_features,
+    feature_names,
     slate_labels,
 )
 from models.network import (
@@ -239,7 +239,7 @@ def features_of(*engagements, sentiment=None, seconds=None, age=None, global_rat
 
 
 def column(features: np.ndarray, name: str) -> np.ndarray:
-    return features[..., FEATURES.index(name)]
+    return features[..., feature_names().index(name)]
 
 
 def test_a_missing_rating_is_masked_not_a_bad_rating():
@@ -453,7 +453,7 @@ def user_batch(n=3, k=4, p=5, h=2, items=20, seed=0) -> UserBatch:
         item_stats=torch.randn(n, k, len(ITEM_STATS), generator=g),
         history=torch.randint(-1, items, (n, h), generator=g),
         memory_items=torch.randint(0, items, (n, p), generator=g),
-        memory_features=torch.rand(n, p, len(FEATURES), generator=g),
+        memory_features=torch.rand(n, p, len(feature_names()), generator=g),
         memory_valid=torch.rand(n, p, generator=g) > 0.3,
     )
 
@@ -461,7 +461,8 @@ def user_batch(n=3, k=4, p=5, h=2, items=20, seed=0) -> UserBatch:
 def network(fusion: str, **kwargs) -> RecommenderNet:
     torch.manual_seed(0)
     vectors, attributes = torch.randn(20, 6), torch.randn(20, 1)
-    return RecommenderNet(vectors, attributes, len(FEATURES), len(ITEM_STATS), fusion, dim=8, hidden=16, **kwargs)
+    width = len(feature_names())
+    return RecommenderNet(vectors, attributes, width, len(ITEM_STATS), fusion, dim=8, hidden=16, **kwargs)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
