@@ -1,0 +1,64 @@
+"""The oracle's slate optimisation: exact under the multinomial logit, no exchange improves it under the cascade,
+and on small instances both equal the best of every possible slate."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from agents.assortment import EMPTY, best_cascade_slates, best_mnl_slates, cascade_value, mnl_value
+
+M, K = 6, 3
+
+
+def every_slate(mask: bool) -> np.ndarray:
+    """``(n, K)`` every ordered slate of distinct candidates out of ``M`` (with empty slots when masking)."""
+    options = list(range(M)) + ([EMPTY] if mask else [])
+    shown = (s for s in itertools.product(options, repeat=K))
+    return np.array([s for s in shown if len([x for x in s if x >= 0]) == len({x for x in s if x >= 0})])
+
+
+def instance(rng: np.random.Generator):
+    """Utilities, a no-click utility and a temperature as the simulator draws them, and rewards that are
+    sometimes zero or negative (an item that is better left unshown)."""
+    u, u0, tau = rng.normal(0, 1, (1, M)), rng.normal(1, 0.3, 1), rng.uniform(0.6, 1.2)
+    reward = rng.gamma(1.0, 1.0, (1, M)) * (rng.random((1, M)) < 0.8) - 0.2 * (rng.random((1, M)) < 0.2)
+    return np.exp(u / tau), np.exp(u0 / tau), 1 / (1 + np.exp(-(u - u0) / tau)), reward, rng.uniform(0.5, 1.0)
+
+
+@pytest.mark.parametrize("misclick", [0.0, 0.01])
+@pytest.mark.parametrize("mask", [True, False])
+def test_the_optimised_slates_equal_the_best_of_every_slate(mask, misclick):
+    rng = np.random.default_rng(7)
+    slates = every_slate(mask)
+    n = len(slates)
+    for _ in range(60):
+        weight, no_click, attraction, reward, bias = instance(rng)
+        many = (np.repeat(weight, n, 0), np.repeat(no_click, n), np.repeat(reward, n, 0))
+        best_mnl = mnl_value(slates, *many, K, misclick).max()
+        mnl = best_mnl_slates(weight, no_click, reward, K, misclick, mask)
+        assert mnl_value(mnl, weight, no_click, reward, K, misclick)[0] == pytest.approx(best_mnl, rel=1e-9)
+        best_cascade = cascade_value(slates, np.repeat(attraction, n, 0), many[2], bias, misclick).max()
+        cascade = best_cascade_slates(attraction, reward, K, bias, misclick, mask)
+        assert cascade_value(cascade, attraction, reward, bias, misclick)[0] == pytest.approx(best_cascade, rel=1e-9)
+
+
+def test_a_poor_item_is_left_out_under_the_logit_when_masking_is_allowed():
+    """The best item earns 3 a click, a more attractive one 0.2: showing it takes clicks from the best one."""
+    weight, no_click, reward = np.array([[1.0, 4.0]]), np.array([1.0]), np.array([[3.0, 0.2]])
+    assert best_mnl_slates(weight, no_click, reward, 2).tolist() == [[0, EMPTY]]
+    assert sorted(best_mnl_slates(weight, no_click, reward, 2, mask=False)[0].tolist()) == [0, 1]
+
+
+def test_slates_are_batched_row_by_row():
+    rng = np.random.default_rng(3)
+    rows = [instance(rng) for _ in range(5)]
+    weight, no_click, attraction, reward = (np.concatenate([r[i] for r in rows]) for i in range(4))
+    together = best_mnl_slates(weight, no_click, reward, K, 0.01)
+    alone = np.concatenate([best_mnl_slates(*(r[i] for i in (0, 1, 3)), K, 0.01) for r in rows])
+    np.testing.assert_array_equal(together, alone)
+    together = best_cascade_slates(attraction, reward, K, 0.8, 0.01)
+    alone = np.concatenate([best_cascade_slates(r[2], r[3], K, 0.8, 0.01) for r in rows])
+    np.testing.assert_array_equal(together, alone)
