@@ -47,6 +47,8 @@ from models.features import USER_RATING
 HEADS = ("click", "value", "rating", "depth")
 FUSED_HEADS = ("click", "value", "depth")
 """The heads the fusion predicts; ``rating`` is read out of them."""
+WHOLE_TABLE_ITEMS = 65_536
+"""Catalogues up to this size are projected whole for a batch (see :meth:`RecommenderNet.embed_items`)."""
 MATCH_DIM = 64
 """Principal axes of the catalogue's BERT embeddings kept for text matching (cosines at a sixth of the cost)."""
 VALUE_MOMENTUM = 0.99
@@ -125,12 +127,12 @@ class RecommenderNet(nn.Module):
         self.rating_readout = nn.Linear(len(FUSED_HEADS) + 2, 1)
         self.engagement_weight = nn.Linear(num_features, 1)
         nn.init.constant_(self.engagement_weight.bias, math.log(math.e - 1.0))
-        widths = {
-            "item": dim + num_item_stats,
-            "profile": 2 * dim,
-            "session": 4 * dim,
-            "similarity": 4,
-            "feedback": num_features + 1,
+        widths = {  # each source's (per pair, per user) width; a source's per-user part is shared by its K items
+            "item": (dim + num_item_stats, 0),
+            "profile": (dim, dim),
+            "session": (2 * dim, 2 * dim),
+            "similarity": (4, 0),
+            "feedback": (0, num_features + 1),
         }
         self.fuse = _make_fusion(fusion, widths, hidden, fusion_weights)
 
@@ -147,11 +149,14 @@ class RecommenderNet(nn.Module):
     def embed_items(self, items: torch.Tensor, matched: torch.Tensor | None = None) -> torch.Tensor:
         """Projected embeddings ``(*items.shape, dim)`` of the items' matching vectors and attributes;
         ``matched`` ``(*items.shape, m)`` replaces the table's matching vectors (fresh, differentiable
-        ones while fine-tuning the encoder). Without it, each distinct item is projected once."""
-        if matched is None:
-            unique, inverse = torch.unique(items, return_inverse=True)
-            return self.embed_items(unique, self.match_table[unique])[inverse]
-        return self.project(torch.cat([matched, self.item_attributes[items]], dim=-1))
+        ones while fine-tuning the encoder). Without it, the whole catalogue is projected once and looked up
+        (cheaper than finding the distinct items below :data:`WHOLE_TABLE_ITEMS`), else each distinct item once."""
+        if matched is not None:
+            return self.project(torch.cat([matched, self.item_attributes[items]], dim=-1))
+        if len(self.match_table) <= WHOLE_TABLE_ITEMS:
+            return self.project(torch.cat([self.match_table, self.item_attributes], dim=-1))[items]
+        unique, inverse = torch.unique(items, return_inverse=True)
+        return self.embed_items(unique, self.match_table[unique])[inverse]
 
     def forward(self, batch: UserBatch, item_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """Raw head outputs ``(N, K, len(HEADS))``; ``item_vectors`` ``(N, K, D)`` replaces the table's
@@ -159,19 +164,19 @@ class RecommenderNet(nn.Module):
         k, p = batch.items.shape[1], batch.memory_items.shape[1]
         text = self.match_table[batch.items] if item_vectors is None else self.match_vectors(item_vectors)
         past_items = torch.cat([batch.memory_items, batch.history.clamp_min(0)], dim=1)
-        x = self.embed_items(batch.items, text)
+        x = self.embed_items(batch.items, text if item_vectors is not None else None)
         memory, history = self.embed_items(past_items).split([p, past_items.shape[1] - p], dim=1)
         weight = F.softplus(self.engagement_weight(batch.memory_features)).squeeze(-1) * batch.memory_valid
         profile, mean, last, summary = self.user_state(batch, weight, memory, history)
-        sources = {
+        pair = {
             "item": torch.cat([x, batch.item_stats], dim=-1),
-            "profile": torch.cat([_tile(profile, k), x * profile[:, None]], dim=-1),
-            "session": torch.cat([_tile(mean, k), _tile(last, k), x * mean[:, None], x * last[:, None]], dim=-1),
+            "profile": x * profile[:, None],
+            "session": torch.cat([x * mean[:, None], x * last[:, None]], dim=-1),
             "similarity": text_similarity(text, self.match_table[past_items], weight, batch.history >= 0),
-            "feedback": _tile(summary, k),
         }
-        fused = self.fuse(sources) + self.item_bias(batch.items)
-        rating = self.rating_readout(_rating_inputs(fused.detach() * (self.labels_seen > 0), sources["feedback"]))
+        user = {"profile": profile, "session": torch.cat([mean, last], dim=-1), "feedback": summary}
+        fused = self.fuse(pair, user) + self.item_bias(batch.items)
+        rating = self.rating_readout(_rating_inputs(fused.detach() * (self.labels_seen > 0), _tile(summary, k)))
         out = dict(zip(FUSED_HEADS, fused.unbind(-1), strict=True)) | {"rating": rating.squeeze(-1)}
         out["value"] = out["value"] * self.value_scale()
         return torch.stack([out[h] for h in HEADS], dim=-1)
@@ -291,7 +296,9 @@ def _mlp(width: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
     return nn.Sequential(*blocks, nn.Linear(width, out))
 
 
-def _make_fusion(kind: str, widths: dict[str, int], hidden: int, weights: Mapping[str, float] | None) -> nn.Module:
+def _make_fusion(
+    kind: str, widths: dict[str, tuple[int, int]], hidden: int, weights: Mapping[str, float] | None
+) -> nn.Module:
     if kind == "concat":
         return ConcatFusion(widths, hidden)
     if kind == "weighted":
@@ -299,25 +306,59 @@ def _make_fusion(kind: str, widths: dict[str, int], hidden: int, weights: Mappin
     return MultitaskFusion(widths, hidden)
 
 
+class PairUserLinear(nn.Module):
+    """A linear layer over a source's per-pair and per-user parts concatenated, ``W [pair; user] + b``, computed
+    as ``W_pair pair + (W_user user)`` broadcast over the ``K`` items: the per-user part once per user.
+
+    Args:
+        pair_width, user_width: widths of the two parts (either may be 0).
+        out: output width.
+    """
+
+    def __init__(self, pair_width: int, user_width: int, out: int) -> None:
+        super().__init__()
+        self.pair = nn.Linear(pair_width, out) if pair_width else None
+        self.user = nn.Linear(user_width, out, bias=not pair_width) if user_width else None
+
+    def forward(self, pair: torch.Tensor | None, user: torch.Tensor | None) -> torch.Tensor:
+        """``(N, K, out)`` from ``pair`` ``(N, K, pair_width)`` and ``user`` ``(N, user_width)`` (``(N, 1, out)``
+        with no per-pair part)."""
+        out = self.pair(pair) if self.pair is not None else 0.0
+        return out + self.user(user)[:, None] if self.user is not None else out
+
+
+def _parts(
+    pair: dict[str, torch.Tensor], user: dict[str, torch.Tensor], names: tuple[str, ...]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The per-pair and per-user parts of the sources ``names``, each concatenated in that order (None if empty)."""
+    pairs, users = [pair[s] for s in names if s in pair], [user[s] for s in names if s in user]
+    return (torch.cat(pairs, dim=-1) if pairs else None), (torch.cat(users, dim=-1) if users else None)
+
+
+def _width(widths: dict[str, tuple[int, int]], names: tuple[str, ...], part: int) -> int:
+    return sum(widths[s][part] for s in names)
+
+
 class ConcatFusion(nn.Module):
     """One MLP over all sources concatenated; its last layer outputs every fused head."""
 
-    def __init__(self, widths: dict[str, int], hidden: int) -> None:
+    def __init__(self, widths: dict[str, tuple[int, int]], hidden: int) -> None:
         super().__init__()
-        self.net = _mlp(sum(widths.values()), hidden, len(FUSED_HEADS))
+        self.first = PairUserLinear(_width(widths, SOURCES, 0), _width(widths, SOURCES, 1), hidden)
+        self.rest = nn.Sequential(nn.GELU(), *_mlp(hidden, hidden, len(FUSED_HEADS), layers=1))
 
-    def forward(self, sources: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(torch.cat([sources[s] for s in SOURCES], dim=-1))
+    def forward(self, pair: dict[str, torch.Tensor], user: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.rest(self.first(*_parts(pair, user, SOURCES)))
 
 
 class WeightedFusion(nn.Module):
     """One scorer per source; their head outputs summed with per-source weights (learnt unless fixed)."""
 
-    def __init__(self, widths: dict[str, int], hidden: int, weights: Mapping[str, float] | None) -> None:
+    def __init__(self, widths: dict[str, tuple[int, int]], hidden: int, weights: Mapping[str, float] | None) -> None:
         super().__init__()
-        self.scorers = nn.ModuleDict(
-            {s: _mlp(widths[s], max(hidden // 2, 1), len(FUSED_HEADS), layers=1) for s in SOURCES}
-        )
+        width = max(hidden // 2, 1)
+        self.first = nn.ModuleDict({s: PairUserLinear(*widths[s], width) for s in SOURCES})
+        self.last = nn.ModuleDict({s: nn.Sequential(nn.GELU(), nn.Linear(width, len(FUSED_HEADS))) for s in SOURCES})
         if weights is None:
             self.weights = nn.Parameter(torch.ones(len(SOURCES)))
         else:
@@ -326,19 +367,21 @@ class WeightedFusion(nn.Module):
                 raise ValueError(f"fusion_weights has unknown source(s) {unknown}; expected some of {SOURCES}")
             self.register_buffer("weights", torch.tensor([float(weights.get(s, 1.0)) for s in SOURCES]))
 
-    def forward(self, sources: dict[str, torch.Tensor]) -> torch.Tensor:
-        scores = torch.stack([self.scorers[s](sources[s]) for s in SOURCES], dim=-1)
+    def forward(self, pair: dict[str, torch.Tensor], user: dict[str, torch.Tensor]) -> torch.Tensor:
+        k = next(iter(pair.values())).shape[1]
+        scores = [self.last[s](self.first[s](*_parts(pair, user, (s,)))) for s in SOURCES]
+        scores = torch.stack([score.expand(-1, k, -1) for score in scores], dim=-1)
         return (scores * self.weights).sum(-1)
 
 
 class MultitaskFusion(nn.Module):
     """A shared trunk over the concatenated sources, then one small MLP head per fused signal."""
 
-    def __init__(self, widths: dict[str, int], hidden: int) -> None:
+    def __init__(self, widths: dict[str, tuple[int, int]], hidden: int) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(sum(widths.values()), hidden), nn.GELU())
+        self.trunk = PairUserLinear(_width(widths, SOURCES, 0), _width(widths, SOURCES, 1), hidden)
         self.heads = nn.ModuleList(_mlp(hidden, max(hidden // 4, 1), 1, layers=1) for _ in FUSED_HEADS)
 
-    def forward(self, sources: dict[str, torch.Tensor]) -> torch.Tensor:
-        shared = self.trunk(torch.cat([sources[s] for s in SOURCES], dim=-1))
+    def forward(self, pair: dict[str, torch.Tensor], user: dict[str, torch.Tensor]) -> torch.Tensor:
+        shared = F.gelu(self.trunk(*_parts(pair, user, SOURCES)))
         return torch.cat([head(shared) for head in self.heads], dim=-1)
