@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from gymnasium import spaces
@@ -88,7 +88,8 @@ class Agent:
     Subclasses override :meth:`act` and, when they learn, :meth:`observe` and :meth:`update`.
     ``update_every`` is how many environment steps pass between calls to :meth:`update` in the runner's
     online loop (:func:`agents.loop.run_online`). Agents with a training procedure of their own
-    (Stable-Baselines3) override :meth:`learn`.
+    (Stable-Baselines3) also implement :class:`SelfTraining`; :func:`agents.loop.train` runs that
+    procedure for them and the online loop for every other agent.
 
     Persistence is written once, here: :meth:`save` stores the random generator and every part a subclass
     names in :meth:`components` (each speaks ``state_dict``/``load_state_dict``, :mod:`agents.persistence`),
@@ -114,15 +115,6 @@ class Agent:
     def update(self) -> dict[str, float]:
         """One learning step; returns losses/statistics for logging (``train/<name>``)."""
         return {}
-
-    def learn(self, env, total_steps: int, seed: int, log=None, checkpoints=None, checkpoint_every: int = 0) -> int:
-        """Train by interacting with vector ``env`` (reset with ``seed``) for ``total_steps`` user-steps;
-        ``log`` is a TensorBoard ``SummaryWriter`` or None; ``checkpoints`` an
-        :class:`agents.checkpoint.Checkpoints` to resume from and save to every ``checkpoint_every``
-        user-steps. Returns the user-steps taken."""
-        from agents.loop import run_online
-
-        return run_online(self, env, total_steps, log, seed, checkpoints, checkpoint_every)
 
     def components(self) -> dict[str, Stateful]:
         """The stateful parts to save besides the random generator (none by default)."""
@@ -160,6 +152,18 @@ class Agent:
                 f"({batch}, {self.task.slate_size}) (slate_size={self.task.slate_size})"
             )
         return slates
+
+
+@runtime_checkable
+class SelfTraining(Protocol):
+    """An agent that trains itself (Stable-Baselines3 runs its own rollouts and updates)."""
+
+    def learn(self, env, total_steps: int, seed: int, log=None, checkpoints=None, checkpoint_every: int = 0) -> int:
+        """Train by interacting with vector ``env`` (reset with ``seed``) for ``total_steps`` user-steps;
+        ``log`` is a TensorBoard ``SummaryWriter`` or None; ``checkpoints`` an
+        :class:`agents.checkpoint.Checkpoints` to resume from and save to every ``checkpoint_every``
+        user-steps. Returns the user-steps taken."""
+        ...
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -1,8 +1,10 @@
 """The online interaction loop: serve slates, pass arrived feedback to the agent, learn, log, checkpoint.
 
 Reads top to bottom: restore or reset, then for each batched step act → step → observe → (every
-``update_every`` steps) update, with TensorBoard scalars under ``rollout/``, ``train/`` and ``time/``,
-and a checkpoint (agent, environment, loop counters) every ``checkpoint_every`` user-steps.
+``update_every`` steps) update, with TensorBoard scalars under ``rollout/``, ``train/`` (the latest
+losses) and ``time/``, and a checkpoint (agent, environment, loop counters) every ``checkpoint_every``
+user-steps. :func:`train` is the runner's entry: an agent's own training procedure when it has one
+(:class:`agents.base.SelfTraining`), this loop otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.base import Agent, Transition
+from agents.base import Agent, SelfTraining, Transition
 from agents.checkpoint import Checkpoints
 
 LOG_EVERY_STEPS = 1_000
@@ -40,6 +42,23 @@ class LoopState:
         self.returns, self.lengths = returns.tolist(), lengths.tolist()
 
 
+def train(
+    agent: Agent,
+    env,
+    total_steps: int,
+    seed: int,
+    log=None,
+    checkpoints: Checkpoints | None = None,
+    checkpoint_every: int = 0,
+) -> int:
+    """Train ``agent`` on vector ``env`` for ``total_steps`` user-steps (see :meth:`SelfTraining.learn` for the
+    arguments): by its own procedure when it is :class:`SelfTraining`, else by :func:`run_online`. Returns the
+    user-steps taken."""
+    if isinstance(agent, SelfTraining):
+        return agent.learn(env, total_steps, seed, log, checkpoints, checkpoint_every)
+    return run_online(agent, env, total_steps, log, seed, checkpoints, checkpoint_every)
+
+
 def run_online(
     agent: Agent,
     env,
@@ -54,30 +73,33 @@ def run_online(
 
     ``log`` is a ``torch.utils.tensorboard.SummaryWriter`` or None. With ``checkpoints``, the loop
     resumes from the latest checkpoint when there is one, and writes one every ``checkpoint_every``
-    user-steps (0: never) and at the end.
+    user-steps (0: never) and at the end. ``progress``: a tqdm bar, when stderr is a terminal.
     """
     state, obs = restore_or_reset(agent, env, seed, checkpoints)
-    batch, start, last_log, last_save = env.num_envs, time.perf_counter(), state.steps, state.steps
+    batch, start, first = env.num_envs, time.perf_counter(), state.steps
+    last_log = last_save = first
     bar = tqdm(
         total=total_steps,
         initial=state.steps,
         desc=f"train {type(agent).__name__}",
         unit="step",
-        disable=not progress,
+        disable=None if progress else True,  # None: no bar when stderr is not a terminal (a log file)
         leave=False,
     )
+    losses: dict[str, float] = {}  # the latest update's, logged at every log step
     while state.steps < total_steps:
         action = agent.act(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
         agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs))
         state.steps, state.calls = state.steps + batch, state.calls + 1
-        losses = agent.update() if state.calls % agent.update_every == 0 else {}
+        if state.calls % agent.update_every == 0:
+            losses = agent.update()
         state.finish(terminated | truncated, reward)
         obs = next_obs
         bar.update(batch)
         if log is not None and (state.steps - last_log >= LOG_EVERY_STEPS or state.steps >= total_steps):
             last_log = state.steps
-            fps = (state.steps - bar.initial) / (time.perf_counter() - start)
+            fps = (state.steps - first) / (time.perf_counter() - start)
             _log_step(log, state, fps, losses)
             bar.set_postfix(
                 reward=f"{np.mean(state.recent_returns) if state.recent_returns else 0:.2f}", fps=f"{fps:.0f}"

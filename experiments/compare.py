@@ -22,7 +22,8 @@ from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from run import run  # experiments/ is this script's directory, so run.py sits on sys.path
+
+from experiments.run import run
 
 log = logging.getLogger("feedbackrec")
 

@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import ks_2samp
 
 import envs
+import experiments.config  # noqa: F401  (registers the env schema that conf/ composes with)
 from agents.base import Task
 from agents.oracle import OracleAgent
 from agents.random import RandomAgent

@@ -83,9 +83,9 @@ def cell_keys(jobs: list[dict]) -> list[str]:
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for a single sample)."""
+    """Mean and the half-width of its 95% t-interval (NaN for a single sample: the interval is undefined)."""
     if len(values) < 2:
-        return float(values[0]), 0.0
+        return float(values[0]), math.nan
     return float(np.mean(values)), float(
         stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values))
     )
@@ -95,7 +95,8 @@ def table(jobs: list[dict], keys: list[str]) -> tuple[list[str], dict]:
     """Markdown rows of every cell and the per-cell samples of the finished jobs.
 
     ``n`` counts finished jobs; ``status`` is ``ok`` or says how many of the cell's jobs failed or are
-    unfinished (in bold). A cell without a finished job shows its status in place of the metrics.
+    unfinished (in bold). A cell without a finished job shows its status in place of the metrics; a cell with
+    one finished job says its interval is undefined.
     """
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     counts: dict[tuple, Counter] = defaultdict(Counter)
@@ -127,7 +128,7 @@ def table(jobs: list[dict], keys: list[str]) -> tuple[list[str], dict]:
                 shown.append("n/a" if n else state)
                 continue
             mean, ci = values[column]
-            text = f"{mean:.3f} ± {ci:.3f}"
+            text = f"{mean:.3f} ± {ci:.3f}" if math.isfinite(ci) else f"{mean:.3f} (1 seed: CI undefined)"
             shown.append(f"**{text}**" if mean == best[column] else text)
         rows.append("| " + " | ".join([*cell, str(n), state, *shown]) + " |")
     return rows, summary

