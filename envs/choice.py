@@ -2,7 +2,9 @@
 
 Compiled scalar functions inlined into the step kernel. Each takes the ``(B, k)`` utilities and masked
 slots with the session's row ``b``, the user's no-click utility and click temperature, and the uniform
-stream's key with its cursor; it returns the chosen position (``-1`` for no click) and the cursor.
+stream's key with its cursor; it returns the chosen position (``-1`` for no click) and the cursor. A model
+reads at most :func:`choice_draws` uniforms, the span the step's draw layout gives it
+(:class:`envs.dynamics.DrawLayout`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,20 @@ from envs.draws import sigmoid, uniform
 
 MNL, CASCADE = 0, 1
 CHOICE_MODELS = {"mnl": MNL, "cascade": CASCADE}
+
+
+def choice_draws(model: int, slate_size: int) -> int:
+    """The most uniforms one choice of ``model`` reads: one for the multinomial logit (inverse CDF), one per
+    slot for the cascade (it may scan the whole slate)."""
+    return slate_size if model == CASCADE else 1
+
+
+@njit(cache=True, _nrt=False)
+def choose(model, utility, masked, b, no_click, temperature, position_bias, key, i, scratch):
+    """Dispatch to the choice model numbered ``model`` (a value of :data:`CHOICE_MODELS`)."""
+    if model == CASCADE:
+        return choose_cascade(utility, masked, b, no_click, temperature, position_bias, key, i)
+    return choose_mnl(utility, masked, b, no_click, temperature, key, i, scratch)
 
 
 @njit(cache=True, _nrt=False)

@@ -3,8 +3,9 @@
 The kernels never own a random generator: each step the environment draws one 64-bit ``key`` from its
 seeded ``numpy.random.Generator`` (``self.np_random``, see :func:`draw_key`), and the kernels read
 uniforms at positions of the SplitMix64 sequence that starts at that key. A uniform is a pure function
-of ``(key, position)``, so each session reads its own positions (its slice ``b·stride ...``) in any
-order, on any thread, and only the uniforms actually used are computed. Every helper takes the key and
+of ``(key, position)``, so each session reads its own positions (its slice ``b·stride ...``, a range per
+phase of its step: :class:`envs.dynamics.DrawLayout`) in any order, on any thread, and only the uniforms
+actually used are computed. Every helper takes the key and
 a position cursor ``i`` and returns the variate and the advanced cursor, so the order of consumption is
 explicit and reproducible bit for bit.
 """

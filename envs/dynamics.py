@@ -1,10 +1,23 @@
-"""The compiled per-step user dynamics, looping over the ``B`` sessions.
+"""The compiled per-step user dynamics, looping over the ``B`` sessions, and the kernel's named state.
 
 For each session: look up the slate's items, mask repeated slots, compute the hidden utility of each
 shown item, let the choice model pick a slot (or none; sometimes a misclick), turn a consumption into the
 domain's implicit signals and, rarely, a rating (and text), evolve the user (fatigue, interest drift,
-mood, time budget) and draw the next candidates. Randomness comes from a keyed stream of uniforms, a fixed
-range of positions per session (see :mod:`envs.draws`).
+mood, time budget) and draw the next candidates. Randomness comes from a keyed stream of uniforms: each
+session owns ``stride`` positions, and each phase of its step reads from its own named offset among them
+(:class:`DrawLayout`), so no phase's draws can run into the next one's.
+
+**State by name.** The kernel's arrays come in four groups, each defined once as a ``NamedTuple``:
+:class:`World` (what the kernels read and never write), :class:`SessionState` (the ``B`` sessions, what a
+checkpoint saves), :class:`StepOutput` (handed out after each step, new every step) and
+:class:`StepBuffers` (scratch reused from step to step). Every field of the last three is annotated with its
+:class:`Spec` (dtype, shape by dimension name, initial value), from which :func:`allocate` builds the arrays,
+and every order (allocation, checkpoint names, kernel arguments) is that of the definition. Kernels read the
+arrays by name (``state.mood[b]``), never by position. A group crosses into compiled code as a plain tuple
+(``tuple(state)``) and is named again on entry (``SessionState(*state)``): numba types a plain tuple of arrays
+in its C dispatcher and a named tuple in Python, about 0.6 µs more per group and call (a single-user step takes
+about 20 µs). A parallel loop body takes the groups as they are (numba 0.68; older versions could not pass tuples
+of arrays into one).
 
 The kernel and its helpers (here and in :mod:`envs.choice`, :mod:`envs.responses`, :mod:`envs.draws`)
 never allocate, so they are compiled without numba's reference counting (``_nrt=False``): counting the
@@ -13,28 +26,145 @@ Sessions index the ``(B, ...)`` arrays by row instead of taking row views, for t
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+import typing
+from collections.abc import Callable, Mapping
+from typing import Annotated, NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
-from envs.choice import CASCADE, choose_cascade, choose_mnl
+from envs.choice import choice_draws, choose
 from envs.draws import bernoulli, normal, sigmoid, uniform
-from envs.feedback import PHRASINGS
+from envs.feedback import FEEDBACK_DTYPE, PHRASINGS
 from envs.responses import respond
 from envs.signals import Signal
 
-UNIFORMS_PER_SESSION = 20  # plus one per slot for the cascade model
 RATING = int(Signal.RATING)
 SATISFACTION_SLOPE = 1.5  # satisfaction = sigmoid(SLOPE · (utility − no-click utility) + NOISE · N(0, 1))
 SATISFACTION_NOISE = 0.3
 SESSIONS_PER_TASK = 64  # sessions a thread of step_parallel takes at a time
 
 
+# ---------------------------------------------------------------------------------------------- the groups
+
+
+class Spec(NamedTuple):
+    """How one array of a kernel group is shaped and allocated.
+
+    Attributes:
+        dtype: the array's dtype.
+        shape: dimension names (see :data:`DIMENSIONS`) or fixed lengths.
+        fill: the value it starts with, or None for uninitialised memory (written before it is read).
+    """
+
+    dtype: type | np.dtype
+    shape: tuple[str | int, ...]
+    fill: float | None = None
+
+    def shape_for(self, dims: Mapping[str, int]) -> tuple[int, ...]:
+        """The shape, its dimension names replaced by their sizes in ``dims``."""
+        return tuple(dims[d] if isinstance(d, str) else d for d in self.shape)
+
+
+DIMENSIONS = {
+    "B": "sessions (sub-environments)",
+    "U": "users",
+    "T": "hidden topics",
+    "L": "history length",
+    "M": "candidates",
+    "k": "slate size",
+    "F": "feedback rows of the observation",
+    "C": "feedback columns of the observation",
+    "R": "records one step of a session may emit (its implicit signals, a rating and its text)",
+    "V": "scratch values per session: max(k, R)",
+}
+"""The dimension names of :class:`Spec` shapes."""
+
+
+class World(NamedTuple):
+    """What the kernels read of the world and never write (built once per simulator)."""
+
+    items: np.ndarray  # (N,) ITEM_DTYPE
+    attrs: np.ndarray  # (N, A) float32 the domain's attribute_names per item
+    people: np.ndarray  # (U,) USER_DTYPE fixed traits of the users
+    signals: np.ndarray  # (S,) int16 the domain's implicit signals, in its response model's order
+    strides: np.ndarray  # (P,) int64 candidate strides coprime to N (see draw_candidates)
+
+
+class SessionState(NamedTuple):
+    """The mutable state of ``B`` sessions and who is where: everything a checkpoint saves of them."""
+
+    user: Annotated[np.ndarray, Spec(np.int64, ("B",), 0)]  # the user of each session
+    session: Annotated[np.ndarray, Spec(np.int64, ("B",), -1)]  # its session id, -1 while none runs
+    steps: Annotated[np.ndarray, Spec(np.int64, ("B",), 0)]  # steps taken in the session
+    interests: Annotated[np.ndarray, Spec(np.float32, ("B", "T"), 0)]  # the user's drifting interests
+    fatigue: Annotated[np.ndarray, Spec(np.float32, ("B", "T"), 0)]  # tiredness of each topic
+    mood: Annotated[np.ndarray, Spec(np.float32, ("B",), 1)]  # 1 at the start; the user leaves below a threshold
+    budget: Annotated[np.ndarray, Spec(np.float32, ("B",), 0)]  # time left, in steps
+    history: Annotated[np.ndarray, Spec(np.int64, ("B", "L"), -1)]  # consumed items, newest last, -1 before
+    candidates: Annotated[np.ndarray, Spec(np.int64, ("B", "M"), 0)]  # catalogue indices on offer
+    progression: Annotated[np.ndarray, Spec(np.int64, ("B", 2), 0)]  # (start, stride) behind the candidates
+    feedback_obs: Annotated[np.ndarray, Spec(np.float32, ("B", "F", "C"), 0)]  # arrived feedback, observed
+    carried: Annotated[np.ndarray, Spec(np.float64, ("B",), 0)]  # reward released at the start, paid next step
+    env_of_user: Annotated[np.ndarray, Spec(np.int64, ("U",), -1)]  # each user's session row, -1 while away
+
+
+class StepOutput(NamedTuple):
+    """What a step hands out: new arrays every step (callers keep them)."""
+
+    utility: Annotated[np.ndarray, Spec(np.float32, ("B", "k"))]  # hidden utility per slot, 0 where masked
+    masked: Annotated[np.ndarray, Spec(np.bool_, ("B", "k"))]  # slots repeating an earlier one
+    choice: Annotated[np.ndarray, Spec(np.int64, ("B",))]  # the slot consumed, -1 for none
+    impression_id: Annotated[np.ndarray, Spec(np.int64, ("B",))]  # the id of each shown slate
+    terminated: Annotated[np.ndarray, Spec(np.bool_, ("B",))]  # the user left
+    truncated: Annotated[np.ndarray, Spec(np.bool_, ("B",))]  # the session reached max_episode_steps
+    next_history: Annotated[np.ndarray, Spec(np.int64, ("B", "L"))]  # the history after this step
+    next_candidates: Annotated[np.ndarray, Spec(np.int64, ("B", "M"))]  # the candidates of the next step
+
+
+class StepBuffers(NamedTuple):
+    """Scratch a step writes and the simulator reads right after; reused from step to step (and by the scoring
+    of arrived feedback, :func:`envs.simulator._score`)."""
+
+    records: Annotated[np.ndarray, Spec(FEEDBACK_DTYPE, ("B", "R"))]  # the records each session emitted
+    emitted: Annotated[np.ndarray, Spec(np.int64, ("B",), 0)]  # how many of its row are filled
+    values: Annotated[np.ndarray, Spec(np.float64, ("B", "V"))]  # choice weights, then response values
+    filled: Annotated[np.ndarray, Spec(np.int64, ("B",), 0)]  # feedback rows observed per session (scoring)
+
+
+@functools.cache
+def specs(group: type) -> dict[str, Spec]:
+    """Field name → :class:`Spec` of a group, in the group's order."""
+    hints = typing.get_type_hints(group, include_extras=True)
+    return {name: hints[name].__metadata__[0] for name in group._fields}
+
+
+def allocate(group: type, dims: Mapping[str, int]) -> tuple:
+    """A fresh ``group`` of arrays, each shaped and filled as its :class:`Spec` says (``dims``: the sizes of
+    :data:`DIMENSIONS`)."""
+    return group._make(
+        np.empty(spec.shape_for(dims), spec.dtype)
+        if spec.fill is None
+        else np.full(spec.shape_for(dims), spec.fill, spec.dtype)
+        for spec in specs(group).values()
+    )
+
+
+def allocator(group: type, dims: Mapping[str, int]) -> Callable[[], tuple]:
+    """A function returning a fresh ``group`` of uninitialised arrays per call (every :class:`Spec` of the group
+    has ``fill=None``), its shapes worked out once: for groups allocated every step."""
+    made = specs(group).values()
+    if any(spec.fill is not None for spec in made):
+        raise ValueError(f"{group.__name__} has fields with an initial value; allocate it with allocate()")
+    shapes, dtypes = [spec.shape_for(dims) for spec in made], [np.dtype(spec.dtype) for spec in made]
+    return lambda: group._make(map(np.empty, shapes, dtypes))
+
+
 class Dynamics(NamedTuple):
     """Scalar parameters of the kernel (from :class:`envs.config.SimConfig`)."""
 
-    choice_model: int
+    choice_model: int  # a value of envs.choice.CHOICE_MODELS
     position_bias: float
     misclick_rate: float
     rating_noise: float
@@ -44,17 +174,15 @@ class Dynamics(NamedTuple):
     drift_rate: float
     max_episode_steps: int  # 0: never truncate
     text_kind: int  # -1: the domain writes no text
-    response: int  # a value of envs.responses.RESPONSES
-
-    def as_array(self) -> np.ndarray:
-        """These parameters as a one-element :data:`DYNAMICS_DTYPE` array, the form the kernel takes
-        (an array crosses into compiled code several times faster than a named tuple)."""
-        return np.array([tuple(self)], DYNAMICS_DTYPE)
+    response: int  # a number of envs.responses.RESPONSES
 
 
-DYNAMICS_DTYPE = np.dtype(
-    [(name, np.int64 if kind is int else np.float64) for name, kind in Dynamics.__annotations__.items()]
-)
+def as_record(params: tuple) -> np.ndarray:
+    """A named tuple of ints and floats as a one-element record array, the form kernels take scalar
+    parameters in (an array crosses into compiled code several times faster than a named tuple)."""
+    hints = typing.get_type_hints(type(params))
+    dtype = np.dtype([(name, np.int64 if hints[name] is int else np.float64) for name in params._fields])
+    return np.array([tuple(params)], dtype)
 
 
 ITEM_DTYPE = np.dtype([("topic", np.int32), ("second", np.int32), ("weight", np.float32), ("quality", np.float32)])
@@ -67,9 +195,58 @@ USER_DTYPE = np.dtype(
         ("rating_bias", np.float32),  # stars added to every rating
         ("rating_propensity", np.float64),  # probability of rating a consumed item
         ("spam", np.bool_),  # rates uniformly at random
+        ("patience", np.float32),  # time budget a session starts with, in steps
     ]
 )
 """What the kernel reads of a user (fixed traits; drifting interests live apart)."""
+
+
+# ---------------------------------------------------------------------------------------------- the draws
+
+MISCLICK_DRAWS = 2  # whether the user slips, and onto which slot
+SATISFACTION_DRAWS = 2  # one normal
+RATE_DRAWS = 1  # whether the user rates
+STARS_DRAWS = 3  # a normal (noise) and a uniform (a spammer's stars)
+TEXT_DRAWS = 2  # whether the user writes, and which phrasing
+CANDIDATE_DRAWS = 2  # the progression's start and stride
+
+
+class DrawLayout(NamedTuple):
+    """Where each phase of a session's step reads the uniform stream: offsets from the session's first
+    position ``b · stride``, in the order of the step. Each phase's span is the most it can draw, so its
+    draws never reach the next phase's (a test measures every model's draws against its span)."""
+
+    choice: int  # the choice model (envs.choice.choice_draws)
+    misclick: int
+    satisfaction: int
+    response: int  # the response model (envs.responses.RESPONSES draws)
+    rate: int
+    stars: int
+    text: int
+    candidates: int  # the next candidates
+    stride: int  # positions per session: the end of the last phase
+
+    @classmethod
+    def of(cls, choice_model: int, slate_size: int, response_draws: int) -> DrawLayout:
+        """The layout for a choice model (a value of :data:`envs.choice.CHOICE_MODELS`) over ``slate_size``
+        slots and a response model drawing at most ``response_draws`` uniforms."""
+        spans = {
+            "choice": choice_draws(choice_model, slate_size),
+            "misclick": MISCLICK_DRAWS,
+            "satisfaction": SATISFACTION_DRAWS,
+            "response": response_draws,
+            "rate": RATE_DRAWS,
+            "stars": STARS_DRAWS,
+            "text": TEXT_DRAWS,
+            "candidates": CANDIDATE_DRAWS,
+        }
+        offsets, end = {}, 0
+        for phase, span in spans.items():
+            offsets[phase], end = end, end + span
+        return cls(**offsets, stride=end)
+
+
+# ---------------------------------------------------------------------------------------------- the kernel
 
 
 @njit(cache=True, _nrt=False)
@@ -86,7 +263,8 @@ def item_utility(interests, fatigue, b, item, p):
 def draw_candidates(out, progression, b, num_items, strides, key, i):
     """Draw session ``b``'s next ``M`` distinct candidates in O(M) whatever the catalogue size: an arithmetic
     progression modulo ``num_items`` with a random start and a random stride coprime to it, kept in
-    ``progression[b]`` ``(start, stride)`` and written out in row ``b`` of ``out`` ``(B, M)``."""
+    ``progression[b]`` ``(start, stride)`` and written out in row ``b`` of ``out`` ``(B, M)``.
+    Reads :data:`CANDIDATE_DRAWS` uniforms from position ``i``."""
     a, i = uniform(key, i)
     c, i = uniform(key, i)
     progression[b, 0] = int(a * num_items)
@@ -107,149 +285,150 @@ def candidate_item(progression, b, j, num_items):
     return item - num_items * (item >= num_items)
 
 
-def uniforms_per_session(choice_model: int, slate_size: int) -> int:
-    """How many positions of the uniform stream each session owns."""
-    return UNIFORMS_PER_SESSION + (slate_size if choice_model == CASCADE else 0)
-
-
 @njit(cache=True, _nrt=False)
-def step(
-    key, stride, actions, progression, next_candidates, strides, world, users, state, params, clock, impression_base,
-    out,
-):  # fmt: skip
-    """Advance every session by one slate, one after the other.
+def step(key, actions, world, state, out, buffers, params, draws, clock, impression_base):
+    """Advance every session by one slate, one after the other. Returns how many feedback records the sessions
+    emitted: ``buffers.records`` holds them at the front of its flat array, in session order.
 
-    ``key``: the uniform stream (:mod:`envs.draws`), ``stride`` positions per session; ``progression``
-    ``(B, 2)``: each session's candidates as (start, stride), read for this slate and replaced by the
-    next candidates', which are written out to ``next_candidates`` ``(B, M)``; ``world``: (items
-    :data:`ITEM_DTYPE` ``(N,)``, attrs ``(N, A)``, people :data:`USER_DTYPE` ``(U,)``, signals ``(S,)``
-    the domain's implicit signals); ``users`` ``(B,)`` who is in each session;
-    ``state``: (session, steps, interests, fatigue, mood, budget, history) arrays ``(B, ...)``;
-    ``params``: :meth:`Dynamics.as_array`; ``out``: (utility ``(B, k)``, masked ``(B, k)``, choice ``(B,)``,
-    ended ``(B, 2)`` (terminated, truncated), next history ``(B, L)`` (the history after this step), records
-    ``(B, S + 2)``, emitted ``(B,)`` records written per session, scratch ``(B, max(k, S))`` float64). See
-    :func:`step_session` for one session's step.
+    Args:
+        key: the uniform stream (:mod:`envs.draws`); session ``b`` reads positions ``b · stride`` on.
+        actions: ``(B, k)`` candidate indices of each slate.
+        world, state, out, buffers: a :class:`World`, :class:`SessionState`, :class:`StepOutput` and
+            :class:`StepBuffers`, as plain tuples. ``state`` is advanced in place (its candidates and
+            history stay as they were: the next ones go to ``out``); ``buffers.records`` receives the
+            sessions' feedback records, ``buffers.emitted`` their count per session.
+        params: :func:`as_record` of :class:`Dynamics`.
+        draws: :func:`as_record` of the :class:`DrawLayout`.
+        clock: the world step; impression_base: the impression id of session 0's slate.
+
+    See :func:`step_session` for one session's step.
     """
-    step_range(
-        0, actions.shape[0], key, stride, actions, progression, next_candidates, strides, world, users, state, params,
-        clock, impression_base, out,
-    )  # fmt: skip
+    step_range(0, actions.shape[0], key, actions, world, state, out, buffers, params, draws, clock, impression_base)
+    return compact(buffers)
 
 
 @njit(cache=True, parallel=True)
-def step_parallel(
-    key, stride, actions, progression, next_candidates, strides, world, users, state, params, clock, impression_base,
-    out,
-):  # fmt: skip
+def step_parallel(key, actions, world, state, out, buffers, params, draws, clock, impression_base):
     """:func:`step` with the sessions in ranges of :data:`SESSIONS_PER_TASK` spread over numba's threads; the
-    result is the same bit for bit (each session reads its own uniforms and writes its own rows). The tuples are taken
-    apart and put back together inside the loop because a parallel loop body cannot receive tuples of arrays."""
-    items, attrs, people, signals = world
-    session, steps, interests, fatigue, mood, budget, history = state
-    utility, masked, choice, ended, next_history, records, emitted, scratch = out
+    result is the same bit for bit (each session reads its own uniforms and writes its own rows)."""
     n = actions.shape[0]
-    for c in prange((n + SESSIONS_PER_TASK - 1) // SESSIONS_PER_TASK):
-        step_range(
-            c * SESSIONS_PER_TASK, min((c + 1) * SESSIONS_PER_TASK, n), key, stride, actions, progression,
-            next_candidates, strides,
-            (items, attrs, people, signals), users, (session, steps, interests, fatigue, mood, budget, history),
-            params, clock, impression_base, (utility, masked, choice, ended, next_history, records, emitted, scratch),
-        )  # fmt: skip
+    for task in prange((n + SESSIONS_PER_TASK - 1) // SESSIONS_PER_TASK):
+        first, last = task * SESSIONS_PER_TASK, min((task + 1) * SESSIONS_PER_TASK, n)
+        step_range(first, last, key, actions, world, state, out, buffers, params, draws, clock, impression_base)
+    return compact(buffers)
 
 
 @njit(cache=True, _nrt=False)
-def step_range(
-    first, last, key, stride, actions, progression, next_candidates, strides, world, users, state, params, clock,
-    impression_base, out,
-):  # fmt: skip
+def step_range(first, last, key, actions, world, state, out, buffers, params, draws, clock, impression_base):
     """Advance sessions ``first`` to ``last - 1`` (arguments as in :func:`step`)."""
-    items, attrs, people, signals = world
-    session, steps, interests, fatigue, mood, budget, history = state
-    utility, masked, choice, ended, next_history, records, emitted, scratch = out
+    world, state, out, buffers = World(*world), SessionState(*state), StepOutput(*out), StepBuffers(*buffers)
+    p, d = params[0], draws[0]
     for b in range(first, last):
-        step_session(
-            b, key, stride, actions, progression, next_candidates, strides, items, attrs, people, signals,
-            users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
-            utility, masked, choice, ended, next_history, records, emitted, scratch,
-        )  # fmt: skip
+        step_session(b, key, actions, world, state, out, buffers, p, d, clock, impression_base)
+
+
+@njit(cache=True, _nrt=False)
+def compact(buffers):
+    """Move the ``emitted[b]`` records of each session's row of ``records`` ``(B, R)`` to the front of the flat
+    array, in session order; returns their count (``buffers``: a :class:`StepBuffers`, or its tuple)."""
+    buffers = StepBuffers(*buffers)
+    records, emitted = buffers.records, buffers.emitted
+    flat = records.reshape(-1)
+    n = 0
+    for b in range(records.shape[0]):
+        for s in range(emitted[b]):
+            flat[n] = records[b, s]
+            n += 1
+    return n
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def step_session(
-    b, key, stride, actions, progression, next_candidates, strides, items, attrs, people, signals,
-    users, session, steps, interests, fatigue, mood, budget, history, params, clock, impression_base,
-    utility, masked, choice, ended, next_history, records, emitted, scratch,
-):  # fmt: skip
-    """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``, reading the uniforms at positions
-    ``b·stride`` to ``(b+1)·stride - 1`` of ``key``'s stream.
+def step_session(b, key, actions, world, state, out, buffers, p, d, clock, impression_base):
+    """Advance session ``b`` by its slate ``actions[b]`` ``(k,)``. Phase ``X`` of the step reads the uniforms
+    from position ``b · d.stride + d.X`` (``d``: the :class:`DrawLayout`). ``p``: the :class:`Dynamics`.
 
-    The arrays are those of :func:`step`, unpacked, and only ever indexed by ``b`` (no row views): that
-    keeps reference counting out of the loop, which would otherwise cost more than the simulation.
+    The arrays are only ever indexed by ``b`` (no row views): that keeps reference counting out of the loop,
+    which would otherwise cost more than the simulation.
     """
-    p = params[0]
     k = actions.shape[1]
-    i = b * stride
-    person = people[users[b]]
+    base = b * d.stride
+    impression = out.impression_id[b] = impression_base + b
+    num_items = world.items.shape[0]
+    user = state.user[b]
+    person = world.people[user]
+    utility, masked, values = out.utility, out.masked, buffers.values
     for j in range(k):
         masked[b, j] = False
         for jj in range(j):
             if actions[b, jj] == actions[b, j]:
                 masked[b, j] = True
-        utility[b, j] = item_utility(
-            interests, fatigue, b, items[candidate_item(progression, b, actions[b, j], items.shape[0])], p
-        )
-    if p.choice_model == CASCADE:
-        c, i = choose_cascade(utility, masked, b, person.no_click, person.temperature, p.position_bias, key, i)
-    else:
-        c, i = choose_mnl(utility, masked, b, person.no_click, person.temperature, key, i, scratch)
-    slip, i = bernoulli(p.misclick_rate, key, i)
-    if slip:
-        a, i = uniform(key, i)
-        c = int(a * k)
-        c = -1 if masked[b, c] else c
-    else:
-        i += 1
-    choice[b] = c
+        shown = world.items[candidate_item(state.progression, b, actions[b, j], num_items)]
+        utility[b, j] = item_utility(state.interests, state.fatigue, b, shown, p)
+    c, _ = choose(
+        p.choice_model, utility, masked, b, person.no_click, person.temperature, p.position_bias, key,
+        base + d.choice, values,
+    )  # fmt: skip
+    c, _ = _misclick(c, p.misclick_rate, masked, b, key, base + d.misclick)
+    out.choice[b] = c
     spent = 1.0
-    for t in range(fatigue.shape[1]):
-        fatigue[b, t] *= p.fatigue_decay
+    for t in range(state.fatigue.shape[1]):
+        state.fatigue[b, t] *= p.fatigue_decay
     n = 0
     if c >= 0:
-        item = candidate_item(progression, b, actions[b, c], items.shape[0])
-        noise, i = normal(key, i)
-        satisfaction = sigmoid(SATISFACTION_SLOPE * (utility[b, c] - person.no_click) + SATISFACTION_NOISE * noise)
-        engagement, may_rate, i = respond(p.response, satisfaction, attrs, item, key, i, scratch, b)
-        impression = impression_base + b
-        for s in range(signals.shape[0]):
-            _emit(records, b, n, impression, users[b], session[b], item, c, signals[s], scratch[b, s], clock)
+        item = candidate_item(state.progression, b, actions[b, c], num_items)
+        satisfaction, _ = _satisfaction(utility[b, c], person.no_click, key, base + d.satisfaction)
+        attrs = world.attrs
+        engagement, may_rate, _ = respond(p.response, satisfaction, attrs, item, key, base + d.response, values, b)
+        session, records = state.session[b], buffers.records
+        for s in range(world.signals.shape[0]):
+            _emit(records, b, n, impression, user, session, item, c, world.signals[s], values[b, s], clock)
             n += 1
-        rate, i = bernoulli(person.rating_propensity, key, i)
+        rate, _ = bernoulli(person.rating_propensity, key, base + d.rate)
         if may_rate and rate:
-            stars, i = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, key, i)
-            _emit(records, b, n, impression, users[b], session[b], item, c, RATING, stars, clock)
+            stars, _ = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, key, base + d.stars)
+            _emit(records, b, n, impression, user, session, item, c, RATING, stars, clock)
             n += 1
-            write, i = bernoulli(0.5, key, i)
-            phrasing, i = uniform(key, i)
-            if write and p.text_kind >= 0:
-                _emit(records, b, n, impression, users[b], session[b], item, c, p.text_kind, 1.0, clock)
-                records[b, n].text_id = (int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)
+            text_id, _ = _text(stars, key, base + d.text)
+            if text_id >= 0 and p.text_kind >= 0:
+                _emit(records, b, n, impression, user, session, item, c, p.text_kind, 1.0, clock)
+                records[b, n].text_id = text_id
                 n += 1
-        _consume(b, items[item], satisfaction, interests, fatigue, p)
+        _consume(b, world.items[item], satisfaction, state.interests, state.fatigue, p)
         spent += engagement
-        mood[b] = 0.85 * mood[b] + 0.15 * 2.0 * satisfaction
+        state.mood[b] = 0.85 * state.mood[b] + 0.15 * 2.0 * satisfaction
     else:
         item = -1
-        mood[b] = 0.85 * mood[b]
-    _remember(history, next_history, b, item)
-    emitted[b] = n
+        state.mood[b] = 0.85 * state.mood[b]
+    _remember(state.history, out.next_history, b, item)
+    buffers.emitted[b] = n
     for j in range(k):
         if masked[b, j]:
             utility[b, j] = 0.0
-    steps[b] += 1
-    budget[b] -= spent
-    ended[b, 0] = budget[b] <= 0 or mood[b] < person.leave
-    ended[b, 1] = not ended[b, 0] and p.max_episode_steps > 0 and steps[b] >= p.max_episode_steps
-    draw_candidates(next_candidates, progression, b, items.shape[0], strides, key, b * stride + stride - 2)
+    state.steps[b] += 1
+    state.budget[b] -= spent
+    out.terminated[b] = state.budget[b] <= 0 or state.mood[b] < person.leave
+    out.truncated[b] = not out.terminated[b] and p.max_episode_steps > 0 and state.steps[b] >= p.max_episode_steps
+    draw_candidates(out.next_candidates, state.progression, b, num_items, world.strides, key, base + d.candidates)
+
+
+@njit(cache=True, _nrt=False)
+def _misclick(choice, rate, masked, b, key, i):
+    """With probability ``rate`` the user slips onto a uniformly random slot (none if that slot is masked)
+    instead of ``choice`` (row ``b`` of ``masked`` ``(B, k)``). Returns the slot and the cursor; reads
+    :data:`MISCLICK_DRAWS` uniforms at most."""
+    slip, i = bernoulli(rate, key, i)
+    if not slip:
+        return choice, i
+    a, i = uniform(key, i)
+    slot = int(a * masked.shape[1])
+    return (-1 if masked[b, slot] else slot), i
+
+
+@njit(cache=True, _nrt=False)
+def _satisfaction(utility, no_click, key, i):
+    """How much the user liked what they took, in (0, 1): ``sigmoid(SLOPE · (u − u_0) + NOISE · N(0, 1))``."""
+    noise, i = normal(key, i)
+    return sigmoid(SATISFACTION_SLOPE * (utility - no_click) + SATISFACTION_NOISE * noise), i
 
 
 @njit(cache=True, _nrt=False)
@@ -277,6 +456,14 @@ def _stars(satisfaction, bias, spam, noise_std, key, i):
     if spam:
         return float(1 + int(a * 5)), i
     return float(min(max(round(1.0 + 4.0 * satisfaction + bias + noise_std * noise), 1.0), 5.0)), i
+
+
+@njit(cache=True, _nrt=False)
+def _text(stars, key, i):
+    """Half the raters write a text: its ``text_id`` (a phrasing of the tone of ``stars``), or -1 for none."""
+    write, i = bernoulli(0.5, key, i)
+    phrasing, i = uniform(key, i)
+    return ((int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)) if write else -1, i
 
 
 @njit(cache=True, _nrt=False)

@@ -6,8 +6,9 @@ distribution, optionally privatises its value (local differential privacy) and h
 
 Conservation: every record submitted is delivered exactly once. A record is delivered to the session it
 came from; if that session has ended, to the same user's session running elsewhere in a batch; if the user
-is away, it is held and delivered when the user's next session starts (:meth:`FeedbackChannel.release`).
-Until then it is counted in :attr:`FeedbackChannel.pending`.
+is away, it is held and delivered when the user's next session starts (:meth:`FeedbackChannel.release`;
+the simulator pays its reward with that session's first step). Until then it is counted in
+:attr:`FeedbackChannel.pending`.
 """
 
 from __future__ import annotations
@@ -160,7 +161,11 @@ class DelayTable:
     """Per-signal delay distributions, in environment steps.
 
     ``mean[k] == 0`` means no delay. ``geometric[k]`` selects a geometric distribution on {0, 1, 2, ...}
-    with mean ``mean[k]`` truncated at ``max_steps``; otherwise the delay is the fixed ``round(mean[k])``.
+    with mean ``mean[k]`` truncated at ``max_steps``; otherwise the delay is fixed at ``mean[k]``. A fixed mean
+    that is not a whole number of steps (e.g. after ``scale``: 1 step × 0.5) is rounded at random, to
+    ``⌊mean⌋ + 1`` with probability ``mean − ⌊mean⌋`` and to ``⌊mean⌋`` otherwise, so the mean delay is the
+    scaled mean (``delay=short`` turns a 1-step delay into 0 or 1 step, half the time each); a whole-number
+    mean stays fixed.
 
     Attributes:
         mean: ``(num_signals,)`` float64, steps.
@@ -177,7 +182,8 @@ class DelayTable:
         """Build from ``{"rating": "geometric:5", "dwell_seconds": 1, "click": "none"}``.
 
         A value is a number of steps (fixed delay), ``"none"``, ``"fixed:N"`` or ``"geometric:MEAN"``.
-        ``scale`` multiplies every mean (0 turns all delays off).
+        ``scale`` multiplies every mean (0 turns all delays off; a fixed mean it makes fractional is rounded
+        at random, see above).
         """
         mean = np.zeros(NUM_SIGNALS)
         geometric = np.zeros(NUM_SIGNALS, dtype=bool)
@@ -214,6 +220,21 @@ def parse_delay(name: str, spec: object) -> tuple[float, bool]:
 
 NO_KEY = np.uint64(0)  # the stream key of a step without new records (which draws none)
 HELD = -1  # env_index of a record waiting for its user's next session
+DELAY_DRAW, PRIVACY_DRAW = 0, 1  # a fresh record's stream positions: RECORD_DRAWS · r + these
+RECORD_DRAWS = 2
+
+
+class ChannelParams(NamedTuple):
+    """The channel's settings as its compiled functions read them (per-signal arrays are ``(S,)``)."""
+
+    mean: np.ndarray  # float64 delay means, steps
+    log_odds: np.ndarray  # float64 the geometric delay's parameter (envs.draws.geometric_log_odds), 0 if fixed
+    max_steps: int  # the largest delay
+    epsilon: float  # ε of local differential privacy, 0 for none
+    binary: np.ndarray  # bool, privatised by randomised response
+    low: np.ndarray  # float32 value range, for the Laplace noise
+    high: np.ndarray
+    resolution: np.ndarray  # float32 values are rounded to multiples of it (0: continuous)
 
 
 class FeedbackChannel:
@@ -235,9 +256,17 @@ class FeedbackChannel:
         log_odds = np.array(
             [geometric_log_odds(m) if g and m > 0 else 0.0 for m, g in zip(delays.mean, delays.geometric, strict=True)]
         )
-        self._params = (
-            delays.mean, log_odds, delays.max_steps, epsilon, IS_BINARY, VALUE_LOW, VALUE_HIGH, VALUE_RESOLUTION
+        self._params = ChannelParams(
+            mean=delays.mean,
+            log_odds=log_odds,
+            max_steps=delays.max_steps,
+            epsilon=epsilon,
+            binary=IS_BINARY,
+            low=VALUE_LOW,
+            high=VALUE_HIGH,
+            resolution=VALUE_RESOLUTION,
         )
+        self._param_args = tuple(self._params)  # the compiled functions' form of a named group
         self._wheel_size = delays.max_steps + 1  # pending arrivals span at most this many steps
         self.clear()
 
@@ -303,13 +332,13 @@ class FeedbackChannel:
         self._scheduled = self._scheduled.with_room(n, self._wheel_size)
         self._held = self._held.with_room(self._scheduled.count + n, len(env_of_user))
         arrived = _advance(
-            self._scheduled.arrays,
-            self._held.arrays,
+            self._scheduled.args,
+            self._held.args,
             records,
             now,
             max(self._last_step + 1, now - self._wheel_size + 1),
             draw_key(rng) if n else NO_KEY,
-            self._params,
+            self._param_args,
             session_of_env,
             env_of_user,
             self.generated,
@@ -321,54 +350,72 @@ class FeedbackChannel:
     def release(self, users: np.ndarray, env_of_user: np.ndarray, now: int) -> np.ndarray:
         """The held records of ``users`` ``(n,)`` (now active), delivered to their sub-environments at ``now``."""
         self._held = self._held.with_room(0, len(env_of_user))
-        return _release(self._held.arrays, users, env_of_user, now, self.delivered)
+        return _release(self._held.args, users, env_of_user, now, self.delivered)
+
+
+class Chains(NamedTuple):
+    """The arrays of :class:`RecordChains`, what its compiled functions work on (as a plain tuple, named again
+    on entry: see :mod:`envs.dynamics` on state by name)."""
+
+    records: np.ndarray  # (capacity,) FEEDBACK_DTYPE slots
+    next_slot: np.ndarray  # (capacity,) int64 the slot after each slot in its chain, -1 at the end
+    first: np.ndarray  # (keys,) int64 the first slot of each key's chain, -1 for none
+    last: np.ndarray  # (keys,) int64 its last slot
+    free: np.ndarray  # (capacity,) int64 a stack of the free slots
+    free_count: np.ndarray  # (1,) int64 the stack's height
 
 
 class RecordChains:
     """Records chained by an integer key (an arrival step, a user): slots of a :data:`FEEDBACK_DTYPE`
-    array linked oldest first per key, with a stack of free slots. ``arrays`` is what the compiled
-    functions work on: (records, next slot of each slot, first and last slot of each key, free slots,
-    [free count])."""
+    array linked oldest first per key, with a stack of free slots (:attr:`arrays`, a :class:`Chains`;
+    :attr:`args`, the same as the plain tuple compiled functions take)."""
 
-    def __init__(self, arrays: tuple[np.ndarray, ...]) -> None:
+    def __init__(self, arrays: Chains) -> None:
         self.arrays = arrays
+        self.args = tuple(arrays)
 
     @classmethod
     def empty(cls, capacity: int, num_keys: int) -> RecordChains:
-        records = np.empty(capacity, FEEDBACK_DTYPE)
-        chains = np.full(capacity, -1, np.int64)
-        first, last = np.full(num_keys, -1, np.int64), np.full(num_keys, -1, np.int64)
-        free = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # slot 0 is taken first
-        return cls((records, chains, first, last, free, np.array([capacity], np.int64)))
+        return cls(
+            Chains(
+                records=np.empty(capacity, FEEDBACK_DTYPE),
+                next_slot=np.full(capacity, -1, np.int64),
+                first=np.full(num_keys, -1, np.int64),
+                last=np.full(num_keys, -1, np.int64),
+                free=np.arange(capacity - 1, -1, -1, dtype=np.int64),  # slot 0 is taken first
+                free_count=np.array([capacity], np.int64),
+            )
+        )
 
     @classmethod
     def of(cls, records: np.ndarray, keys: np.ndarray, num_keys: int = 0, capacity: int = 1024) -> RecordChains:
         """Chains holding ``records`` under ``keys`` ``(n,)`` (each key's records in the given order)."""
         keys = np.asarray(keys, np.int64)
         store = cls.empty(max(capacity, 2 * len(records)), max(num_keys, int(keys.max()) + 1 if len(keys) else 0))
-        _append_all(store.arrays, records, keys)
+        _append_all(store.args, records, keys)
         return store
 
     @property
     def count(self) -> int:
-        return len(self.arrays[0]) - int(self.arrays[5][0])
+        return len(self.arrays.records) - int(self.arrays.free_count[0])
 
     def keys(self) -> np.ndarray:
         """``(count,)`` the key of each record of :meth:`records`."""
-        return _chained_keys(*self.arrays[1:3], self.count)
+        return _chained_keys(self.arrays.next_slot, self.arrays.first, self.count)
 
     def records(self) -> np.ndarray:
         """A copy of the records, key by key, each key's oldest first."""
-        records, chains, first = self.arrays[:3]
-        return _chained(records, chains, first, self.count)
+        a = self.arrays
+        return _chained(a.records, a.next_slot, a.first, self.count)
 
     def with_room(self, extra: int, num_keys: int) -> RecordChains:
         """These chains, or a larger copy of them, with at least ``extra`` free slots and ``num_keys`` keys."""
-        records, _, first, _, _, free_count = self.arrays
-        if free_count[0] >= extra and len(first) >= num_keys:
+        a = self.arrays
+        free = a.free_count[0]
+        if free >= extra and len(a.first) >= num_keys:
             return self
-        capacity = len(records) if free_count[0] >= extra else max(2 * len(records), self.count + extra)
-        return RecordChains.of(self.records(), self.keys(), max(num_keys, len(first)), capacity)
+        capacity = len(a.records) if free >= extra else max(2 * len(a.records), self.count + extra)
+        return RecordChains.of(self.records(), self.keys(), max(num_keys, len(a.first)), capacity)
 
 
 @njit(cache=True)
@@ -376,12 +423,15 @@ def _advance(scheduled, held, records, now, first_step, key, params, session_of_
     """Deliver what the wheel holds for steps ``first_step..now``, then the fresh ``records`` shown at ``now``
     that have no delay; chain the other fresh records under their arrival steps. Records whose user is
     away move to the ``held`` chains. Returns the delivered records (a new array), in the order they were
-    scheduled. Fresh record ``r`` reads stream positions ``2r`` (its delay) and ``2r + 1`` (its privacy noise)."""
-    wheel = scheduled[2].shape[0]
+    scheduled. ``scheduled``, ``held``: :class:`Chains`; ``params``: :class:`ChannelParams` (plain tuples).
+    Fresh record ``r`` reads stream positions ``RECORD_DRAWS · r + DELAY_DRAW`` (its delay) and
+    ``RECORD_DRAWS · r + PRIVACY_DRAW`` (its privacy noise)."""
+    scheduled, held, params = Chains(*scheduled), Chains(*held), ChannelParams(*params)
+    wheel = scheduled.first.shape[0]
     delays = np.empty(records.shape[0], np.int64)
     due = 0
     for r in range(records.shape[0]):
-        delays[r] = _delay(records[r]["kind"], params, key, 2 * r)
+        delays[r] = _delay(records[r]["kind"], params, key, RECORD_DRAWS * r + DELAY_DRAW)
         due += delays[r] == 0 and _destination(records[r], session_of_env, env_of_user) >= 0
     for step in range(first_step, now + 1):
         due += _count_due(scheduled, step % wheel, now, session_of_env, env_of_user)
@@ -397,12 +447,14 @@ def _advance(scheduled, held, records, now, first_step, key, params, session_of_
 
 @njit(cache=True, _nrt=False, inline="always")
 def _delay(kind, params, key, position):
-    """Steps until a record of ``kind`` arrives: fixed, or geometric (one uniform, truncated at the maximum)."""
-    mean, log_odds, max_delay = params[0], params[1], params[2]
-    if log_odds[kind] < 0:  # geometric with mean > 0
-        delay, _ = geometric(log_odds[kind], key, position)
-        return min(delay, max_delay)
-    return round(mean[kind])
+    """Steps until a record of ``kind`` arrives, from the uniform at ``position``: geometric (truncated at the
+    maximum), or fixed at the mean, a fractional mean rounded at random to keep it (see :class:`DelayTable`)."""
+    if params.log_odds[kind] < 0:  # geometric with mean > 0
+        delay, _ = geometric(params.log_odds[kind], key, position)
+        return min(int(delay), params.max_steps)
+    whole = math.floor(params.mean[kind])
+    up, _ = bernoulli(params.mean[kind] - whole, key, position)  # never up for a whole-number mean
+    return int(whole) + int(up)
 
 
 @njit(cache=True, _nrt=False)
@@ -411,34 +463,35 @@ def _schedule(
 ):
     """Privatise the fresh ``records``' values; deliver those with no delay (into ``out`` from ``n`` on) and
     chain the others under their arrival steps."""
-    epsilon, binary, low, high, resolution = params[3], params[4], params[5], params[6], params[7]
-    wheel = scheduled[2].shape[0]
+    epsilon = params.epsilon
+    wheel = scheduled.first.shape[0]
     keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
     for r in range(records.shape[0]):
         kind = records[r]["kind"]
         generated[kind] += 1
         value = records[r]["value"]
         if epsilon > 0:
-            value, _ = _privatise(value, kind, keep, epsilon, binary, low, high, resolution, key, 2 * r + 1)
+            value, _ = _privatise(value, kind, keep, params, key, RECORD_DRAWS * r + PRIVACY_DRAW)
         if delays[r] == 0:
             n = _deliver(records[r], value, now, now, held, session_of_env, env_of_user, out, n, delivered)
         else:
-            record = scheduled[0][_append(scheduled, records[r], (now + delays[r]) % wheel)]
+            record = scheduled.records[_append(scheduled, records[r], (now + delays[r]) % wheel)]
             record["step_arrived"] = now + delays[r]
             record["value"] = value
 
 
 @njit(cache=True, _nrt=False)
-def _privatise(value, kind, keep, epsilon, binary, low, high, resolution, key, i):
-    """Randomised response for binary signals, clipped Laplace noise (range / ε) for numeric ones, rounded
-    to the signal's ``resolution`` where it has one (whole stars)."""
-    if binary[kind]:
+def _privatise(value, kind, keep, params, key, i):
+    """Randomised response for binary signals (kept with probability ``keep``), clipped Laplace noise
+    (range / ε) for numeric ones, rounded to the signal's ``resolution`` where it has one (whole stars)."""
+    if params.binary[kind]:
         flip, i = bernoulli(1.0 - keep, key, i)
         return (1.0 - value) if flip else value, i
-    noise, i = laplace((high[kind] - low[kind]) / epsilon, key, i)
-    noisy = min(max(value + noise, low[kind]), high[kind])
-    if resolution[kind] > 0:
-        noisy = round(noisy / resolution[kind]) * resolution[kind]
+    low, high = params.low[kind], params.high[kind]
+    noise, i = laplace((high - low) / params.epsilon, key, i)
+    noisy = min(max(value + noise, low), high)
+    if params.resolution[kind] > 0:
+        noisy = round(noisy / params.resolution[kind]) * params.resolution[kind]
     return noisy, i
 
 
@@ -454,12 +507,12 @@ def _destination(record, session_of_env, env_of_user):
 @njit(cache=True, _nrt=False)
 def _count_due(scheduled, chain, now, session_of_env, env_of_user):
     """How many records of chain ``chain`` are due by ``now`` and have a sub-environment to go to."""
-    records, chains, first = scheduled[0], scheduled[1], scheduled[2]
+    records = scheduled.records
     due = 0
-    slot = first[chain]
+    slot = scheduled.first[chain]
     while slot >= 0:
         due += records[slot]["step_arrived"] <= now and _destination(records[slot], session_of_env, env_of_user) >= 0
-        slot = chains[slot]
+        slot = scheduled.next_slot[slot]
     return due
 
 
@@ -467,7 +520,7 @@ def _count_due(scheduled, chain, now, session_of_env, env_of_user):
 def _deliver_due(scheduled, held, chain, now, session_of_env, env_of_user, out, n, delivered):
     """Take the records due by ``now`` out of chain ``chain`` and deliver them (into ``out`` from ``n`` on).
     Returns the new count in ``out``."""
-    records, chains, first, last = scheduled[:4]
+    records, chains, first, last = scheduled.records, scheduled.next_slot, scheduled.first, scheduled.last
     previous, slot = -1, first[chain]
     while slot >= 0:
         following = chains[slot]
@@ -495,7 +548,7 @@ def _deliver(record, value, arrival, now, held, session_of_env, env_of_user, out
     scheduled ``arrival`` kept). Returns the new count in ``out``."""
     env = _destination(record, session_of_env, env_of_user)
     if env < 0:
-        kept = held[0][_append(held, record, record["user_id"])]
+        kept = held.records[_append(held, record, record["user_id"])]
         kept["env_index"], kept["step_arrived"], kept["value"] = HELD, arrival, value
         return n
     return _put(record, value, env, now, out, n, delivered)
@@ -512,30 +565,31 @@ def _put(record, value, env, now, out, n, delivered):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _release_slot(chains_of, slot):
-    """Return ``slot`` to the free-slot stack (the caller has unlinked it)."""
-    free, free_count = chains_of[4], chains_of[5]
-    free[free_count[0]] = slot
-    free_count[0] += 1
+    """Return ``slot`` to the free-slot stack of ``chains_of`` (a :class:`Chains`; the caller has unlinked it)."""
+    chains_of.free[chains_of.free_count[0]] = slot
+    chains_of.free_count[0] += 1
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _append(chains_of, record, chain):
-    """Put ``record`` at the end of chain ``chain``; returns its slot."""
-    records, chains, first, last, free, free_count = chains_of
-    free_count[0] -= 1
-    slot = free[free_count[0]]
-    records[slot] = record
-    chains[slot] = -1
-    if last[chain] >= 0:
-        chains[last[chain]] = slot
+    """Put ``record`` at the end of chain ``chain`` of ``chains_of`` (a :class:`Chains`); returns its slot."""
+    c = chains_of
+    c.free_count[0] -= 1
+    slot = c.free[c.free_count[0]]
+    c.records[slot] = record
+    c.next_slot[slot] = -1
+    if c.last[chain] >= 0:
+        c.next_slot[c.last[chain]] = slot
     else:
-        first[chain] = slot
-    last[chain] = slot
+        c.first[chain] = slot
+    c.last[chain] = slot
     return slot
 
 
 @njit(cache=True)
 def _append_all(chains_of, records, keys):
+    """Chain each of ``records`` under its key (``chains_of``: a :class:`Chains` as a tuple)."""
+    chains_of = Chains(*chains_of)
     for r in range(records.shape[0]):
         _append(chains_of, records[r], keys[r])
 
@@ -570,8 +624,10 @@ def _chained_keys(chains, first, count):
 
 @njit(cache=True)
 def _release(held, users, env_of_user, now, delivered):
-    """Deliver the held records of ``users`` to their sub-environments; returns them (a new array)."""
-    records, chains, first, last = held[:4]
+    """Deliver the held records of ``users`` to their sub-environments; returns them (a new array). ``held``:
+    a :class:`Chains` as a tuple."""
+    held = Chains(*held)
+    records, chains, first, last = held.records, held.next_slot, held.first, held.last
     due = 0
     for user in users:
         slot = first[user]

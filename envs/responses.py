@@ -3,13 +3,16 @@
 A response model turns one consumption into the domain's implicit signals. Signature:
 ``(satisfaction, attrs, item, key, i, values, b) -> (engagement, may_rate, i)``, where ``satisfaction`` is
 in (0, 1), ``attrs[item]`` holds the item's values of the domain's ``attribute_names``, ``key``/``i`` are
-the uniform stream and cursor (:mod:`envs.draws`; at most 6 uniforms), and row ``b`` of ``values``
+the uniform stream and cursor (:mod:`envs.draws`), and row ``b`` of ``values``
 ``(B, ≥ len(implicit_signals))`` is filled in the domain's signal order. It returns the fraction of the
 item consumed (which costs session time), whether the user may go on to rate it, and the cursor. A new
-model is added here and named in :data:`RESPONSES`.
+model is added here, dispatched in :func:`respond` and named in :data:`RESPONSES` with the most uniforms one
+consumption reads (its span in the step's draw layout, :class:`envs.dynamics.DrawLayout`; a test checks it).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from numba import njit
 
@@ -64,16 +67,29 @@ def watch(satisfaction, attrs, item, key, i, values, b):
     return watch, True, i
 
 
-RESPONSES = {"read": 0, "shop": 1, "listen": 2, "watch": 3}
+class ResponseModel(NamedTuple):
+    """A response model as the kernel knows it."""
+
+    number: int  # what :func:`respond` dispatches on
+    draws: int  # the most uniforms one consumption reads
+
+
+READ, SHOP, LISTEN, WATCH = range(4)
+RESPONSES = {
+    "read": ResponseModel(READ, draws=3),
+    "shop": ResponseModel(SHOP, draws=4),
+    "listen": ResponseModel(LISTEN, draws=3),
+    "watch": ResponseModel(WATCH, draws=3),
+}
 
 
 @njit(cache=True, _nrt=False)
 def respond(model, satisfaction, attrs, item, key, i, values, b):
-    """Dispatch to the response model numbered ``model`` (see :data:`RESPONSES`)."""
-    if model == 0:
+    """Dispatch to the response model numbered ``model`` (a ``number`` of :data:`RESPONSES`)."""
+    if model == READ:
         return read(satisfaction, attrs, item, key, i, values, b)
-    if model == 1:
+    if model == SHOP:
         return shop(satisfaction, attrs, item, key, i, values, b)
-    if model == 2:
+    if model == LISTEN:
         return listen(satisfaction, attrs, item, key, i, values, b)
     return watch(satisfaction, attrs, item, key, i, values, b)

@@ -6,12 +6,21 @@ vector environment the same core with ``B = N``; both are thin Gymnasium faces o
 
 A step is two compiled passes — the user dynamics (:mod:`envs.dynamics`) and the feedback channel
 (:mod:`envs.feedback`) — each reading uniforms from a stream keyed by one draw from the caller's seeded
-``numpy.random.Generator`` (:mod:`envs.draws`).
+``numpy.random.Generator`` (:mod:`envs.draws`). The sessions' arrays are the fields of
+:class:`~envs.dynamics.SessionState`, each an attribute of the simulator under its own name (``sim.user``,
+``sim.mood``, ...; :attr:`Simulator.state` gathers them).
 Arrays handed out in observations are never written again by the simulator.
+
+Reward: a step's reward is the weighted feedback that arrived in it, ``Σ weight[kind] · (value − neutral[kind])``
+over its records. Feedback held for an absent user is delivered when the user's next session starts (in that
+start's feedback, :meth:`Simulator.start_sessions`); its reward is carried and paid with that session's first
+step, so every delivered record's reward enters exactly one step's reward.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -24,23 +33,48 @@ from envs.config import SimConfig
 from envs.domain import Domain
 from envs.draws import draw_key, uniform
 from envs.dynamics import (
+    CANDIDATE_DRAWS,
     ITEM_DTYPE,
     USER_DTYPE,
+    DrawLayout,
     Dynamics,
+    SessionState,
+    StepBuffers,
+    StepOutput,
+    World,
+    allocate,
+    allocator,
+    as_record,
     draw_candidates,
     item_utility,
     step,
     step_parallel,
-    uniforms_per_session,
 )
-from envs.feedback import FEEDBACK_DTYPE, DelayTable, FeedbackChannel
+from envs.feedback import DelayTable, FeedbackChannel
 from envs.responses import RESPONSES
 from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal, reward_mask
 from envs.users import Population, UserParams
 
-FEEDBACK_FIELDS = ("present", "kind", "item_index", "position", "value", "age")
-"""Columns of the ``feedback`` observation: 1 for a real row, the signal kind, the item's catalogue
-index, its slate position, the value, and the delay in steps between showing and arrival."""
+
+class FeedbackColumn(IntEnum):
+    """Columns of the ``feedback`` observation ``(F, C)``."""
+
+    PRESENT = 0  # 1 for a real row, 0 for padding
+    KIND = 1  # the signal kind
+    ITEM_INDEX = 2  # the item's catalogue index
+    POSITION = 3  # its slate position
+    VALUE = 4  # the value
+    AGE = 5  # the delay in steps between showing and arrival
+
+
+FEEDBACK_FIELDS = tuple(column.name.lower() for column in FeedbackColumn)
+"""The names of the ``feedback`` observation's columns, in order."""
+_session_arrays = attrgetter(*SessionState._fields)
+"""A simulator's session arrays as a plain tuple in :class:`~envs.dynamics.SessionState` order (the kernels'
+form of the group)."""
+OBSERVED = ("candidates", "history", "feedback_obs")
+"""The :class:`~envs.dynamics.SessionState` fields observations hand out views of (replaced, never written,
+once handed out)."""
 
 MAX_STRIDES = 1024
 PARALLEL_FROM = 256
@@ -51,7 +85,8 @@ class StepOutcome(NamedTuple):
     """What one batched step produced.
 
     Attributes:
-        reward: ``(B,)`` float64 weighted feedback that arrived this step.
+        reward: ``(B,)`` float64 weighted feedback that arrived this step (on a session's first step, plus that
+            delivered when it started).
         terminated: ``(B,)`` bool, the user left.
         truncated: ``(B,)`` bool, the session hit ``max_episode_steps``.
         feedback: arrived records (:data:`~envs.feedback.FEEDBACK_DTYPE`), ``env_index`` says where.
@@ -82,6 +117,13 @@ class Simulator:
         item_features: ``"meta"``, an ``(num_items, d)`` array, or None (no feature observation).
         max_episode_steps: truncate sessions after this many steps (None: never).
         population: the users; drawn from ``config`` when None (a fitted one for real-data worlds).
+
+    Attributes:
+        user, session, steps, candidates, ...: each field of :class:`~envs.dynamics.SessionState` (see
+            :attr:`state`), the arrays of the ``B`` sessions.
+        world: the :class:`~envs.dynamics.World` the kernels read.
+        draws: the :class:`~envs.dynamics.DrawLayout` of a session's step.
+        dims: the sizes of the kernel's dimensions (:data:`envs.dynamics.DIMENSIONS`).
     """
 
     def __init__(
@@ -127,29 +169,46 @@ class Simulator:
             DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon
         )
         self.reward_weight = _reward_weights(domain, config)
+        response = RESPONSES[domain.response]
         dynamics = Dynamics(
-            CHOICE_MODELS[config.choice_model],
-            config.position_bias,
-            config.misclick_rate,
-            config.rating_noise,
-            config.quality_weight,
-            config.fatigue_weight,
-            config.fatigue_decay,
-            config.drift_rate,
-            max_episode_steps or 0,
-            -1 if domain.text_signal is None else int(domain.text_signal),
-            RESPONSES[domain.response],
+            choice_model=CHOICE_MODELS[config.choice_model],
+            position_bias=config.position_bias,
+            misclick_rate=config.misclick_rate,
+            rating_noise=config.rating_noise,
+            quality_weight=config.quality_weight,
+            fatigue_weight=config.fatigue_weight,
+            fatigue_decay=config.fatigue_decay,
+            drift_rate=config.drift_rate,
+            max_episode_steps=max_episode_steps or 0,
+            text_kind=-1 if domain.text_signal is None else int(domain.text_signal),
+            response=response.number,
         )
-        self._world = (
-            _item_records(self.catalog),
-            _attribute_matrix(domain, self.catalog),
-            _user_records(self.population),
-            np.array(domain.implicit_signals, dtype=np.int16),
+        self.world = World(
+            items=_item_records(self.catalog),
+            attrs=_attribute_matrix(domain, self.catalog),
+            people=_user_records(self.population),
+            signals=np.array(domain.implicit_signals, dtype=np.int16),
+            strides=_coprime_strides(n_items, np.random.default_rng([config.population_seed, 1])),
         )
-        self._strides = _coprime_strides(n_items, np.random.default_rng([config.population_seed, 1]))
-        self._params = dynamics.as_array()
-        self._stride = uniforms_per_session(dynamics.choice_model, config.slate_size)
+        self._world = tuple(self.world)  # the kernels' form of each group (see envs.dynamics)
+        self._params = as_record(dynamics)
+        self.draws = DrawLayout.of(dynamics.choice_model, config.slate_size, response.draws)
+        self._draws = as_record(self.draws)
         self._kernel = step_parallel if num_envs >= PARALLEL_FROM else step
+        slots = len(domain.implicit_signals) + 2  # implicit signals, a rating and its text
+        self.dims = {
+            "B": num_envs,
+            "U": config.num_users,
+            "T": self.catalog.num_topics,
+            "L": config.history_length,
+            "M": m,
+            "k": config.slate_size,
+            "F": config.feedback_length,
+            "C": len(FeedbackColumn),
+            "R": slots,
+            "V": max(config.slate_size, slots),
+        }
+        self._new_output = allocator(StepOutput, self.dims)
         self.observation_space, self.action_space = self._spaces()
         self._allocate()
 
@@ -157,9 +216,15 @@ class Simulator:
 
     def _spaces(self) -> tuple[spaces.Dict, spaces.MultiDiscrete]:
         c, n_items = self.config, self.catalog.num_items
-        feedback_high = np.array(
-            [1, NUM_SIGNALS - 1, n_items - 1, c.slate_size - 1, VALUE_HIGH.max(), 2**31], np.float32
-        )
+        highest = {
+            FeedbackColumn.PRESENT: 1,
+            FeedbackColumn.KIND: NUM_SIGNALS - 1,
+            FeedbackColumn.ITEM_INDEX: n_items - 1,
+            FeedbackColumn.POSITION: c.slate_size - 1,
+            FeedbackColumn.VALUE: VALUE_HIGH.max(),
+            FeedbackColumn.AGE: 2**31,
+        }
+        feedback_high = np.array([highest[column] for column in FeedbackColumn], np.float32)
         obs = {
             "candidates": spaces.Box(0, n_items - 1, (c.num_candidates,), np.int64),
             "history": spaces.Box(-1, n_items - 1, (c.history_length,), np.int64),
@@ -177,28 +242,19 @@ class Simulator:
         return spaces.Dict(obs), spaces.MultiDiscrete([c.num_candidates] * c.slate_size)
 
     def _allocate(self) -> None:
-        b, c, t = self.num_envs, self.config, self.catalog.num_topics
-        self.user = np.zeros(b, np.int64)
-        self.session = np.full(b, -1, np.int64)
-        self.steps = np.zeros(b, np.int64)
-        self.interests = np.zeros((b, t), np.float32)
-        self.fatigue = np.zeros((b, t), np.float32)
-        self.mood = np.ones(b, np.float32)
-        self.budget = np.zeros(b, np.float32)
-        self.history = np.full((b, c.history_length), -1, np.int64)
-        self.candidates = np.zeros((b, c.num_candidates), np.int64)
-        self.progression = np.zeros((b, 2), np.int64)  # (start, stride) behind each row of candidates
-        self.feedback_obs = np.zeros((b, c.feedback_length, len(FEEDBACK_FIELDS)), np.float32)
-        self.env_of_user = np.full(c.num_users, -1, np.int64)
+        for name, array in allocate(SessionState, self.dims)._asdict().items():
+            setattr(self, name, array)
+        self.buffers = allocate(StepBuffers, self.dims)
+        self._buffers = tuple(self.buffers)
         self.clock = 0
         self._next_session = 0
         self._next_impression = 0
-        slots = len(self.domain.implicit_signals) + 2  # implicit signals, a rating and its text
-        self._records = np.empty((b, slots), FEEDBACK_DTYPE)
-        self._emitted, self._filled = np.zeros(b, np.int64), np.zeros(b, np.int64)
-        self._scratch = np.empty((b, max(c.slate_size, slots)))
-        self._reward_sink = np.zeros(b)  # where the reward of feedback released at a session start goes
         self._handed_out = False
+
+    @property
+    def state(self) -> SessionState:
+        """The sessions' arrays, by name (the attributes of the same names, not copies)."""
+        return SessionState._make(_session_arrays(self))
 
     def reset_world(self) -> None:
         """A fresh world: drift undone, no sessions, no pending feedback, clock at 0."""
@@ -206,23 +262,10 @@ class Simulator:
         self.channel.clear()
         self._allocate()
 
-    _STATE = (
-        "user",
-        "session",
-        "steps",
-        "interests",
-        "fatigue",
-        "mood",
-        "budget",
-        "history",
-        "candidates",
-        "feedback_obs",
-        "env_of_user",
-    )
-
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The whole mutable world as named arrays (for checkpoints; saved without pickle)."""
-        state = {name: getattr(self, name).copy() for name in self._STATE}
+        """The whole mutable world as named arrays (for checkpoints; saved without pickle): every field of
+        :attr:`state`, ``counters``, ``population_interests`` and the channel's arrays (``channel_*``)."""
+        state = {name: getattr(self, name).copy() for name in SessionState._fields}
         state["counters"] = np.array([self.clock, self._next_session, self._next_impression], np.int64)
         state["population_interests"] = self.population.interests.copy()
         state.update({f"channel_{k}": v for k, v in self.channel.state_dict().items()})
@@ -230,14 +273,21 @@ class Simulator:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state_dict` returned; shapes must match this world's."""
-        for name in self._STATE:
-            current = getattr(self, name)
-            value = np.asarray(state[name])
+        missing = [name for name in SessionState._fields if name not in state]
+        if missing:
+            raise ValueError(
+                f"saved simulator state lacks {missing}; expected every field of SessionState "
+                f"{list(SessionState._fields)} (a checkpoint of an older version cannot be resumed)"
+            )
+        loaded = {}
+        for name in SessionState._fields:
+            current, value = getattr(self, name), np.asarray(state[name])
             if value.shape != current.shape:
                 raise ValueError(f"saved simulator state {name!r} has shape {value.shape}; expected {current.shape}")
-            setattr(self, name, value.astype(current.dtype, copy=True))
+            loaded[name] = value.astype(current.dtype, copy=True)
+        for name, value in loaded.items():
+            setattr(self, name, value)
         self.clock, self._next_session, self._next_impression = (int(x) for x in state["counters"])
-        self.progression = _progression_of(self.candidates, self.catalog.num_items)
         self.population.interests[:] = state["population_interests"]
         self.channel.load_state_dict(
             {k.removeprefix("channel_"): v for k, v in state.items() if k.startswith("channel_")}
@@ -248,41 +298,23 @@ class Simulator:
 
     def start_sessions(self, envs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """End whatever runs in ``envs`` ``(n,)`` and start new sessions there with users who are
-        not active elsewhere (uniform among the free ones). Returns the feedback that waited for those users."""
+        not active elsewhere (uniform among the free ones). Returns the feedback that waited for those users:
+        it is in the new sessions' first observation, and its reward is carried (:attr:`carried`) into their
+        first step's reward."""
         if self._handed_out:
-            self.candidates, self.history = self.candidates.copy(), self.history.copy()
-            self.feedback_obs = self.feedback_obs.copy()
+            for name in OBSERVED:
+                setattr(self, name, getattr(self, name).copy())
         users = np.empty(len(envs), np.int64)
-        pop = self.population
-        _restart(
-            envs,
-            users,
-            self._next_session,
-            (pop.interests, pop.patience),
-            (
-                self.user,
-                self.env_of_user,
-                self.session,
-                self.steps,
-                self.interests,
-                self.fatigue,
-                self.mood,
-                self.budget,
-                self.history,
-            ),
-            (self.candidates, self.progression, self.feedback_obs),
-            self.catalog.num_items,
-            self._strides,
-            draw_key(rng),
-        )
+        state = _session_arrays(self)
+        _restart(envs, users, self._next_session, self._world, state, self.population.interests, draw_key(rng))
         self._next_session += len(envs)
         waiting = self.channel.release(users, self.env_of_user, self.clock)
-        _score(waiting, self.reward_weight, VALUE_NEUTRAL, self._reward_sink, self.feedback_obs, self._filled)
+        _score(waiting, self.reward_weight, VALUE_NEUTRAL, self.carried, self.feedback_obs, self.buffers.filled)
         return waiting
 
     def end_sessions(self, envs: np.ndarray) -> None:
         """Write the drifted interests of ``envs``' users back to the population; mark them away."""
-        _end(envs, self.user, self.session, self.interests, self.env_of_user, self.population.interests)
+        _end(envs, _session_arrays(self), self.population.interests)
 
     # ------------------------------------------------------------------ the step
 
@@ -290,48 +322,49 @@ class Simulator:
         """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only
         (the kernel's own :func:`envs.dynamics.item_utility`)."""
         out = np.empty(self.candidates.shape, np.float32)
-        _utilities(self.candidates, self.interests, self.fatigue, self._world[0], self._params, out)
+        _utilities(self._world, _session_arrays(self), self._params, out)
         return out
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepOutcome:
-        """Advance every session by one slate. ``actions``: ``(B, k)`` validated candidate indices."""
-        b, k = actions.shape
+        """Advance every session by one slate. ``actions``: ``(B, k)`` validated candidate indices.
+
+        The reward of each session is that of the feedback arriving now, plus, on a session's first step, the
+        reward carried from the feedback delivered when it started (see :meth:`start_sessions`)."""
+        b = actions.shape[0]
         if self.config.duplicates == "error":
             _refuse_repeats(actions)
-        utility, masked = np.empty((b, k), np.float32), np.empty((b, k), bool)
-        choice, ended = np.empty(b, np.int64), np.empty((b, 2), bool)
-        next_candidates, next_history = (
-            np.empty(self.candidates.shape, np.int64),
-            np.empty(self.history.shape, np.int64),
-        )
-        state = (self.session, self.steps, self.interests, self.fatigue, self.mood, self.budget, self.history)
-        out = (utility, masked, choice, ended, next_history, self._records, self._emitted, self._scratch)
-        self._kernel(
+        out, buffers = self._new_output(), self.buffers
+        emitted = self._kernel(
             draw_key(rng),
-            self._stride,
             actions,
-            self.progression,
-            next_candidates,
-            self._strides,
             self._world,
-            self.user,
-            state,
+            _session_arrays(self),
+            tuple(out),
+            self._buffers,
             self._params,
+            self._draws,
             self.clock,
             self._next_impression,
-            out,
         )
-        impressions = np.arange(self._next_impression, self._next_impression + b)
         self._next_impression += b
-        fresh = self._records.reshape(-1)[: _compact(self._records, self._emitted)]
+        fresh = buffers.records.reshape(-1)[:emitted]
         arrived = self.channel.advance(fresh, self.clock, rng, self.session, self.env_of_user)
-        reward = np.zeros(b)
+        reward, self.carried = self.carried, np.zeros(b)  # the reward carried from the start is paid now
         self.feedback_obs = np.zeros(self.feedback_obs.shape, np.float32)
-        _score(arrived, self.reward_weight, VALUE_NEUTRAL, reward, self.feedback_obs, self._filled)
+        _score(arrived, self.reward_weight, VALUE_NEUTRAL, reward, self.feedback_obs, buffers.filled)
         self.clock += 1
-        self.candidates, self.history = next_candidates, next_history
+        self.candidates, self.history = out.next_candidates, out.next_history
         self._handed_out = False
-        return StepOutcome(reward, ended[:, 0], ended[:, 1], arrived, utility, masked, impressions, choice)
+        return StepOutcome(
+            reward=reward,
+            terminated=out.terminated,
+            truncated=out.truncated,
+            feedback=arrived,
+            utility=out.utility,
+            masked=out.masked,
+            impression_id=out.impression_id,
+            choice=out.choice,
+        )
 
     # ------------------------------------------------------------------ observations
 
@@ -352,80 +385,74 @@ class Simulator:
 
 @njit(cache=True)
 def _score(records, weight, neutral, reward, feedback_obs, filled):
-    """Add each record's ``weight * (value - neutral)`` to its env's reward and put up to
-    ``feedback_length`` records per env into ``feedback_obs`` ``(B, L, 6)`` (after the rows already
-    ``filled`` ``(B,)``, which it overwrites: scratch)."""
+    """Add each record's ``weight * (value - neutral)`` to its env's ``reward`` ``(B,)`` and put up to ``F``
+    records per env into ``feedback_obs`` ``(B, F, C)`` (its rows from the first on; ``filled`` ``(B,)`` is
+    scratch)."""
     filled[:] = 0
     for r in range(records.shape[0]):
         env, kind, value = records[r]["env_index"], records[r]["kind"], records[r]["value"]
         reward[env] += weight[kind] * (value - neutral[kind])
         row = filled[env]
         if row < feedback_obs.shape[1]:
-            feedback_obs[env, row, 0] = 1.0
-            feedback_obs[env, row, 1] = kind
-            feedback_obs[env, row, 2] = records[r]["item_index"]
-            feedback_obs[env, row, 3] = records[r]["position"]
-            feedback_obs[env, row, 4] = value
-            feedback_obs[env, row, 5] = records[r]["step_arrived"] - records[r]["step_shown"]
+            feedback_obs[env, row, FeedbackColumn.PRESENT] = 1.0
+            feedback_obs[env, row, FeedbackColumn.KIND] = kind
+            feedback_obs[env, row, FeedbackColumn.ITEM_INDEX] = records[r]["item_index"]
+            feedback_obs[env, row, FeedbackColumn.POSITION] = records[r]["position"]
+            feedback_obs[env, row, FeedbackColumn.VALUE] = value
+            feedback_obs[env, row, FeedbackColumn.AGE] = records[r]["step_arrived"] - records[r]["step_shown"]
             filled[env] = row + 1
 
 
 @njit(cache=True)
-def _compact(records, emitted):
-    """Move the ``emitted[b]`` records of each session's row of ``records`` ``(B, slots)`` to the front of
-    the flat array, in session order; returns their count."""
-    flat = records.reshape(-1)
-    n = 0
-    for b in range(records.shape[0]):
-        for s in range(emitted[b]):
-            flat[n] = records[b, s]
-            n += 1
-    return n
-
-
-@njit(cache=True)
-def _restart(envs, users, first_session, population, state, observed, num_items, strides, key):
+def _restart(envs, users, first_session, world, state, population_interests, key):
     """End the sessions in ``envs`` (as :func:`_end`) and start new ones there: the user of ``envs[r]``
     is drawn uniformly among those not active (written to ``users[r]``), and starts with interests from
     the population, no fatigue, full mood, a time budget of their patience, no history, new candidates
-    and no feedback rows. Stream positions: ``2r, 2r + 1`` the candidates of restart ``r``, then the
-    user draws (rejection sampling: redrawn while the user is active)."""
-    interests, patience = population
-    user, env_of_user, session, steps, current, fatigue, mood, budget, history = state
-    candidates, progression, feedback_obs = observed
-    _end(envs, user, session, current, env_of_user, interests)
-    position = 2 * envs.shape[0]
+    and no feedback rows (the reward ``carried`` into the session's first step is kept: it may hold feedback
+    delivered at an earlier start that no step has paid yet). ``world``, ``state``: a
+    :class:`~envs.dynamics.World` and :class:`~envs.dynamics.SessionState` as tuples. Stream positions:
+    ``CANDIDATE_DRAWS · r`` on, the candidates of restart ``r``; after all of those, the user draws
+    (rejection sampling: redrawn while the user is active)."""
+    world, state = World(*world), SessionState(*state)
+    _end(envs, state, population_interests)
+    env_of_user, num_items = state.env_of_user, world.items.shape[0]
+    position = CANDIDATE_DRAWS * envs.shape[0]
     for r in range(envs.shape[0]):
         env, usr = envs[r], -1
         while usr < 0 or env_of_user[usr] >= 0:
             a, position = uniform(key, position)
             usr = int(a * env_of_user.shape[0])
         users[r] = usr
-        user[env], env_of_user[usr], session[env], steps[env] = usr, env, first_session + r, 0
-        current[env] = interests[usr]
-        fatigue[env] = 0.0
-        mood[env], budget[env] = 1.0, patience[usr]
-        history[env] = -1
-        feedback_obs[env] = 0.0
-        draw_candidates(candidates, progression, env, num_items, strides, key, 2 * r)
+        state.user[env], env_of_user[usr], state.session[env], state.steps[env] = usr, env, first_session + r, 0
+        state.interests[env] = population_interests[usr]
+        state.fatigue[env] = 0.0
+        state.mood[env], state.budget[env] = 1.0, world.people[usr].patience
+        state.history[env] = -1
+        state.feedback_obs[env] = 0.0
+        draw_candidates(state.candidates, state.progression, env, num_items, world.strides, key, CANDIDATE_DRAWS * r)
 
 
 @njit(cache=True)
-def _end(envs, user, session, interests, env_of_user, population_interests):
-    """Write back the interests of the users active in ``envs`` and mark them away."""
+def _end(envs, state, population_interests):
+    """Write back the interests of the users active in ``envs`` and mark them away (``state``: a
+    :class:`~envs.dynamics.SessionState`, or its tuple)."""
+    state = SessionState(*state)
     for env in envs:
-        if session[env] >= 0:
-            population_interests[user[env]] = interests[env]
-            env_of_user[user[env]] = -1
-            session[env] = -1
+        if state.session[env] >= 0:
+            population_interests[state.user[env]] = state.interests[env]
+            state.env_of_user[state.user[env]] = -1
+            state.session[env] = -1
 
 
 @njit(cache=True)
-def _utilities(candidates, interests, fatigue, items, params, out):
+def _utilities(world, state, params, out):
+    """``out`` ``(B, M)``: the hidden utility of each session's candidates (``world``, ``state``: tuples of a
+    :class:`~envs.dynamics.World` and a :class:`~envs.dynamics.SessionState`)."""
+    world, state = World(*world), SessionState(*state)
     p = params[0]
-    for b in range(candidates.shape[0]):
-        for j in range(candidates.shape[1]):
-            out[b, j] = item_utility(interests, fatigue, b, items[candidates[b, j]], p)
+    for b in range(state.candidates.shape[0]):
+        for j in range(state.candidates.shape[1]):
+            out[b, j] = item_utility(state.interests, state.fatigue, b, world.items[state.candidates[b, j]], p)
 
 
 def _refuse_repeats(actions: np.ndarray) -> None:
@@ -459,6 +486,7 @@ def _user_records(population: Population) -> np.ndarray:
     people["no_click"], people["temperature"] = population.no_click_utility, population.click_temperature
     people["leave"], people["rating_bias"] = population.leave_threshold, population.rating_bias
     people["rating_propensity"], people["spam"] = population.rating_propensity, population.spam
+    people["patience"] = population.patience
     return people
 
 
@@ -470,13 +498,6 @@ def _attribute_matrix(domain: Domain, catalog: Catalog) -> np.ndarray:
             f"expected columns {list(domain.attribute_names)}"
         )
     return np.column_stack([catalog.attributes[a] for a in domain.attribute_names]).astype(np.float32)
-
-
-def _progression_of(candidates: np.ndarray, num_items: int) -> np.ndarray:
-    """``(B, 2)`` the (start, stride) of each row of ``candidates`` ``(B, M)`` (see
-    :func:`envs.dynamics.draw_candidates`)."""
-    stride = (candidates[:, 1] - candidates[:, 0]) % num_items if candidates.shape[1] > 1 else 1
-    return np.column_stack([candidates[:, 0], np.broadcast_to(stride, len(candidates))]).astype(np.int64)
 
 
 def _coprime_strides(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from envs import FEEDBACK_DTYPE, Signal, as_events, as_records
 from envs.feedback import DelayTable, FeedbackChannel
-from envs.signals import IS_BINARY, SIGNAL_INFO
+from envs.signals import IS_BINARY, SIGNAL_INFO, VALUE_NEUTRAL
 from tests.conftest import ENV_IDS, SMALL
 
 ONE_SESSION = np.zeros(1, np.int64)
@@ -54,6 +54,22 @@ def test_geometric_delays_are_truncated_at_max_delay():
 def test_fixed_delays_and_scale():
     assert set(stream_delays(DelayTable.parse({"click": "fixed:3"}, scale=2.0))) == {6}
     assert set(stream_delays(DelayTable.parse({"click": 4}, scale=0.0))) == {0}
+
+
+@pytest.mark.parametrize(("mean", "scale"), [(1, 0.5), (5, 0.5), (3, 0.3), (2, 1.25)])
+def test_fractional_fixed_delays_are_rounded_at_random_to_keep_the_mean(mean, scale):
+    """A scaled fixed delay that is not a whole number of steps is ⌊m⌋ or ⌊m⌋ + 1 steps, the latter with
+    probability m − ⌊m⌋: its mean is the scaled mean (``delay=short`` keeps a 1-step delay's half step)."""
+    delays = stream_delays(DelayTable.parse({"click": f"fixed:{mean}"}, scale=scale))
+    scaled = mean * scale
+    assert set(delays.tolist()) == {np.floor(scaled), np.floor(scaled) + 1}
+    share = scaled - np.floor(scaled)
+    assert abs(delays.mean() - scaled) < 4 * np.sqrt(share * (1 - share) / len(delays))
+
+
+def test_whole_number_fixed_delays_stay_fixed():
+    assert set(stream_delays(DelayTable.parse({"click": 2}, scale=1.5))) == {3}
+    assert set(stream_delays(DelayTable.parse({"click": "fixed:1"}))) == {1}
 
 
 def test_delay_above_max_is_refused():
@@ -190,3 +206,77 @@ def test_feedback_columns_round_trip_to_records_and_events():
     assert [e.kind for e in events] == [Signal(k) for k in columns["kind"]]
     with pytest.raises(ValueError, match="lack"):
         as_records({"kind": columns["kind"]})
+
+
+EVERY_SIGNAL_PAYS = {"reward_weights": {signal.label: 1.0 for signal in Signal}}
+"""Rewards that count every record (with the domains' own delays), so none can go unnoticed."""
+
+
+def owed(sim, feedback) -> np.ndarray:
+    """``(B,)`` what a reward owes each sub-env for ``feedback``: ``Σ weight[kind] · (value − neutral[kind])`` over
+    the records delivered to it."""
+    records = as_records(feedback)
+    kinds = records["kind"]
+    value = sim.reward_weight[kinds] * (records["value"] - VALUE_NEUTRAL[kinds])
+    return np.bincount(records["env_index"], weights=value, minlength=sim.num_envs)
+
+
+def test_every_delivered_records_reward_is_paid_with_the_next_step_in_the_single_env(env_id):
+    """Each step pays the feedback that arrived in it, plus that delivered at the session's start (held for its
+    returning user) — also after a reset that abandons a session, or two resets in a row: nothing lost, nothing
+    paid twice, nothing paid late."""
+    env = gym.make(env_id, num_items=300, num_users=3, max_delay=40, **EVERY_SIGNAL_PAYS)
+    sim, rng = env.unwrapped.sim, np.random.default_rng(0)
+    _, info = env.reset(seed=0)
+    due = owed(sim, info["feedback"])
+    paid_at_starts = 0.0
+    for t in range(1500):
+        _, reward, terminated, truncated, info = env.step(rng.permutation(20)[:5])
+        assert reward == pytest.approx(due[0] + owed(sim, info["feedback"])[0], rel=1e-9, abs=1e-9), t
+        paid_at_starts += abs(due[0])
+        due = np.zeros(1)
+        for _ in range(1 + (t % 50 == 0)):  # now and then a second reset before any step
+            if terminated or truncated or t % 10 == 0:
+                _, info = env.reset()
+                due += owed(sim, info["feedback"])
+    assert paid_at_starts > 0, "no feedback valued by the reward was delivered at a session start"
+
+
+def test_every_delivered_records_reward_is_paid_with_the_next_step_in_the_vector_env_across_a_checkpoint(env_id):
+    """The same per sub-env in the batched env with autoreset, through a checkpoint taken while a reward is carried:
+    the restored env pays what the original pays, bit for bit."""
+
+    def make():
+        return gym.make_vec(
+            env_id,
+            num_envs=8,
+            vectorization_mode="vector_entry_point",
+            num_items=300,
+            num_users=10,
+            max_delay=40,
+            **EVERY_SIGNAL_PAYS,
+        )
+
+    def run(vec, due, slates):
+        """Step ``vec`` through ``slates``, checking each step's reward; returns the rewards and what is due."""
+        sim, paid = vec.unwrapped.sim, []
+        for t, slate in enumerate(slates):
+            _, reward, _, _, info = vec.step(slate)
+            np.testing.assert_allclose(reward, due + owed(sim, info["feedback"]), rtol=1e-9, atol=1e-9, err_msg=t)
+            paid.append(reward)
+            due = owed(sim, info["reset_feedback"]) if "reset_feedback" in info else np.zeros(8)
+        return np.array(paid), due
+
+    rng = np.random.default_rng(1)
+    slates = np.argsort(rng.random((1200, 8, 20)), axis=2)[:, :, :5]
+    vec = make()
+    _, info = vec.reset(seed=1)
+    due, t = owed(vec.unwrapped.sim, info["feedback"]), 0
+    while not due.any():  # run until a session starts with reward to carry
+        _, due = run(vec, due, slates[t : t + 1])
+        t += 1
+    restored = make()
+    restored.load_state_dict(*vec.unwrapped.state_dict())
+    original_paid, _ = run(vec, due, slates[t : t + 600])
+    restored_paid, _ = run(restored, due, slates[t : t + 600])
+    assert np.array_equal(original_paid, restored_paid)
