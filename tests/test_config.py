@@ -5,9 +5,10 @@ supplies defaults that a command-line value replaces; and the environment and th
 settings of the resolved config, for every combination of the groups that can reach them. A group writes only into
 its own package (checked below) and reaches another's settings only by interpolation (``${feedback.privacy_epsilon}``
 in ``env``, ``${label}`` in an agent's file), so the environment's settings are those of the groups that write into
-``env`` or that ``env`` interpolates (feedback × delay × env), and an agent's those of its option and the groups its
-file interpolates (BERT: feedback × label): the products below take every combination of those (the experiments,
-which may set anything, one by one).
+``env`` or that ``env`` interpolates (feedback × delay × env), and an agent's those of its option and of the groups
+its file interpolates (BERT: feedback × label): the products below take every combination of those (the experiments,
+which may set anything, one by one), and a check per agent that it reads every setting meant for agents that it has
+from the group that holds it.
 """
 
 from __future__ import annotations
@@ -227,6 +228,21 @@ def test_the_agent_is_built_with_the_recorded_settings(overrides, cache_dir, mon
         assert same_settings({**dataclasses.asdict(built.settings), "label": built.label}, recorded)
         strategy = OmegaConf.to_container(group("feedback", cfg.feedback.name).agent)
         assert {k: recorded[k] for k in strategy} == strategy
+
+
+@pytest.mark.parametrize("agent", options("agent"))
+def test_an_agent_takes_its_settings_meant_for_agents_from_their_groups(agent, cache_dir, monkeypatch):
+    """A setting that a group holds for agents (the label strategy; the feedback strategy's ``agent.*``) is read from
+    that group by every agent that has it: its file interpolates it, and an agent that holds a label strategy
+    holds the one chosen (one that is no agent's default) even when its file does not name it."""
+    raw = OmegaConf.to_container(group("agent", agent), resolve=False)
+    for_agents = {key for option in options("feedback") for key in group("feedback", option).agent} & raw.keys()
+    assert {k: raw[k] for k in for_agents} == {k: f"${{feedback.agent.{k}}}" for k in for_agents}
+    assert raw.get("label", "${label}") == "${label}"
+    chosen = ("label=wait", "label.window=3")  # no agent's default
+    cfg = composed(f"agent={agent}", *chosen, *TINY_WORLD, *tiny_agent(agent, cache_dir))
+    built, _ = built_agent(cfg, monkeypatch)
+    if hasattr(built, "label"):
         assert built_as_recorded(built.label, OmegaConf.to_container(cfg.label))
 
 
