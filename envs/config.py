@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from envs.choice import CHOICE_MODELS
-from envs.signals import REWARD_SIGNALS, Signal
+from envs.signals import REWARD_SIGNALS, SIGNALS
 
 DUPLICATE_POLICIES = ("mask", "error")
 DEFAULT_USERS = 1000
@@ -107,7 +107,7 @@ class SimConfig:
         if not (self.reward_weights is None or isinstance(self.reward_weights, Mapping)):
             raise ValueError(f"reward_weights={self.reward_weights!r}; expected a mapping of signal to weight, or None")
         for name, weight in (self.reward_weights or {}).items():
-            Signal.parse(name)
+            SIGNALS.parse(name)
             _require_range(f"reward_weights[{name!r}]", weight, -float("inf"), float("inf"))
 
     @classmethod

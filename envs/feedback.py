@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from envs.draws import bernoulli, draw_key, geometric, geometric_log_odds, laplace
-from envs.signals import IS_BINARY, NUM_SIGNALS, VALUE_HIGH, VALUE_LOW, VALUE_RESOLUTION, Signal
+from envs.signals import SIGNALS, Signal
 
 FEEDBACK_DTYPE = np.dtype(
     [
@@ -185,14 +185,14 @@ class DelayTable:
         ``scale`` multiplies every mean (0 turns all delays off; a fixed mean it makes fractional is rounded
         at random, see above).
         """
-        mean = np.zeros(NUM_SIGNALS)
-        geometric = np.zeros(NUM_SIGNALS, dtype=bool)
+        mean = np.zeros(SIGNALS.count)
+        geometric = np.zeros(SIGNALS.count, dtype=bool)
         for name, spec in (delays or {}).items():
-            kind = Signal.parse(name)
+            kind = SIGNALS.parse(name)
             mean[kind], geometric[kind] = parse_delay(name, spec)
         mean *= scale
         if (mean > max_steps).any():
-            worst = Signal(int(np.argmax(mean))).name.lower()
+            worst = SIGNALS.name(int(np.argmax(mean)))
             raise ValueError(f"delay of {worst!r} has mean {mean.max():g} steps, above max_delay={max_steps}")
         return cls(mean=mean, geometric=geometric, max_steps=int(max_steps))
 
@@ -261,10 +261,10 @@ class FeedbackChannel:
             log_odds=log_odds,
             max_steps=delays.max_steps,
             epsilon=epsilon,
-            binary=IS_BINARY,
-            low=VALUE_LOW,
-            high=VALUE_HIGH,
-            resolution=VALUE_RESOLUTION,
+            binary=SIGNALS.binary,
+            low=SIGNALS.low,
+            high=SIGNALS.high,
+            resolution=SIGNALS.resolution,
         )
         self._param_args = tuple(self._params)  # the compiled functions' form of a named group
         self._wheel_size = delays.max_steps + 1  # pending arrivals span at most this many steps
@@ -275,8 +275,8 @@ class FeedbackChannel:
         self._scheduled = RecordChains.empty(1024, self._wheel_size)  # keyed by arrival step % wheel size
         self._held = RecordChains.empty(1024, 0)  # keyed by user, waiting for absent users
         self._last_step = -1  # the last step delivered (-1: look at the whole wheel next time)
-        self.generated = np.zeros(NUM_SIGNALS, dtype=np.int64)
-        self.delivered = np.zeros(NUM_SIGNALS, dtype=np.int64)
+        self.generated = np.zeros(len(self.delays.mean), dtype=np.int64)
+        self.delivered = np.zeros(len(self.delays.mean), dtype=np.int64)
 
     @property
     def pending(self) -> int:

@@ -42,12 +42,6 @@ class Signal(IntEnum):
     REVIEW = 13
     COMMENT = 14
 
-    @classmethod
-    def parse(cls, name: str | int | Signal) -> int:
-        """The kind of a signal named ``"rating"``, ``"RATING"``, ``12`` or ``Signal.RATING`` (registered
-        signals included; see :meth:`SignalTable.parse`)."""
-        return SIGNALS.parse(name)
-
     @property
     def label(self) -> str:
         """The lowercase name used in configs and feature names (``"dwell_seconds"``)."""
@@ -215,27 +209,3 @@ class SignalTable:
 SIGNALS = SignalTable(BUILT_IN)
 """The process-wide signal table."""
 register_signal = SIGNALS.register
-
-# The built-in table's arrays under their own names, for code that runs only on built-in signals.
-NUM_SIGNALS = len(Signal)
-IS_EXPLICIT = SIGNALS.explicit[:NUM_SIGNALS]
-IS_BINARY = SIGNALS.binary[:NUM_SIGNALS]
-VALUE_LOW = SIGNALS.low[:NUM_SIGNALS]
-VALUE_HIGH = SIGNALS.high[:NUM_SIGNALS]
-VALUE_NEUTRAL = SIGNALS.neutral[:NUM_SIGNALS]
-VALUE_RESOLUTION = SIGNALS.resolution[:NUM_SIGNALS]
-SIGNAL_INFO = {Signal(k): SIGNALS.info(k) for k in range(NUM_SIGNALS)}
-CONSUMPTION = SIGNALS.with_role(Role.CONSUMPTION)
-DEPTH = SIGNALS.with_role(Role.DEPTH)
-ACTIONS = SIGNALS.with_role(Role.ACTION)
-AMOUNT = SIGNALS.with_role(Role.AMOUNT)
-
-
-def signals_with(*roles: Role) -> tuple[int, ...]:
-    """The kinds whose role is one of ``roles`` (see :meth:`SignalTable.with_role`)."""
-    return SIGNALS.with_role(*roles)
-
-
-def reward_mask(which: str) -> np.ndarray:
-    """See :meth:`SignalTable.reward_mask`."""
-    return SIGNALS.reward_mask(which)

@@ -52,7 +52,7 @@ from envs.dynamics import (
 )
 from envs.feedback import DelayTable, FeedbackChannel
 from envs.responses import RESPONSES
-from envs.signals import NUM_SIGNALS, VALUE_HIGH, VALUE_NEUTRAL, Signal, reward_mask
+from envs.signals import SIGNALS
 from envs.users import Population, UserParams
 
 
@@ -169,6 +169,7 @@ class Simulator:
             DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon
         )
         self.reward_weight = _reward_weights(domain, config)
+        self.neutral = SIGNALS.neutral.copy()  # (S,) the value of each signal that earns no reward
         response = RESPONSES[domain.response]
         dynamics = Dynamics(
             choice_model=CHOICE_MODELS[config.choice_model],
@@ -218,10 +219,10 @@ class Simulator:
         c, n_items = self.config, self.catalog.num_items
         highest = {
             FeedbackColumn.PRESENT: 1,
-            FeedbackColumn.KIND: NUM_SIGNALS - 1,
+            FeedbackColumn.KIND: SIGNALS.count - 1,
             FeedbackColumn.ITEM_INDEX: n_items - 1,
             FeedbackColumn.POSITION: c.slate_size - 1,
-            FeedbackColumn.VALUE: VALUE_HIGH.max(),
+            FeedbackColumn.VALUE: SIGNALS.high.max(),
             FeedbackColumn.AGE: 2**31,
         }
         feedback_high = np.array([highest[column] for column in FeedbackColumn], np.float32)
@@ -309,7 +310,7 @@ class Simulator:
         _restart(envs, users, self._next_session, self._world, state, self.population.interests, draw_key(rng))
         self._next_session += len(envs)
         waiting = self.channel.release(users, self.env_of_user, self.clock)
-        _score(waiting, self.reward_weight, VALUE_NEUTRAL, self.carried, self.feedback_obs, self.buffers.filled)
+        _score(waiting, self.reward_weight, self.neutral, self.carried, self.feedback_obs, self.buffers.filled)
         return waiting
 
     def end_sessions(self, envs: np.ndarray) -> None:
@@ -351,7 +352,7 @@ class Simulator:
         arrived = self.channel.advance(fresh, self.clock, rng, self.session, self.env_of_user)
         reward, self.carried = self.carried, np.zeros(b)  # the reward carried from the start is paid now
         self.feedback_obs = np.zeros(self.feedback_obs.shape, np.float32)
-        _score(arrived, self.reward_weight, VALUE_NEUTRAL, reward, self.feedback_obs, buffers.filled)
+        _score(arrived, self.reward_weight, self.neutral, reward, self.feedback_obs, buffers.filled)
         self.clock += 1
         self.candidates, self.history = out.next_candidates, out.next_history
         self._handed_out = False
@@ -466,12 +467,12 @@ def _refuse_repeats(actions: np.ndarray) -> None:
 
 
 def _reward_weights(domain: Domain, config: SimConfig) -> np.ndarray:
-    """``(NUM_SIGNALS,)`` reward per unit of each signal: the domain's weights, replaced by the config's where
-    given, zero outside ``config.reward_signals``."""
-    weights = np.zeros(NUM_SIGNALS)
+    """``(S,)`` reward per unit of each signal of the signal table: the domain's weights, replaced by the config's
+    where given, zero outside ``config.reward_signals``."""
+    weights = np.zeros(SIGNALS.count)
     for name, w in {**domain.reward_weights, **(config.reward_weights or {})}.items():
-        weights[Signal.parse(name)] = w
-    return weights * reward_mask(config.reward_signals)
+        weights[SIGNALS.parse(name)] = w
+    return weights * SIGNALS.reward_mask(config.reward_signals)
 
 
 def _item_records(catalog: Catalog) -> np.ndarray:

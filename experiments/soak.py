@@ -32,7 +32,7 @@ import numpy as np
 
 import envs
 from envs.feedback import as_records
-from envs.signals import NUM_SIGNALS, Signal
+from envs.signals import SIGNALS, Signal
 
 DOMAINS = tuple(d.title for d in envs.DOMAINS.values() if d.world is None)  # the generated ones
 CHECK_EVERY = 64  # vector steps between conservation and memory checks
@@ -83,16 +83,16 @@ def require_finite(where: str, arrays: Mapping[str, np.ndarray] | np.ndarray) ->
 
 
 def tally(delivered: np.ndarray, feedback) -> None:
-    """Check ``feedback`` columns and add their records to ``delivered`` ``(NUM_SIGNALS,)`` per kind."""
+    """Check ``feedback`` columns and add their records to ``delivered`` ``(SIGNALS.count,)`` per kind."""
     records = as_records(feedback)
     require_finite("feedback value", records["value"])
     require(bool((records["step_arrived"] >= records["step_shown"]).all()), "a record arrived before it was shown")
-    delivered += np.bincount(records["kind"], minlength=NUM_SIGNALS)
+    delivered += np.bincount(records["kind"], minlength=SIGNALS.count)
 
 
 def check_conservation(channel, delivered: np.ndarray, where: str) -> None:
     """generated = delivered + pending for every kind, and the channel agrees with our own count."""
-    pending = np.bincount(channel.pending_records()["kind"], minlength=NUM_SIGNALS)
+    pending = np.bincount(channel.pending_records()["kind"], minlength=SIGNALS.count)
     if not np.array_equal(channel.generated, delivered + pending):
         kind = int(np.flatnonzero(channel.generated != delivered + pending)[0])
         raise SoakFailure(
@@ -123,7 +123,7 @@ def soak(domain: str, args: argparse.Namespace) -> dict:
     )
     channel = env.unwrapped.sim.channel
     slates = slate_pool(rng, args.num_envs, args.num_candidates, args.slate_size)
-    delivered = np.zeros(NUM_SIGNALS, np.int64)
+    delivered = np.zeros(SIGNALS.count, np.int64)
     obs, info = env.reset(seed=args.seed)
     require_finite("reset observation", obs)
     tally(delivered, info["feedback"])
@@ -161,7 +161,7 @@ def soak(domain: str, args: argparse.Namespace) -> dict:
         "sessions_truncated": truncated_total,
         "generated": channel.generated.copy(),
         "delivered": delivered,
-        "pending": np.bincount(channel.pending_records()["kind"], minlength=NUM_SIGNALS),
+        "pending": np.bincount(channel.pending_records()["kind"], minlength=SIGNALS.count),
         "max_pending": max_pending,
         "warm_rss": warm_rss,
         "end_rss": end_rss,

@@ -36,6 +36,7 @@ RATING_PRIOR = 2.0
 LOG_SCALE = math.log1p(1000.0)
 """Log-scaled amounts (money) and ages (steps) are divided by ``log1p(1000)``, so 1000 maps to 1."""
 
+
 def feature_names() -> tuple[str, ...]:
     """The columns of :func:`engagement_features`, one value and one mask per action and amount signal of the
     signal table."""
@@ -61,7 +62,6 @@ USER_RATING = 3
 
 def _name(kind: int) -> str:
     return SIGNALS.name(kind)
-
 
 
 def item_seconds(catalog) -> np.ndarray:

@@ -19,7 +19,7 @@ from agents.loop import run_online
 from agents.slates import build_slates
 from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE, as_columns
-from envs.signals import NUM_SIGNALS, Signal
+from envs.signals import SIGNALS, Signal
 from experiments import config  # noqa: F401  (registers the env schema that conf/ composes with)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -203,9 +203,9 @@ def test_reward_weights_are_learnt_from_the_environment(cache_dir):
     env = make_env(num_envs=8)
     agent = make_agent(env, cache_dir)
     train(agent, env, 60)
-    expected = np.zeros(NUM_SIGNALS)
+    expected = np.zeros(SIGNALS.count)
     for name, weight in NEWS.reward_weights.items():
-        expected[Signal.parse(name)] = weight
+        expected[SIGNALS.parse(name)] = weight
     observed = [Signal.CLICK, Signal.DWELL_SECONDS, Signal.SHARE]
     np.testing.assert_allclose(agent.rewards.weights[observed], expected[observed], atol=1e-3)
 

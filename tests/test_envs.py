@@ -172,7 +172,7 @@ def test_each_domain_produces_explicit_and_implicit_feedback(env_id):
         if terminated or truncated:
             env.reset()
     kinds.update(np.flatnonzero(env.unwrapped.sim.channel.generated).tolist())
-    explicit = {k for k in kinds if envs.signals.SIGNAL_INFO[Signal(k)].explicit}
+    explicit = {k for k in kinds if envs.signals.SIGNALS.info(k).explicit}
     implicit = kinds - explicit
     domain = env.unwrapped.sim.domain
     assert Signal.RATING in explicit

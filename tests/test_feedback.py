@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from envs import FEEDBACK_DTYPE, Signal, as_events, as_records
 from envs.feedback import DelayTable, FeedbackChannel
-from envs.signals import IS_BINARY, SIGNAL_INFO, VALUE_NEUTRAL
+from envs.signals import SIGNALS
 from tests.conftest import ENV_IDS, SMALL
 
 ONE_SESSION = np.zeros(1, np.int64)
@@ -177,11 +177,11 @@ def test_every_generated_record_is_delivered_exactly_once(
 def test_values_stay_in_their_ranges(env_id, privacy, seed):
     _, records = run_world(env_id, {}, 300, 0, privacy, seed)
     for kind in np.unique(records["kind"]):
-        info = SIGNAL_INFO[Signal(int(kind))]
+        info = SIGNALS.info(int(kind))
         values = records["value"][records["kind"] == kind]
         assert np.isfinite(values).all()
         assert values.min() >= info.low and values.max() <= info.high, Signal(int(kind))
-        if IS_BINARY[kind]:
+        if SIGNALS.binary[kind]:
             assert set(np.unique(values)) <= {0.0, 1.0}
     ratings = records["value"][records["kind"] == Signal.RATING]
     assert np.isin(ratings, [1, 2, 3, 4, 5]).all()
@@ -217,7 +217,7 @@ def owed(sim, feedback) -> np.ndarray:
     the records delivered to it."""
     records = as_records(feedback)
     kinds = records["kind"]
-    value = sim.reward_weight[kinds] * (records["value"] - VALUE_NEUTRAL[kinds])
+    value = sim.reward_weight[kinds] * (records["value"] - SIGNALS.neutral[kinds])
     return np.bincount(records["env_index"], weights=value, minlength=sim.num_envs)
 
 

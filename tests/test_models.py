@@ -15,7 +15,7 @@ from agents.labels import Wait
 from envs.catalog import Catalog
 from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE
-from envs.signals import NUM_SIGNALS, VALUE_NEUTRAL, Signal
+from envs.signals import SIGNALS, Signal
 from models import encoder as encoder_module
 from models.cache import ENV_VAR, EmbeddingCache, default_cache_dir
 from models.encoder import MINILM_INSTALL, TextEncoder, catalog_embeddings, encoder_identity
@@ -221,9 +221,9 @@ def test_catalog_embeddings_encode_only_the_texts_not_cached(tmp_path, tiny):
 
 def feedback(**signals: float) -> tuple[np.ndarray, np.ndarray]:
     """One engagement's ``values`` and ``arrived`` ``(S,)`` from ``kind=value`` pairs."""
-    values, arrived = np.zeros(NUM_SIGNALS, np.float32), np.zeros(NUM_SIGNALS, bool)
+    values, arrived = np.zeros(SIGNALS.count, np.float32), np.zeros(SIGNALS.count, bool)
     for name, value in signals.items():
-        values[Signal.parse(name)], arrived[Signal.parse(name)] = value, True
+        values[SIGNALS.parse(name)], arrived[SIGNALS.parse(name)] = value, True
     return values, arrived
 
 
@@ -298,7 +298,7 @@ def test_invalid_engagements_give_zero_rows():
 
 
 def test_slate_labels_value_feedback_with_the_reward_weights():
-    worth = np.zeros(NUM_SIGNALS, np.float32)
+    worth = np.zeros(SIGNALS.count, np.float32)
     worth[Signal.CLICK], worth[Signal.RATING] = 1.0, 0.5
     shown = [feedback(click=1, rating=5), feedback(), feedback(click=1)]
     labels = slate_labels(
@@ -312,7 +312,7 @@ def test_slate_labels_value_feedback_with_the_reward_weights():
 
 def test_reward_weights_are_recovered_from_step_rewards():
     rng = np.random.default_rng(0)
-    truth = np.zeros(NUM_SIGNALS)
+    truth = np.zeros(SIGNALS.count)
     truth[[Signal.CLICK, Signal.DWELL_SECONDS, Signal.RATING]] = [1.0, 0.01, 0.5]
     model = RewardWeights()
     for _ in range(40):
@@ -320,7 +320,7 @@ def test_reward_weights_are_recovered_from_step_rewards():
         records["env_index"] = rng.integers(4, size=12)
         records["kind"] = rng.choice([Signal.CLICK, Signal.DWELL_SECONDS, Signal.RATING], size=12)
         records["value"] = rng.uniform(1, 5, size=12)
-        gain = truth[records["kind"]] * (records["value"] - VALUE_NEUTRAL[records["kind"]])
+        gain = truth[records["kind"]] * (records["value"] - SIGNALS.neutral[records["kind"]])
         model.observe(records, np.bincount(records["env_index"], weights=gain, minlength=4))
     np.testing.assert_allclose(model.weights, truth, atol=1e-4)
 
@@ -433,7 +433,7 @@ def test_a_new_epoch_forgets_impression_ids_but_keeps_rows():
 
 def test_item_stats_shrink_each_items_rates_toward_the_catalogue():
     stats = ItemStats(num_items=3)
-    worth = np.zeros(NUM_SIGNALS)
+    worth = np.zeros(SIGNALS.count)
     worth[Signal.CLICK] = 1.0
     for _ in range(50):
         stats.count_shown(np.array([0, 1]))
