@@ -2,13 +2,13 @@
 
 Agents act on *batched* observations: every array in ``obs`` has a leading axis ``B`` (sessions served
 at once, from :class:`envs.SlateVectorEnv`), and ``act`` returns slates ``(B, k)``. Feedback reaches an
-agent only through ``observe``: the records in ``info["feedback"]`` (and ``info["reset_feedback"]``)
-that have *arrived*, so delays affect every learner honestly.
+agent only through ``observe``: the records the environment delivered (:attr:`envs.SlateVectorEnv.delivered`)
+after they *arrived*, so delays affect every learner honestly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from agents.persistence import GeneratorState, Stateful, read_state, write_state
 from envs.catalog import Catalog
-from envs.feedback import as_records
+from envs.feedback import EMPTY_FEEDBACK
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,12 @@ class Transition:
         action: ``(B, k)`` slates shown.
         reward: ``(B,)`` reward of the feedback that arrived.
         terminated, truncated: ``(B,)`` bool.
-        info: the vector env's info (``feedback``, ``reset_feedback``, ``impression_id``, ...).
+        info: the vector env's info (``impression_id``, ``choice``, ...).
         next_obs: observation after the step (already the next session's where one ended).
+        feedback: the records (:data:`envs.feedback.FEEDBACK_DTYPE`) that arrived for running sessions; their
+            reward is in ``reward``.
+        released: the records that waited for users whose new session started this step; their reward is paid
+            in that session's first step (the next ``reward``).
     """
 
     obs: dict[str, np.ndarray]
@@ -73,13 +77,19 @@ class Transition:
     truncated: np.ndarray
     info: dict[str, Any]
     next_obs: dict[str, np.ndarray]
+    feedback: np.ndarray = field(default_factory=lambda: EMPTY_FEEDBACK)
+    released: np.ndarray = field(default_factory=lambda: EMPTY_FEEDBACK)
+
+    @classmethod
+    def of(cls, env, obs: dict[str, np.ndarray], action: np.ndarray, step: tuple) -> Transition:
+        """The transition of vector ``env``'s ``step`` (what ``env.step(action)`` returned) from ``obs``."""
+        next_obs, reward, terminated, truncated, info = step
+        arrived, released = env.unwrapped.delivered
+        return cls(obs, action, reward, terminated, truncated, info, next_obs, arrived, released)
 
     def arrived_feedback(self) -> np.ndarray:
-        """All records delivered this step (:data:`envs.feedback.FEEDBACK_DTYPE` array): in-session
-        ones and those that waited for a user whose new session started."""
-        arrived = as_records(self.info["feedback"])
-        waiting = self.info.get("reset_feedback")
-        return arrived if waiting is None else np.concatenate([arrived, as_records(waiting)])
+        """All records delivered this step: :attr:`feedback`, then :attr:`released`."""
+        return np.concatenate([self.feedback, self.released]) if len(self.released) else self.feedback
 
 
 class Agent:

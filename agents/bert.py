@@ -35,7 +35,7 @@ from agents.labels import LabelStrategy, Wait
 from agents.persistence import Counters
 from agents.rating_report import held_out_rating_errors
 from agents.slates import build_slates
-from envs.feedback import as_records, opinion_text
+from envs.feedback import EMPTY_FEEDBACK, opinion_text
 from envs.signals import Signal
 from models.encoder import default_device
 from models.features import (
@@ -109,6 +109,7 @@ class BertAgent(Agent):
         self.rewards = RewardWeights()
         self.item_stats = ItemStats(catalog.num_items)
         self.clock, self.updates, self.unmatched = 0, 0, 0
+        self.released = EMPTY_FEEDBACK  # records released at the last session starts: their reward is paid next
         self.global_rating = 3.0
         self.rating_report: dict[str, float] = {}
 
@@ -198,7 +199,9 @@ class BertAgent(Agent):
             self.clock,
         )
         self.item_stats.count_feedback(records[(rows >= 0) & ~self.replay.holdout[rows]])
-        self.rewards.observe(as_records(transition.info["feedback"]), np.asarray(transition.reward, np.float64))
+        paid = np.concatenate([self.released, transition.feedback])  # the records whose reward this step pays
+        self.rewards.observe(paid, np.asarray(transition.reward, np.float64))
+        self.released = transition.released.copy()
         self.clock += 1
 
     # ------------------------------------------------------------------ learning
@@ -317,7 +320,7 @@ class BertAgent(Agent):
             "examples": self.examples,
             "rewards": self.rewards,
             "item_stats": self.item_stats,
-            "counters": Counters(self, ("clock", "updates", "unmatched", "global_rating")),
+            "counters": Counters(self, ("clock", "updates", "unmatched", "global_rating", "released")),
         }
 
 

@@ -16,7 +16,6 @@ import numpy as np
 from sklearn.metrics import ndcg_score
 
 from agents.base import Agent
-from envs.feedback import as_records
 from envs.signals import SIGNALS, Role, Signal
 
 
@@ -64,14 +63,14 @@ def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str,
         rows = np.flatnonzero(active)
         returns[rows] += reward[rows]
         lengths[rows] += 1
-        _tally_step(tally, rows, slates, candidates, utility, info, base.catalog.categories)
+        _tally_step(tally, rows, slates, candidates, utility, info, base.delivered, base.catalog.categories)
         active &= ~(terminated | truncated)
         if not active.any():
             break
     return _summarise(returns, lengths, tally, base.catalog.num_items)
 
 
-def _tally_step(tally, rows, slates, candidates, utility, info, categories) -> None:
+def _tally_step(tally, rows, slates, candidates, utility, info, delivered, categories) -> None:
     k = slates.shape[1]
     slates, utility = slates[rows], utility[rows]
     shown_items = np.take_along_axis(candidates[rows], slates, axis=1)
@@ -90,7 +89,7 @@ def _tally_step(tally, rows, slates, candidates, utility, info, categories) -> N
         differ = (cats[:, :, None] != cats[:, None, :]).sum(axis=(1, 2)) / 2
         tally.diversity.extend(differ / pairs)
     tally.shown.update(shown_items.ravel().tolist())
-    feedback = as_records(info["feedback"])
+    feedback = delivered.arrived
     feedback = feedback[np.isin(feedback["env_index"], rows)]
     kinds = feedback["kind"]
     tally.ratings.extend(feedback["value"][kinds == Signal.RATING])

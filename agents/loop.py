@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from agents.base import Agent, SelfTraining, Transition
 from agents.checkpoint import Checkpoints
+from agents.persistence import read_state, write_state
 
 LOG_EVERY_STEPS = 1_000
 
@@ -89,13 +90,13 @@ def run_online(
     losses: dict[str, float] = {}  # the latest update's, logged at every log step
     while state.steps < total_steps:
         action = agent.act(obs)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs))
+        step = Transition.of(env, obs, action, env.step(action))
+        agent.observe(step)
         state.steps, state.calls = state.steps + batch, state.calls + 1
         if state.calls % agent.update_every == 0:
             losses = agent.update()
-        state.finish(terminated | truncated, reward)
-        obs = next_obs
+        state.finish(step.terminated | step.truncated, step.reward)
+        obs = step.next_obs
         bar.update(batch)
         if log is not None and (state.steps - last_log >= LOG_EVERY_STEPS or state.steps >= total_steps):
             last_log = state.steps
@@ -121,8 +122,7 @@ def restore_or_reset(agent: Agent, env, seed: int, checkpoints: Checkpoints | No
         state = LoopState(returns=[0.0] * env.num_envs, lengths=[0] * env.num_envs)
     else:
         env.reset(seed=seed)
-        with np.load(latest / "env.npz", allow_pickle=False) as arrays:
-            env.unwrapped.load_state_dict(dict(arrays), json.loads((latest / "env.json").read_text()))
+        env.unwrapped.load_state_dict(read_state(latest / "env"))
         agent.load(latest / "agent")
         state = LoopState(**json.loads((latest / "loop.json").read_text()))
         obs = env.unwrapped.observation()
@@ -134,9 +134,7 @@ def save(checkpoints: Checkpoints, agent: Agent, env, state: LoopState) -> Path:
     """Write a checkpoint of the agent, the environment and the loop counters."""
 
     def write(directory: Path) -> None:
-        arrays, json_state = env.unwrapped.state_dict()
-        np.savez(directory / "env.npz", **arrays)
-        (directory / "env.json").write_text(json.dumps(json_state))
+        write_state(directory / "env", env.unwrapped.state_dict())
         (directory / "loop.json").write_text(json.dumps(state.__dict__))
         (directory / "agent").mkdir()
         agent.save(directory / "agent")

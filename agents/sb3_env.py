@@ -61,14 +61,16 @@ class SB3VecEnv(VecEnv):
 
     def step_wait(self):
         slates = self.decode(self._actions, self._obs)
-        obs, reward, terminated, truncated, info = self.env.step(slates)
-        records = Transition(self._obs, slates, reward, terminated, truncated, info, obs).arrived_feedback()
+        step = Transition.of(self.env, self._obs, slates, self.env.step(slates))
+        obs, reward, info = step.next_obs, step.reward, step.info
+        terminated, truncated = step.terminated, step.truncated
+        records = step.arrived_feedback()
         self.context.remember(records, record_credit(records, self.weights))
         self._obs, self._fresh = obs, False
         infos = [{"TimeLimit.truncated": bool(t and not d)} for t, d in zip(truncated, terminated, strict=True)]
         ended = np.flatnonzero(terminated | truncated)
         if len(ended):
-            last = with_context(info["final_obs"].rows, self.context)
+            last = with_context(info["final_obs"][ended[0]].rows, self.context)  # every ended session's rows
             for row, i in enumerate(ended):
                 infos[i]["terminal_observation"] = {key: value[row] for key, value in last.items()}
         return with_context(self._obs, self.context), reward.astype(np.float32), terminated | truncated, infos

@@ -27,6 +27,7 @@ __all__ = [
     "Catalog",
     "Domain",
     "FeedbackEvent",
+    "ObservationRow",
     "Role",
     "Signal",
     "SignalInfo",

@@ -105,6 +105,12 @@ class Domain:
             raise ValueError(
                 f"domain {self.name!r}: unknown response {self.response!r}; expected one of {sorted(RESPONSES)}"
             )
+        width = RESPONSES[self.response].signals
+        if len(self.implicit_signals) != width:
+            raise ValueError(
+                f"domain {self.name!r}: response {self.response!r} fills {width} values, but implicit_signals "
+                f"names {len(self.implicit_signals)}; expected {width} signals, in the response's order"
+            )
 
     def write_text(self, template: int, topic: int, secondary: int, words: np.ndarray, attributes: dict) -> str:
         """The text of one item; ``words`` ``(4,)`` are random integers choosing the slot words."""

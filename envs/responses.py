@@ -6,8 +6,9 @@ in (0, 1), ``attrs[item]`` holds the item's values of the domain's ``attribute_n
 the uniform stream and cursor (:mod:`envs.draws`), and row ``b`` of ``values``
 ``(B, ≥ len(implicit_signals))`` is filled in the domain's signal order. It returns the fraction of the
 item consumed (which costs session time), whether the user may go on to rate it, and the cursor. A new
-model is added here, dispatched in :func:`respond` and named in :data:`RESPONSES` with the most uniforms one
-consumption reads (its span in the step's draw layout, :class:`envs.dynamics.DrawLayout`; a test checks it).
+model is added here, dispatched in :func:`respond` and named in :data:`RESPONSES` with the number of values it
+fills and the most uniforms one consumption reads (its span in the step's draw layout,
+:class:`envs.dynamics.DrawLayout`; a test checks it).
 """
 
 from __future__ import annotations
@@ -72,14 +73,15 @@ class ResponseModel(NamedTuple):
 
     number: int  # what :func:`respond` dispatches on
     draws: int  # the most uniforms one consumption reads
+    signals: int  # how many values it fills: a domain using it names that many implicit signals
 
 
 READ, SHOP, LISTEN, WATCH = range(4)
 RESPONSES = {
-    "read": ResponseModel(READ, draws=3),
-    "shop": ResponseModel(SHOP, draws=4),
-    "listen": ResponseModel(LISTEN, draws=3),
-    "watch": ResponseModel(WATCH, draws=3),
+    "read": ResponseModel(READ, draws=3, signals=3),
+    "shop": ResponseModel(SHOP, draws=4, signals=4),
+    "listen": ResponseModel(LISTEN, draws=3, signals=4),
+    "watch": ResponseModel(WATCH, draws=3, signals=4),
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from gymnasium.utils import seeding
@@ -13,9 +13,23 @@ from gymnasium.vector.utils import batch_space
 from envs.actions import check_slates
 from envs.catalog import Catalog
 from envs.domain import Domain
-from envs.feedback import as_columns
+from envs.feedback import EMPTY_FEEDBACK
 from envs.users import Population
 from envs.world import make_simulator
+
+
+class Delivered(NamedTuple):
+    """The feedback records (:data:`envs.feedback.FEEDBACK_DTYPE`, ``env_index`` says to whom) the last reset or
+    step delivered.
+
+    Attributes:
+        arrived: delivered to the running sessions; their reward is in this step's reward.
+        released: records that waited for the users whose new session started (their earlier session had ended);
+            they are in the new session's first observation and their reward is paid in its first step.
+    """
+
+    arrived: np.ndarray
+    released: np.ndarray
 
 
 class SlateVectorEnv(VectorEnv):
@@ -24,13 +38,16 @@ class SlateVectorEnv(VectorEnv):
 
     Same-step autoreset (Gymnasium's ``AutoresetMode.SAME_STEP``, as in Stable-Baselines3): when a
     session ends, the returned observation is already the next session's first one; the last one is in
-    ``info["final_obs"]`` (a :class:`FinalObservation`: rows masked by ``info["_final_obs"]``).
+    ``info["final_obs"]``.
 
-    ``info`` per step: ``feedback`` (columns of :data:`envs.feedback.FEEDBACK_DTYPE` for all sub-envs;
-    ``env_index`` says whose),
-    ``reset_feedback`` (records that waited for the users of sessions started this step), ``utility``
-    ``(N, k)``, ``masked_positions`` ``(N, k)`` bool, ``impression_id`` ``(N,)``, ``choice`` ``(N,)``,
-    ``pending_feedback`` (int, whole world).
+    ``info`` follows Gymnasium's vector convention (every value has one entry per sub-env, so
+    ``gymnasium.wrappers.vector.DictInfoToList`` and ``RecordEpisodeStatistics`` work): ``utility`` ``(N, k)``
+    hidden utility of the shown items, ``masked_positions`` ``(N, k)`` bool, ``impression_id`` ``(N,)``,
+    ``choice`` ``(N,)`` slot consumed (-1: none), ``feedback_count`` ``(N,)`` records delivered to each sub-env
+    (arrived and released), and where sessions ended ``final_obs`` ``(N,)`` (object: sub-env ``i``'s last
+    observation, a mapping like an observation of one session, where ``_final_obs[i]``). The records themselves
+    vary in number per sub-env, so they are read from :attr:`delivered`; the world's pending count is
+    :attr:`pending_feedback`.
     """
 
     metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -58,6 +75,7 @@ class SlateVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._all = np.arange(self.num_envs)
+        self.delivered = Delivered(EMPTY_FEEDBACK, EMPTY_FEEDBACK)
 
     @property
     def catalog(self) -> Catalog:
@@ -67,37 +85,50 @@ class SlateVectorEnv(VectorEnv):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
             self.sim.reset_world()
-        waiting = self.sim.start_sessions(self._all, self.np_random)
-        return self.sim.observation(), {"feedback": as_columns(waiting), "pending_feedback": self.sim.channel.pending}
+        self.delivered = Delivered(EMPTY_FEEDBACK, self.sim.start_sessions(self._all, self.np_random))
+        return self.sim.observation(), {"feedback_count": self._counts()}
 
     def step(self, actions):
         slates = check_slates(actions, self.config.num_candidates, self.config.slate_size, self.num_envs)
         out = self.sim.step(slates, self.np_random)
         done = out.terminated | out.truncated
         info: dict[str, Any] = {
-            "feedback": as_columns(out.feedback),
             "utility": out.utility,
             "masked_positions": out.masked,
             "impression_id": out.impression_id,
             "choice": out.choice,
         }
         ended = np.flatnonzero(done)
+        released = EMPTY_FEEDBACK
         if len(ended):
-            info["final_obs"] = FinalObservation(self.sim.observation(ended), ended, self.num_envs)
+            info["final_obs"] = final_observations(self.sim.observation(ended), ended, self.num_envs)
             info["_final_obs"] = done
-            info["reset_feedback"] = as_columns(self.sim.start_sessions(ended, self.np_random))
-        info["pending_feedback"] = self.sim.channel.pending
+            released = self.sim.start_sessions(ended, self.np_random)
+        self.delivered = Delivered(out.feedback, released)
+        info["feedback_count"] = self._counts()
         return self.sim.observation(), out.reward, out.terminated, out.truncated, info
 
-    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
-        """``(arrays, json_state)``: the simulator's arrays and the random generator's state, enough to
-        continue this environment exactly where it is (see :meth:`load_state_dict`)."""
-        return self.sim.state_dict(), {"bit_generator": self.np_random.bit_generator.state}
+    @property
+    def pending_feedback(self) -> int:
+        """Records of the whole world submitted and not yet delivered."""
+        return self.sim.channel.pending
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray], json_state: dict) -> None:
+    def _counts(self) -> np.ndarray:
+        """``(N,)`` records :attr:`delivered` to each sub-env."""
+        arrived, released = self.delivered
+        counts = np.bincount(arrived["env_index"], minlength=self.num_envs)
+        return counts + np.bincount(released["env_index"], minlength=self.num_envs) if len(released) else counts
+
+    def state_dict(self) -> dict[str, Any]:
+        """The simulator's state and the random generator's, enough to continue this environment exactly where it
+        is (see :meth:`load_state_dict`)."""
+        return {"simulator": self.sim.state_dict(), "rng": {"bit_generator": self.np_random.bit_generator.state}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a :meth:`state_dict`; the observation to act on is :meth:`observation`."""
-        self.sim.load_state_dict(arrays)
-        self.np_random.bit_generator.state = json_state["bit_generator"]
+        self.sim.load_state_dict(state["simulator"])
+        self.np_random.bit_generator.state = state["rng"]["bit_generator"]
+        self.delivered = Delivered(EMPTY_FEEDBACK, EMPTY_FEEDBACK)
 
     def observation(self) -> dict[str, np.ndarray]:
         """The current observation (after :meth:`load_state_dict`, the one to act on)."""
@@ -108,24 +139,25 @@ class SlateVectorEnv(VectorEnv):
         return self.sim.candidate_utility()
 
 
-class FinalObservation(Mapping):
-    """``info["final_obs"]``: the last observation of the sessions that ended this step.
+def final_observations(rows: dict[str, np.ndarray], envs: np.ndarray, num_envs: int) -> np.ndarray:
+    """``info["final_obs"]``: an object array ``(num_envs,)`` holding, at each ended sub-env ``envs[r]``, its last
+    observation (an :class:`ObservationRow` of the compact ``rows``, ``(n, ...)`` per key), None elsewhere."""
+    final = np.empty(num_envs, object)
+    final[envs] = [ObservationRow(rows, r) for r in range(len(envs))]
+    return final
 
-    Read as a mapping it holds full ``(num_envs, ...)`` arrays, one per observation key, with the ended
-    sub-envs' rows filled and the others zero, built on first access (most steps' are never read). The
-    compact form is :attr:`rows` ``(n, ...)`` per key, row ``r`` belonging to sub-env ``envs[r]``.
-    """
 
-    def __init__(self, rows: dict[str, np.ndarray], envs: np.ndarray, num_envs: int) -> None:
-        self.rows, self.envs, self.num_envs = rows, envs, num_envs
-        self._full: dict[str, np.ndarray] = {}
+class ObservationRow(Mapping):
+    """One session's observation as a read-only mapping, row ``index`` of the batched ``rows`` (no copy: every
+    ended session of a step shares them, so an adapter can take ``rows`` whole)."""
+
+    __slots__ = ("index", "rows")
+
+    def __init__(self, rows: dict[str, np.ndarray], index: int) -> None:
+        self.rows, self.index = rows, index
 
     def __getitem__(self, key: str) -> np.ndarray:
-        if key not in self._full:
-            rows = self.rows[key]
-            self._full[key] = np.zeros((self.num_envs, *rows.shape[1:]), rows.dtype)
-            self._full[key][self.envs] = rows
-        return self._full[key]
+        return self.rows[key][self.index]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.rows)

@@ -204,7 +204,7 @@ def drive(env, quota: np.ndarray, choose, seed: int) -> tuple[np.ndarray, np.nda
         obs, _, _, _, info = env.step(slates)
         rows = np.flatnonzero((info["choice"] >= 0) & (left[who] > 0))
         rated = np.zeros(len(who))
-        feedback = info["feedback"]
+        feedback = env.unwrapped.delivered.arrived
         rating = feedback["kind"] == Signal.RATING
         rated[feedback["env_index"][rating]] = feedback["value"][rating]
         users.append(who[rows])
@@ -371,7 +371,7 @@ def session_statistics(env_id: str, make_agent, seed: int) -> tuple[float, float
     while active.any():
         slates = agent.check_slates(np.asarray(agent.act(obs, explore=False)), env.num_envs)
         obs, _, terminated, truncated, info = env.step(slates)
-        feedback = info["feedback"]
+        feedback = env.unwrapped.delivered.arrived
         rated = (feedback["kind"] == Signal.RATING) & active[feedback["env_index"]]
         clicks += int((info["choice"][active] >= 0).sum())
         ratings += int(rated.sum())

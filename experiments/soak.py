@@ -9,8 +9,8 @@ noise, users returning to the world (so held feedback is released at their next 
 session ends and time-limit truncation. Along the way it checks:
 
 - conservation per signal kind: records generated = records delivered + records pending, where
-  "delivered" is counted independently from what the env hands out (``info["feedback"]`` and
-  ``info["reset_feedback"]``) and must also equal the channel's own counter;
+  "delivered" is counted independently from what the env hands out (``env.delivered``: arrived and released
+  records) and must also equal the channel's own counter;
 - no NaN or inf in observations (``final_obs`` included), rewards, utilities or feedback values, and
   no record delivered before it was shown;
 - bounded memory: resident memory may grow by at most ``--max-growth-mib`` after the first tenth of
@@ -31,7 +31,6 @@ import gymnasium as gym
 import numpy as np
 
 import envs
-from envs.feedback import as_records
 from envs.signals import SIGNALS, Signal
 
 DOMAINS = tuple(d.title for d in envs.DOMAINS.values() if d.world is None)  # the generated ones
@@ -82,9 +81,8 @@ def require_finite(where: str, arrays: Mapping[str, np.ndarray] | np.ndarray) ->
             raise SoakFailure(f"{where}{'[' + name + ']' if name else ''} is not finite at index {bad}")
 
 
-def tally(delivered: np.ndarray, feedback) -> None:
-    """Check ``feedback`` columns and add their records to ``delivered`` ``(SIGNALS.count,)`` per kind."""
-    records = as_records(feedback)
+def tally(delivered: np.ndarray, records: np.ndarray) -> None:
+    """Check feedback ``records`` and add them to ``delivered`` ``(SIGNALS.count,)`` per kind."""
     require_finite("feedback value", records["value"])
     require(bool((records["step_arrived"] >= records["step_shown"]).all()), "a record arrived before it was shown")
     delivered += np.bincount(records["kind"], minlength=SIGNALS.count)
@@ -126,7 +124,7 @@ def soak(domain: str, args: argparse.Namespace) -> dict:
     delivered = np.zeros(SIGNALS.count, np.int64)
     obs, info = env.reset(seed=args.seed)
     require_finite("reset observation", obs)
-    tally(delivered, info["feedback"])
+    tally(delivered, env.unwrapped.delivered.released)
     calls = -(-args.steps // args.num_envs)
     warm_call, warm_rss, max_pending, terminated_total, truncated_total = calls // 10, rss_mib(), 0, 0, 0
     start = time.perf_counter()
@@ -136,10 +134,12 @@ def soak(domain: str, args: argparse.Namespace) -> dict:
         require_finite(f"{where}: observation", obs)
         require_finite(f"{where}: reward", reward)
         require_finite(f"{where}: utility", info["utility"])
-        tally(delivered, info["feedback"])
+        arrived, released = env.unwrapped.delivered
+        tally(delivered, arrived)
+        tally(delivered, released)
         if "final_obs" in info:
-            require_finite(f"{where}: final observation", info["final_obs"])
-            tally(delivered, info["reset_feedback"])
+            for row in info["final_obs"][info["_final_obs"]]:
+                require_finite(f"{where}: final observation", row)
         terminated_total += int(terminated.sum())
         truncated_total += int(truncated.sum())
         max_pending = max(max_pending, channel.pending)

@@ -178,9 +178,8 @@ def shown_step(agent, env, obs, records=()):
     Returns the next observation and the impression ids ``(N,)`` of the slates shown."""
     action = np.tile(np.arange(agent.task.slate_size), (env.num_envs, 1))
     next_obs, reward, terminated, truncated, info = env.step(action)
-    info = {key: value for key, value in info.items() if key != "reset_feedback"}
-    info["feedback"] = np.array(list(records), FEEDBACK_DTYPE)
-    agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs))
+    feedback = np.array(list(records), FEEDBACK_DTYPE)
+    agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs, feedback))
     return next_obs, info["impression_id"]
 
 
@@ -317,7 +316,7 @@ def test_vec_env_adapter_passes_terminal_observations_and_truncation():
             assert infos[i]["TimeLimit.truncated"] == bool(truncated[i])
             last = infos[i]["terminal_observation"]
             assert set(last) == set(venv.observation_space.spaces)
-            np.testing.assert_array_equal(last["candidates"], info["final_obs"]["candidates"][i])
+            np.testing.assert_array_equal(last["candidates"], info["final_obs"][i]["candidates"])
     assert ended >= NUM_ENVS
 
 

@@ -18,7 +18,7 @@ from agents.labels import Immediate, Wait
 from agents.loop import run_online
 from agents.slates import build_slates
 from envs.domains.news import NEWS
-from envs.feedback import FEEDBACK_DTYPE, as_columns
+from envs.feedback import FEEDBACK_DTYPE
 from envs.signals import SIGNALS, Signal
 from experiments import config  # noqa: F401  (registers the env schema that conf/ composes with)
 
@@ -59,8 +59,9 @@ def train(agent: BertAgent, env, steps: int, seed: int = 0) -> list[dict[str, fl
     agent.attach(env)
     for _ in range(steps):
         action = agent.act(obs)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs))
+        step = Transition.of(env, obs, action, env.step(action))
+        agent.observe(step)
+        next_obs = step.next_obs
         losses.append(agent.update())
         obs = next_obs
     return losses
@@ -153,13 +154,13 @@ def test_build_slates_exploration_stays_distinct_and_seeded():
 # ---------------------------------------------------------------- observing and labels
 
 
-def records(*rows) -> dict[str, np.ndarray]:
-    """``info["feedback"]`` columns from ``(impression, env, position, item, kind, value, text_id)``."""
+def records(*rows) -> np.ndarray:
+    """Feedback records from ``(impression, env, position, item, kind, value, text_id)``."""
     out = np.zeros(len(rows), FEEDBACK_DTYPE)
     for r, (impression, env, position, item, kind, value, text) in zip(out, rows, strict=True):
         r["impression_id"], r["env_index"], r["position"], r["item_index"] = impression, env, position, item
         r["kind"], r["value"], r["text_id"] = kind, value, text
-    return as_columns(out)
+    return out
 
 
 def test_late_feedback_trains_the_impression_it_belongs_to(cache_dir):
@@ -176,8 +177,9 @@ def test_late_feedback_trains_the_impression_it_belongs_to(cache_dir):
         np.zeros(2),
         np.zeros(2, bool),
         np.zeros(2, bool),
-        {"impression_id": ids, "feedback": feedback},
+        {"impression_id": ids},
         obs,
+        feedback,
     )
     agent.observe(step(first, np.array([100, 101]), none))
     agent.observe(step(first, np.array([102, 103]), none))

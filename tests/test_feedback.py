@@ -261,22 +261,23 @@ def test_every_delivered_records_reward_is_paid_with_the_next_step_in_the_vector
         """Step ``vec`` through ``slates``, checking each step's reward; returns the rewards and what is due."""
         sim, paid = vec.unwrapped.sim, []
         for t, slate in enumerate(slates):
-            _, reward, _, _, info = vec.step(slate)
-            np.testing.assert_allclose(reward, due + owed(sim, info["feedback"]), rtol=1e-9, atol=1e-9, err_msg=t)
+            _, reward, _, _, _info = vec.step(slate)
+            arrived, released = vec.unwrapped.delivered
+            np.testing.assert_allclose(reward, due + owed(sim, arrived), rtol=1e-9, atol=1e-9, err_msg=t)
             paid.append(reward)
-            due = owed(sim, info["reset_feedback"]) if "reset_feedback" in info else np.zeros(8)
+            due = owed(sim, released)
         return np.array(paid), due
 
     rng = np.random.default_rng(1)
     slates = np.argsort(rng.random((1200, 8, 20)), axis=2)[:, :, :5]
     vec = make()
-    _, info = vec.reset(seed=1)
-    due, t = owed(vec.unwrapped.sim, info["feedback"]), 0
+    vec.reset(seed=1)
+    due, t = owed(vec.unwrapped.sim, vec.unwrapped.delivered.released), 0
     while not due.any():  # run until a session starts with reward to carry
         _, due = run(vec, due, slates[t : t + 1])
         t += 1
     restored = make()
-    restored.load_state_dict(*vec.unwrapped.state_dict())
+    restored.load_state_dict(vec.unwrapped.state_dict())
     original_paid, _ = run(vec, due, slates[t : t + 600])
     restored_paid, _ = run(restored, due, slates[t : t + 600])
     assert np.array_equal(original_paid, restored_paid)

@@ -114,8 +114,7 @@ def linucb_run(label: LabelStrategy, steps: int, clicks: dict[int, int]):
         records = click_record(*shown[clicks[step]][:1], 1, shown[clicks[step]][1]) if step in clicks else None
         records = np.zeros(0, FEEDBACK_DTYPE) if records is None else records
         records["user_id"] = obs["user_id"][0, 0]
-        info = {"impression_id": info["impression_id"], "feedback": records}
-        agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs))
+        agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs, records))
         obs = next_obs
     return agent
 
@@ -163,8 +162,9 @@ def bert_losses(label: LabelStrategy, tmp_path, steps: int = 6) -> list[dict[str
     losses = []
     for _ in range(steps):
         action = agent.act(obs)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs))
+        step = Transition.of(env, obs, action, env.step(action))
+        agent.observe(step)
+        next_obs = step.next_obs
         losses.append(agent.update())
         obs = next_obs
     return [loss for loss in losses if loss]

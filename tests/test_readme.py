@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import restored_registries
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 OWN_FILES = re.compile(r"# needs your own files: (.+)")
@@ -52,4 +54,5 @@ def test_a_readme_python_block_runs_as_written(line, code, files, tmp_path, monk
     for name, content in files.items():
         Path(name).write_text(content, encoding="utf-8")
     # blank lines in front, so that a traceback names the README's own line numbers
-    exec(compile("\n" * line + code, str(README), "exec"), {"__name__": "__readme__"})
+    with restored_registries():  # the "Extending" examples register a signal, a domain, an agent
+        exec(compile("\n" * line + code, str(README), "exec"), {"__name__": "__readme__"})

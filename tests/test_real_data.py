@@ -181,11 +181,12 @@ def test_the_fits_star_probabilities_are_what_the_simulator_draws(tmp_path):
     for _ in range(60):
         slates = rng.integers(40, size=(env.num_envs, 1))
         users, shown = obs["user_id"][:, 0], obs["candidates"][np.arange(env.num_envs), slates[:, 0]]
-        obs, _, _, _, info = env.step(slates)
-        rated = info["feedback"]["kind"] == Signal.RATING
-        rows = info["feedback"]["env_index"][rated]
+        obs, _, _, _, _info = env.step(slates)
+        feedback = env.unwrapped.delivered.arrived
+        rated = feedback["kind"] == Signal.RATING
+        rows = feedback["env_index"][rated]
         pairs.append(np.column_stack([real_user[users[rows]], world.by_popularity[shown[rows]]]))
-        stars.append(info["feedback"]["value"][rated].astype(int))
+        stars.append(feedback["value"][rated].astype(int))
     pairs, stars = np.concatenate(pairs), np.concatenate(stars)
     assert len(stars) == 60 * env.num_envs
     expected = world.fit.star_probabilities(pairs[:, 0], pairs[:, 1]).mean(axis=0)

@@ -188,16 +188,16 @@ def test_a_corrupt_newest_checkpoint_is_reported_and_the_previous_one_resumed(tm
     before, and ends in exactly the state of a run that was never interrupted."""
     online_run(tmp_path, 400, every=200)
     newest = sorted(tmp_path.glob("step_*"))[-1]
-    data = bytearray((newest / "env.npz").read_bytes())
+    data = bytearray((newest / "env" / "arrays.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (newest / "env.npz").write_bytes(bytes(data))
+    (newest / "env" / "arrays.npz").write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
-        resumed_arrays, resumed_rng = online_run(tmp_path, 800, every=200)
-    assert f"skipping checkpoint {newest}: env.npz fails its SHA-256 checksum" in caplog.text
-    clean_arrays, clean_rng = online_run(None, 800)
-    assert resumed_rng == clean_rng and resumed_arrays.keys() == clean_arrays.keys()
-    for name, array in clean_arrays.items():
-        np.testing.assert_array_equal(resumed_arrays[name], array, err_msg=name)
+        resumed = online_run(tmp_path, 800, every=200)
+    assert f"skipping checkpoint {newest}: env/arrays.npz fails its SHA-256 checksum" in caplog.text
+    clean = online_run(None, 800)
+    assert resumed["rng"] == clean["rng"] and resumed["simulator"].keys() == clean["simulator"].keys()
+    for name, array in clean["simulator"].items():
+        np.testing.assert_array_equal(resumed["simulator"][name], array, err_msg=name)
 
 
 def test_a_corrupt_embedding_cache_is_reported_and_rebuilt(tmp_path, caplog):
@@ -301,16 +301,17 @@ class Payload:
 
 
 def test_a_checkpoint_with_a_pickled_array_is_refused_even_with_valid_checksums(tmp_path):
-    """Someone rewrote env.npz *and* the manifest: the checksums pass, the loader still refuses pickles."""
+    """Someone rewrote the env's arrays *and* the manifest: the checksums pass, the loader still refuses pickles."""
     online_run(tmp_path, 100)
     (latest,) = tmp_path.glob("step_*")
     marker = tmp_path / "executed"
-    with np.load(latest / "env.npz") as arrays:
+    arrays_file = latest / "env" / "arrays.npz"
+    with np.load(arrays_file) as arrays:
         state = dict(arrays)
-    state["user"] = np.array([Payload(marker)], dtype=object)
-    np.savez(latest / "env.npz", **state)
+    state = {name: np.array([Payload(marker)], dtype=object) for name in state}
+    np.savez(arrays_file, **state)
     manifest = json.loads((latest / "manifest.json").read_text())
-    manifest["env.npz"] = hashlib.sha256((latest / "env.npz").read_bytes()).hexdigest()
+    manifest["env/arrays.npz"] = hashlib.sha256(arrays_file.read_bytes()).hexdigest()
     (latest / "manifest.json").write_text(json.dumps(manifest))
     assert verify(latest) is None
     with pytest.raises(ValueError, match="allow_pickle=False"):

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers.vector import DictInfoToList, RecordEpisodeStatistics
 
 from envs import as_records
 from envs.dynamics import step
@@ -47,7 +48,7 @@ def test_sessions_autoreset_in_the_same_step():
         if done.any():
             ended += done.sum()
             assert np.array_equal(info["_final_obs"], done)
-            assert (info["final_obs"]["user_id"][done, 0] == users[done]).all()
+            assert [row["user_id"][0] for row in info["final_obs"][done]] == users[done].tolist()
             assert (obs["history"][done] == -1).all()
         users = obs["user_id"][:, 0].copy()
         assert len(np.unique(users)) == 16, "a user is in two sessions at once"
@@ -60,9 +61,12 @@ def assert_same(first, second, where: str = "") -> None:
         assert first.keys() == second.keys(), where
         for key in first:
             assert_same(first[key], second[key], f"{where}[{key!r}]")
-    elif isinstance(first, tuple):
+    elif isinstance(first, tuple) or (isinstance(first, np.ndarray) and first.dtype == object):
+        assert len(first) == len(second), where
         for index, (a, b) in enumerate(zip(first, second, strict=True)):
             assert_same(a, b, f"{where}[{index}]")
+    elif first is None:
+        assert second is None, where
     else:
         np.testing.assert_array_equal(first, second, err_msg=where)
 
@@ -77,6 +81,7 @@ def test_threaded_and_serial_kernels_step_alike_bit_for_bit():
     for t in range(40):
         slates = random_slates(rng, PARALLEL_FROM)
         assert_same(threaded.step(slates), serial.step(slates), f"step {t}")
+        assert_same(threaded.unwrapped.delivered, serial.unwrapped.delivered, f"step {t}: delivered")
 
 
 def test_observations_handed_out_are_never_written_again():
@@ -87,7 +92,8 @@ def test_observations_handed_out_are_never_written_again():
     kept = [(obs, {key: value.copy() for key, value in obs.items()})]
     for _ in range(30):
         obs, _, _, _, info = vec.step(random_slates(rng, 16))
-        for handed_out in (obs, info.get("final_obs", {})):
+        ended = info["final_obs"][info["_final_obs"]] if "final_obs" in info else []
+        for handed_out in (obs, *ended):
             kept.append((handed_out, {key: value.copy() for key, value in handed_out.items()}))
     vec.reset()
     for held, copy in kept:
@@ -95,9 +101,9 @@ def test_observations_handed_out_are_never_written_again():
             np.testing.assert_array_equal(held[key], copy[key], err_msg=key)
 
 
-def test_final_observation_rows_match_its_full_arrays():
-    """``info["final_obs"]`` keeps the ended sessions' rows compact and builds full, zero-padded arrays on
-    reading; both name the same rows, and those rows continue the sessions' previous observation."""
+def test_final_observations_are_the_ended_sessions_last_rows():
+    """``info["final_obs"]`` holds, where ``_final_obs``, each ended session's last observation (views of one set
+    of compact rows), None elsewhere; those rows continue the sessions' previous observation."""
     vec = make_vec("FeedbackRec/News-v0", 16)
     rng = np.random.default_rng(2)
     obs, _ = vec.reset(seed=2)
@@ -107,12 +113,34 @@ def test_final_observation_rows_match_its_full_arrays():
         obs, _, terminated, truncated, info = vec.step(random_slates(rng, 16))
         done = terminated | truncated
     final = info["final_obs"]
-    assert np.array_equal(final.envs, np.flatnonzero(done)) and set(final) == set(obs) and len(final) == len(obs)
-    for key, rows in final.rows.items():
-        assert np.array_equal(final[key][done], rows)
-        assert not final[key][~done].any(), f"{key} rows of running sessions are not zero"
-    assert np.array_equal(final["user_id"][done], last["user_id"][done])
-    assert not np.array_equal(final["candidates"][done], obs["candidates"][done])
+    assert final.shape == (16,) and all(row is None for row in final[~done])
+    for i in np.flatnonzero(done):
+        assert set(final[i]) == set(obs) and final[i]["user_id"] == last["user_id"][i]
+        assert not np.array_equal(final[i]["candidates"], obs["candidates"][i])
+    compact = final[np.flatnonzero(done)[0]].rows
+    assert all(final[i].rows is compact for i in np.flatnonzero(done))
+
+
+def test_gymnasiums_vector_wrappers_read_the_info():
+    """Every ``info`` value has one entry per sub-env, so Gymnasium's standard vector wrappers work."""
+    vec = RecordEpisodeStatistics(make_vec("FeedbackRec/News-v0", 8, max_episode_steps=6))
+    listed = DictInfoToList(vec)
+    rng = np.random.default_rng(5)
+    _, infos = listed.reset(seed=5)
+    assert len(infos) == 8 and all(info["feedback_count"] >= 0 for info in infos)
+    episodes = 0
+    for _ in range(12):
+        _, _reward, terminated, truncated, infos = listed.step(random_slates(rng, 8))
+        assert len(infos) == 8
+        for info, done in zip(infos, terminated | truncated, strict=True):
+            assert ("episode" in info) == done and ("final_obs" in info) == done
+            episodes += done
+            if done:
+                assert info["episode"]["l"] <= 6 and set(info["final_obs"]) >= {"candidates", "user_id"}
+    assert episodes >= 8
+    delivered = vec.unwrapped.delivered
+    counts = np.bincount(np.concatenate([delivered.arrived, delivered.released])["env_index"], minlength=8)
+    np.testing.assert_array_equal(counts, [info["feedback_count"] for info in infos])
 
 
 def test_one_sub_env_follows_the_single_env_trajectory(env_id):
@@ -124,12 +152,13 @@ def test_one_sub_env_follows_the_single_env_trajectory(env_id):
     obs_v, _ = vec.reset(seed=9)
     for _ in range(300):
         slate = random_slates(rng, 1)
-        obs_v, reward_v, term_v, trunc_v, info_v = vec.step(slate)
+        obs_v, reward_v, term_v, trunc_v, _info_v = vec.step(slate)
         obs_s, reward_s, term_s, trunc_s, info_s = single.step(slate[0])
         assert reward_s == reward_v[0] and term_s == term_v[0] and trunc_s == trunc_v[0]
-        assert as_records(info_s["feedback"]).tobytes() == as_records(info_v["feedback"]).tobytes()
+        assert as_records(info_s["feedback"]).tobytes() == vec.unwrapped.delivered.arrived.tobytes()
         if term_s or trunc_s:
-            obs_s, _ = single.reset()
+            obs_s, info_s = single.reset()
+            assert as_records(info_s["feedback"]).tobytes() == vec.unwrapped.delivered.released.tobytes()
         for key in obs_s:
             assert np.array_equal(obs_s[key], obs_v[key][0]), key
 
@@ -150,7 +179,7 @@ def test_batched_and_single_env_agree_in_distribution():
     for t in range(200):
         _, _, terminated, truncated, info = vec.step(random_slates(rng, 256))
         lengths += 1
-        records = as_records(info["feedback"])
+        records = vec.unwrapped.delivered.arrived
         done = terminated | truncated
         # sessions started late would be cut off by the end of the run (censoring shortens them): count
         # only those started in the first 80 steps, all of which end long before step 200
