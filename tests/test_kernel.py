@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.choice import CHOICE_MODELS, choice_draws, choose
+from envs.choice import CASCADE, CHOICE_MODELS, choice_draws, choose_cascade, choose_mnl
 from envs.draws import bernoulli, draw_key
 from envs.dynamics import (
     CANDIDATE_DRAWS,
@@ -34,6 +34,15 @@ from envs.responses import RESPONSES, respond
 from tests.conftest import SMALL
 
 KEYS = [draw_key(np.random.default_rng(seed)) for seed in range(300)]
+
+
+def choose(model, utility, masked, b, no_click, temperature, position_bias, key, i, scratch):
+    """The choice of ``model`` (a value of CHOICE_MODELS), as the step kernel makes it."""
+    if model == CASCADE:
+        return choose_cascade(utility, masked, b, no_click, temperature, position_bias, key, i)
+    return choose_mnl(utility, masked, b, no_click, temperature, key, i, scratch)
+
+
 SLATE_SIZES = (1, 5, 10)
 
 

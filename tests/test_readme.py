@@ -55,4 +55,4 @@ def test_a_readme_python_block_runs_as_written(line, code, files, tmp_path, monk
         Path(name).write_text(content, encoding="utf-8")
     # blank lines in front, so that a traceback names the README's own line numbers
     with restored_registries():  # the "Extending" examples register a signal, a domain, an agent
-        exec(compile("\n" * line + code, str(README), "exec"), {"__name__": "__readme__"})
+        exec(compile("\n" * line + code, str(README), "exec", dont_inherit=True), {"__name__": "__readme__"})
