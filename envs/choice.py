@@ -26,14 +26,6 @@ def choice_draws(model: int, slate_size: int) -> int:
 
 
 @njit(cache=True, _nrt=False)
-def choose(model, utility, masked, b, no_click, temperature, position_bias, key, i, scratch):
-    """Dispatch to the choice model numbered ``model`` (a value of :data:`CHOICE_MODELS`)."""
-    if model == CASCADE:
-        return choose_cascade(utility, masked, b, no_click, temperature, position_bias, key, i)
-    return choose_mnl(utility, masked, b, no_click, temperature, key, i, scratch)
-
-
-@njit(cache=True, _nrt=False)
 def choose_mnl(utility, masked, b, no_click, temperature, key, i, scratch):
     """Multinomial logit with a no-click option: ``P(j) ∝ exp(u_j / τ)``, ``P(none) ∝ exp(u_0 / τ)``.
     Position does not matter. One uniform, inverse CDF; row ``b`` of ``scratch`` ``(B, ≥ k)`` is overwritten."""
