@@ -247,6 +247,7 @@ class Simulator:
             setattr(self, name, array)
         self.buffers = allocate(StepBuffers, self.dims)
         self._buffers = tuple(self.buffers)
+        self._records = self.buffers.records.reshape(-1)  # a step's records, compacted to the front
         self.clock = 0
         self._next_session = 0
         self._next_impression = 0
@@ -334,7 +335,7 @@ class Simulator:
         b = actions.shape[0]
         if self.config.duplicates == "error":
             _refuse_repeats(actions)
-        out, buffers = self._new_output(), self.buffers
+        out = self._new_output()
         emitted = self._kernel(
             draw_key(rng),
             actions,
@@ -348,11 +349,10 @@ class Simulator:
             self._next_impression,
         )
         self._next_impression += b
-        fresh = buffers.records.reshape(-1)[:emitted]
-        arrived = self.channel.advance(fresh, self.clock, rng, self.session, self.env_of_user)
+        arrived = self.channel.advance(self._records[:emitted], self.clock, rng, self.session, self.env_of_user)
         reward, self.carried = self.carried, np.zeros(b)  # the reward carried from the start is paid now
         self.feedback_obs = np.zeros(self.feedback_obs.shape, np.float32)
-        _score(arrived, self.reward_weight, self.neutral, reward, self.feedback_obs, buffers.filled)
+        _score(arrived, self.reward_weight, self.neutral, reward, self.feedback_obs, self.buffers.filled)
         self.clock += 1
         self.candidates, self.history = out.next_candidates, out.next_history
         self._handed_out = False
