@@ -377,23 +377,20 @@ def step_session(b, key, actions, world, state, out, buffers, p, d, clock, impre
     n = 0
     if c >= 0:
         item = candidate_item(state.progression, b, actions[b, c], num_items)
-        satisfaction, _ = _satisfaction(utility[b, c], person.no_click, key, base + d.satisfaction)
-        attrs = world.attrs
-        engagement, may_rate, _ = respond(p.response, satisfaction, attrs, item, key, base + d.response, values, b)
+        satisfaction, engagement, stars, text_id = consumption(
+            utility[b, c], person, item, world.attrs, p, d, key, base, values, b
+        )
         session, records = state.session[b], buffers.records
         for s in range(world.signals.shape[0]):
             _emit(records, b, n, impression, user, session, item, c, world.signals[s], values[b, s], clock)
             n += 1
-        rate, _ = bernoulli(person.rating_propensity, key, base + d.rate)
-        if may_rate and rate:
-            stars, _ = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, key, base + d.stars)
+        if stars > 0:
             _emit(records, b, n, impression, user, session, item, c, RATING, stars, clock)
             n += 1
-            text_id, _ = _text(stars, key, base + d.text)
-            if text_id >= 0 and p.text_kind >= 0:
-                _emit(records, b, n, impression, user, session, item, c, p.text_kind, 1.0, clock)
-                records[b, n].text_id = text_id
-                n += 1
+        if text_id >= 0:
+            _emit(records, b, n, impression, user, session, item, c, p.text_kind, 1.0, clock)
+            records[b, n].text_id = text_id
+            n += 1
         _consume(b, world.items[item], satisfaction, state.interests, state.fatigue, p)
         spent += engagement
         state.mood[b] = 0.85 * state.mood[b] + 0.15 * 2.0 * satisfaction
@@ -410,6 +407,22 @@ def step_session(b, key, actions, world, state, out, buffers, p, d, clock, impre
     out.terminated[b] = state.budget[b] <= 0 or state.mood[b] < person.leave
     out.truncated[b] = not out.terminated[b] and p.max_episode_steps > 0 and state.steps[b] >= p.max_episode_steps
     draw_candidates(out.next_candidates, state.progression, b, num_items, world.strides, key, base + d.candidates)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def consumption(utility, person, item, attrs, p, d, key, base, values, b):
+    """What a user (a :data:`USER_DTYPE` record) sends on consuming ``item`` of hidden ``utility``: row ``b`` of
+    ``values`` ``(B, ≥ S)`` gets the domain's implicit signals. Returns ``(satisfaction, engagement, stars,
+    text_id)``: the stars are 0 when the user does not rate, the text id -1 when no text is written. Reads the
+    satisfaction, response, rate, stars and text phases of the :class:`DrawLayout` ``d`` from ``base`` on."""
+    satisfaction, _ = _satisfaction(utility, person.no_click, key, base + d.satisfaction)
+    engagement, may_rate, _ = respond(p.response, satisfaction, attrs, item, key, base + d.response, values, b)
+    rate, _ = bernoulli(person.rating_propensity, key, base + d.rate)
+    if not (may_rate and rate):
+        return satisfaction, engagement, 0.0, -1
+    stars, _ = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, key, base + d.stars)
+    text_id, _ = _text(stars, key, base + d.text)
+    return satisfaction, engagement, stars, (text_id if p.text_kind >= 0 else -1)
 
 
 @njit(cache=True, _nrt=False)

@@ -50,6 +50,7 @@ from envs.dynamics import (
     step,
     step_parallel,
 )
+from envs.expectation import DRAWS, expected_rewards
 from envs.feedback import DelayTable, FeedbackChannel
 from envs.responses import RESPONSES
 from envs.signals import SIGNALS
@@ -104,6 +105,29 @@ class StepOutcome(NamedTuple):
     masked: np.ndarray
     impression_id: np.ndarray
     choice: np.ndarray
+
+
+class ChoiceProblem(NamedTuple):
+    """What a session's next slate earns, as the simulator knows it (for the oracle; hidden from agents).
+
+    Attributes:
+        utility: ``(B, M)`` hidden utility of each candidate.
+        reward: ``(B, M)`` expected reward of the feedback a consumption of each candidate sends
+            (:func:`envs.expectation.expected_rewards`).
+        no_click, temperature: ``(B,)`` each session's user's no-click utility and choice temperature.
+        choice_model: ``"mnl"`` or ``"cascade"``; position_bias: the cascade's examination decay.
+        misclick_rate: chance the user takes a random slot instead.
+        may_mask: whether a repeated slot shows nothing (``duplicates="mask"``), so slots may be left empty.
+    """
+
+    utility: np.ndarray
+    reward: np.ndarray
+    no_click: np.ndarray
+    temperature: np.ndarray
+    choice_model: str
+    position_bias: float
+    misclick_rate: float
+    may_mask: bool
 
 
 class Simulator:
@@ -319,6 +343,26 @@ class Simulator:
         _end(envs, _session_arrays(self), self.population.interests)
 
     # ------------------------------------------------------------------ the step
+
+    def choice_problem(self) -> ChoiceProblem:
+        """Everything that sets the expected reward of a slate this step, for the oracle only (hidden state)."""
+        reward = np.empty(self.candidates.shape)
+        expected_rewards(
+            self._world, _session_arrays(self), self._params, self._draws, self.reward_weight, self.neutral,
+            DRAWS, reward,
+        )  # fmt: skip
+        people = self.world.people[self.user]
+        c = self.config
+        return ChoiceProblem(
+            utility=self.candidate_utility(),
+            reward=reward,
+            no_click=people["no_click"].astype(np.float64),
+            temperature=people["temperature"].astype(np.float64),
+            choice_model=c.choice_model,
+            position_bias=c.position_bias,
+            misclick_rate=c.misclick_rate,
+            may_mask=c.duplicates == "mask",
+        )
 
     def candidate_utility(self) -> np.ndarray:
         """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only

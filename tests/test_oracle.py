@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import itertools
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import envs  # noqa: F401  (registers the environments)
 from agents.assortment import EMPTY, best_cascade_slates, best_mnl_slates, cascade_value, mnl_value
+from agents.base import Task, top_k
+from agents.oracle import OracleAgent
+from tests.conftest import ENV_IDS
 
 M, K = 6, 3
 
@@ -62,3 +67,45 @@ def test_slates_are_batched_row_by_row():
     together = best_cascade_slates(attraction, reward, K, 0.8, 0.01)
     alone = np.concatenate([best_cascade_slates(r[2], r[3], K, 0.8, 0.01) for r in rows])
     np.testing.assert_array_equal(together, alone)
+
+
+# ---------------------------------------------------------------------------- the oracle on every domain
+
+
+def step_reward(env, snapshot, slates: np.ndarray, replicate: int) -> np.ndarray:
+    """``(B,)`` the reward of one step of ``slates`` from the saved state, with the draws of ``replicate``."""
+    env.unwrapped.load_state_dict(snapshot)
+    env.unwrapped.np_random = np.random.default_rng(replicate)
+    return env.step(slates)[1]
+
+
+def simple_slates(problem, rng: np.random.Generator, k: int) -> dict[str, np.ndarray]:
+    """Slates a reasonable non-optimising policy would show, from the same hidden state."""
+    click = 1 / (1 + np.exp(-(problem.utility - problem.no_click[:, None]) / problem.temperature[:, None]))
+    best = (click * problem.reward).argmax(1)
+    return {
+        "top utility": top_k(problem.utility, k),
+        "top reward if chosen": top_k(problem.reward, k),
+        "top expected reward": top_k(click * problem.reward, k),
+        "the best item alone": np.tile(best[:, None], (1, k)),  # the rest masked as repeats
+        "random": top_k(rng.random(problem.utility.shape), k),
+    }
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_no_simple_policy_beats_the_oracle_per_step(env_id):
+    """From the same states and the same draws, the oracle's slates earn at least what simpler slates earn, in
+    one step, on every domain (a paired comparison over sessions and replicated draws)."""
+    env = gym.make_vec(env_id, num_envs=256, vectorization_mode="vector_entry_point", delays="none", num_items=500)
+    oracle, rng = OracleAgent(Task.of(env)), np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):  # users a few steps into their sessions, with fatigue and drift
+        obs = env.step(top_k(rng.random((256, 20)), 5))[0]
+    oracle.attach(env)
+    snapshot, problem = env.unwrapped.state_dict(), env.unwrapped.sim.choice_problem()
+    best = oracle.act(obs)
+    paid = np.stack([step_reward(env, snapshot, best, r) for r in range(12)])
+    for name, slates in simple_slates(problem, rng, 5).items():
+        gain = paid - np.stack([step_reward(env, snapshot, slates, r) for r in range(12)])
+        margin = 2.0 * gain.std() / np.sqrt(gain.size)
+        assert gain.mean() >= -margin, f"{name} earns {-gain.mean():.3f} ± {margin:.3f} more than the oracle"
