@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import ndcg_score
 
 from agents.base import Agent
+from agents.oracle import regret
 from envs.signals import SIGNALS, Role, Signal
 
 
@@ -39,12 +40,13 @@ def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str,
 
     Keys: ``episode_reward_mean``, ``episode_reward_ci95`` (1.96 standard errors), ``ctr``,
     ``rating_mean``, ``dwell_mean`` (seconds for news, fractions for music/video), ``purchase_rate``
-    (purchases per impression), ``session_length_mean``, ``regret_mean`` (utility of the best ``k``
-    candidates minus the shown slate's, per step), ``ndcg_at_k`` (shown slate against the utility
-    ranking), ``intra_list_diversity`` (share of slate pairs in different categories), ``coverage``
-    (share of the catalogue ever shown), ``episodes``, and ``episode_rewards`` (the list of per-session
-    returns, in sub-environment order, for paired comparisons of agents on the same seed). Metrics that do
-    not apply are None.
+    (purchases per impression), ``session_length_mean``, ``regret_mean`` (the expected reward of the step's
+    best slate minus the shown slate's, per step, under the simulator's choice model:
+    :func:`agents.oracle.regret`, 0 for the oracle), ``ndcg_at_k`` (shown slate against the utility ranking),
+    ``intra_list_diversity`` (share of slate pairs in different categories), ``coverage`` (share of the
+    catalogue ever shown), ``episodes``, and ``episode_rewards`` (the list of per-session returns, in
+    sub-environment order, for paired comparisons of agents on the same seed). Metrics that do not apply are
+    None.
     """
     if env.num_envs < 1:
         raise ValueError(f"evaluation needs at least 1 episode, got {env.num_envs}")
@@ -56,14 +58,15 @@ def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str,
     returns, lengths = np.zeros(batch), np.zeros(batch, np.int64)
     tally = _Tally()
     for _ in range(max_steps):
-        utility = base.candidate_utility()
+        problem = base.sim.choice_problem()
         slates = agent.check_slates(np.asarray(agent.act(obs, explore=False)), batch)
+        tally.regret.extend(regret(problem, slates)[active])
         candidates = obs["candidates"]
         obs, reward, terminated, truncated, info = env.step(slates)
         rows = np.flatnonzero(active)
         returns[rows] += reward[rows]
         lengths[rows] += 1
-        _tally_step(tally, rows, slates, candidates, utility, info, base.delivered, base.catalog.categories)
+        _tally_step(tally, rows, slates, candidates, problem.utility, info, base.delivered, base.catalog.categories)
         active &= ~(terminated | truncated)
         if not active.any():
             break
@@ -76,8 +79,6 @@ def _tally_step(tally, rows, slates, candidates, utility, info, delivered, categ
     shown_items = np.take_along_axis(candidates[rows], slates, axis=1)
     tally.impressions += len(rows)
     tally.clicks += int((info["choice"][rows] >= 0).sum())
-    best = -np.sort(-utility, axis=1)[:, :k].sum(axis=1)
-    tally.regret.extend(best - info["utility"][rows].sum(axis=1))
     relevance = utility - utility.min(axis=1, keepdims=True)
     placed = np.zeros_like(utility)
     np.put_along_axis(placed, slates, np.arange(k, 0, -1, dtype=placed.dtype), axis=1)

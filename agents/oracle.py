@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.assortment import best_cascade_slates, best_mnl_slates
+from agents.assortment import EMPTY, best_cascade_slates, best_mnl_slates, cascade_value, mnl_value
 from agents.base import Agent
 
 
@@ -46,6 +46,27 @@ def best_slates(problem, k: int) -> np.ndarray:
     top = np.maximum(u.max(1, keepdims=True), u0)  # weights relative to the largest, for stable exponentials
     weight, no_click = np.exp((u - top) / tau), np.exp((u0 - top) / tau)[:, 0]
     return best_mnl_slates(weight, no_click, problem.reward, k, problem.misclick_rate, problem.may_mask)
+
+
+def slate_values(problem, slates: np.ndarray) -> np.ndarray:
+    """``(B,)`` expected reward of this step's ``slates`` ``(B, k)`` (candidate indices; a repeated one shows
+    nothing) for a :class:`envs.simulator.ChoiceProblem`."""
+    k = slates.shape[1]
+    repeated = (slates[:, :, None] == slates[:, None, :]) & np.tri(k, k, -1, bool)[None]
+    shown = np.where(repeated.any(2), EMPTY, slates)
+    u, u0, tau = problem.utility, problem.no_click[:, None], problem.temperature[:, None]
+    if problem.choice_model == "cascade":
+        attraction = 1.0 / (1.0 + np.exp(-(u - u0) / tau))
+        return cascade_value(shown, attraction, problem.reward, problem.position_bias, problem.misclick_rate)
+    top = np.maximum(u.max(1, keepdims=True), u0)
+    weight, no_click = np.exp((u - top) / tau), np.exp((u0 - top) / tau)[:, 0]
+    return mnl_value(shown, weight, no_click, problem.reward, k, problem.misclick_rate)
+
+
+def regret(problem, slates: np.ndarray) -> np.ndarray:
+    """``(B,)`` expected reward the per-step best slate earns beyond ``slates`` ``(B, k)`` (0 for the oracle's)."""
+    best = fill_empty(best_slates(problem, slates.shape[1]), problem.reward)
+    return slate_values(problem, best) - slate_values(problem, slates)
 
 
 def fill_empty(slates: np.ndarray, reward: np.ndarray) -> np.ndarray:

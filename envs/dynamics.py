@@ -37,6 +37,7 @@ from numba import njit, prange
 from envs.choice import CASCADE, choice_draws, choose_cascade, choose_mnl
 from envs.draws import bernoulli, normal, sigmoid, uniform
 from envs.feedback import FEEDBACK_DTYPE, PHRASINGS
+from envs.privacy import REPORT_DRAWS, categorical_response, laplace_report, randomised_response
 from envs.responses import respond
 from envs.signals import Signal
 
@@ -90,6 +91,9 @@ class World(NamedTuple):
     people: np.ndarray  # (U,) USER_DTYPE fixed traits of the users
     signals: np.ndarray  # (S,) int16 the domain's implicit signals, in its response model's order
     strides: np.ndarray  # (P,) int64 candidate strides coprime to N (see draw_candidates)
+    binary: np.ndarray  # (S_all,) bool per signal kind: binary (randomised response) or numeric (Laplace)
+    low: np.ndarray  # (S_all,) float64 per signal kind: the declared range a private report is clipped into
+    high: np.ndarray  # (S_all,) float64
 
 
 class SessionState(NamedTuple):
@@ -175,6 +179,10 @@ class Dynamics(NamedTuple):
     max_episode_steps: int  # 0: never truncate
     text_kind: int  # -1: the domain writes no text
     response: int  # a number of envs.responses.RESPONSES
+    report_epsilon: float  # ε of each private report (envs.privacy); 0: feedback is not privatised
+    rating_low: float  # the rating scale: lowest stars, step between categories, number of star values
+    rating_step: float
+    rating_values: int
 
 
 def as_record(params: tuple) -> np.ndarray:
@@ -223,13 +231,15 @@ class DrawLayout(NamedTuple):
     rate: int
     stars: int
     text: int
+    reports: int  # private reports (envs.privacy): REPORT_DRAWS per report, reports_per_slot per shown slot
     candidates: int  # the next candidates
     stride: int  # positions per session: the end of the last phase
 
     @classmethod
-    def of(cls, choice_model: int, slate_size: int, response_draws: int) -> DrawLayout:
+    def of(cls, choice_model: int, slate_size: int, response_draws: int, reports_per_slot: int = 0) -> DrawLayout:
         """The layout for a choice model (a value of :data:`envs.choice.CHOICE_MODELS`) over ``slate_size``
-        slots and a response model drawing at most ``response_draws`` uniforms."""
+        slots, a response model drawing at most ``response_draws`` uniforms, and ``reports_per_slot`` private
+        reports per shown slot (0 without privacy)."""
         spans = {
             "choice": choice_draws(choice_model, slate_size),
             "misclick": MISCLICK_DRAWS,
@@ -238,6 +248,7 @@ class DrawLayout(NamedTuple):
             "rate": RATE_DRAWS,
             "stars": STARS_DRAWS,
             "text": TEXT_DRAWS,
+            "reports": slate_size * reports_per_slot * REPORT_DRAWS,
             "candidates": CANDIDATE_DRAWS,
         }
         offsets, end = {}, 0
@@ -375,28 +386,32 @@ def step_session(b, key, actions, world, state, out, buffers, p, d, clock, impre
     for t in range(state.fatigue.shape[1]):
         state.fatigue[b, t] *= p.fatigue_decay
     n = 0
+    session, records = state.session[b], buffers.records
+    stars = 0.0
     if c >= 0:
         item = candidate_item(state.progression, b, actions[b, c], num_items)
         satisfaction, engagement, stars, text_id = consumption(
             utility[b, c], person, item, world.attrs, p, d, key, base, values, b
         )
-        session, records = state.session[b], buffers.records
-        for s in range(world.signals.shape[0]):
-            _emit(records, b, n, impression, user, session, item, c, world.signals[s], values[b, s], clock)
-            n += 1
-        if stars > 0:
-            _emit(records, b, n, impression, user, session, item, c, RATING, stars, clock)
-            n += 1
-        if text_id >= 0:
-            _emit(records, b, n, impression, user, session, item, c, p.text_kind, 1.0, clock)
-            records[b, n].text_id = text_id
-            n += 1
+        if p.report_epsilon == 0:
+            for s in range(world.signals.shape[0]):
+                _emit(records, b, n, impression, user, session, item, c, world.signals[s], values[b, s], clock)
+                n += 1
+            if stars > 0:
+                _emit(records, b, n, impression, user, session, item, c, RATING, stars, clock)
+                n += 1
+            if text_id >= 0:
+                _emit(records, b, n, impression, user, session, item, c, p.text_kind, 1.0, clock)
+                records[b, n].text_id = text_id
+                n += 1
         _consume(b, world.items[item], satisfaction, state.interests, state.fatigue, p)
         spent += engagement
         state.mood[b] = 0.85 * state.mood[b] + 0.15 * 2.0 * satisfaction
     else:
         item = -1
         state.mood[b] = 0.85 * state.mood[b]
+    if p.report_epsilon > 0:
+        n = _private_reports(b, c, stars, actions, world, state, masked, values, records, impression, p, d, key, clock)
     _remember(state.history, out.next_history, b, item)
     buffers.emitted[b] = n
     for j in range(k):
@@ -423,6 +438,46 @@ def consumption(utility, person, item, attrs, p, d, key, base, values, b):
     stars, _ = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, key, base + d.stars)
     text_id, _ = _text(stars, key, base + d.text)
     return satisfaction, engagement, stars, (text_id if p.text_kind >= 0 else -1)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _private_reports(b, chosen, stars, actions, world, state, masked, values, records, impression, p, d, key, clock):
+    """Under local privacy (:mod:`envs.privacy`), session ``b``'s reports on every shown slot: each implicit signal
+    (the response's value on the consumed slot ``chosen``, 0 elsewhere), the rating (``stars``, or "not rated")
+    and, where the domain writes text, a text written from the *privatised* rating; each report privatised with
+    ε ``p.report_epsilon``. Report ``r`` of slot ``j`` reads the uniforms from ``b · d.stride + d.reports +
+    (j · R + r) · REPORT_DRAWS`` on (``R`` reports a slot). Returns the number of records emitted."""
+    base = b * d.stride + d.reports
+    per_slot = world.signals.shape[0] + 2
+    user, session, n = state.user[b], state.session[b], 0
+    eps = p.report_epsilon
+    for j in range(actions.shape[1]):
+        if masked[b, j]:
+            continue
+        item = candidate_item(state.progression, b, actions[b, j], world.items.shape[0])
+        at = base + j * per_slot * REPORT_DRAWS
+        for s in range(world.signals.shape[0]):
+            kind = world.signals[s]
+            value = values[b, s] if j == chosen else 0.0
+            if world.binary[kind]:
+                value, _ = randomised_response(value, eps, key, at + s * REPORT_DRAWS)
+            else:
+                value, _ = laplace_report(value, world.low[kind], world.high[kind], eps, key, at + s * REPORT_DRAWS)
+            _emit(records, b, n, impression, user, session, item, j, kind, value, clock)
+            n += 1
+        rated = stars if j == chosen else 0.0  # category 0: not rated; c ≥ 1: the c-th star value
+        category = 0 if rated == 0 else 1 + round((rated - p.rating_low) / p.rating_step)
+        at += world.signals.shape[0] * REPORT_DRAWS
+        category, _ = categorical_response(category, p.rating_values + 1, eps, key, at)
+        private = 0.0 if category == 0 else p.rating_low + (category - 1) * p.rating_step
+        _emit(records, b, n, impression, user, session, item, j, RATING, private, clock)
+        n += 1
+        if p.text_kind >= 0:
+            text_id, _ = _text(private, key, at + REPORT_DRAWS) if category > 0 else (-1, 0)
+            _emit(records, b, n, impression, user, session, item, j, p.text_kind, 1.0 if text_id >= 0 else 0.0, clock)
+            records[b, n].text_id = text_id
+            n += 1
+    return n
 
 
 @njit(cache=True, _nrt=False)

@@ -1,8 +1,9 @@
-"""Feedback records and the channel that delays, privatises and delivers them.
+"""Feedback records and the channel that delays and delivers them.
 
 Every reaction of a simulated user is one record of :data:`FEEDBACK_DTYPE` (a numpy structured array
 row). The :class:`FeedbackChannel` gives each record an arrival step drawn from its signal's delay
-distribution, optionally privatises its value (local differential privacy) and hands it out when due.
+distribution and hands it out when due. Under local privacy the records it receives are already private:
+users privatise their reports before they leave them (:mod:`envs.privacy`).
 
 Conservation: every record submitted is delivered exactly once. A record is delivered to the session it
 came from; if that session has ended, to the same user's session running elsewhere in a batch; if the user
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from envs.draws import bernoulli, draw_key, geometric, geometric_log_odds, laplace
+from envs.draws import bernoulli, draw_key, geometric, geometric_log_odds
 from envs.signals import SIGNALS, Signal
 
 FEEDBACK_DTYPE = np.dtype(
@@ -220,8 +221,7 @@ def parse_delay(name: str, spec: object) -> tuple[float, bool]:
 
 NO_KEY = np.uint64(0)  # the stream key of a step without new records (which draws none)
 HELD = -1  # env_index of a record waiting for its user's next session
-DELAY_DRAW, PRIVACY_DRAW = 0, 1  # a fresh record's stream positions: RECORD_DRAWS · r + these
-RECORD_DRAWS = 2
+RECORD_DRAWS = 1  # a fresh record's stream position (its delay): RECORD_DRAWS · r
 
 
 class ChannelParams(NamedTuple):
@@ -230,15 +230,10 @@ class ChannelParams(NamedTuple):
     mean: np.ndarray  # float64 delay means, steps
     log_odds: np.ndarray  # float64 the geometric delay's parameter (envs.draws.geometric_log_odds), 0 if fixed
     max_steps: int  # the largest delay
-    epsilon: float  # ε of local differential privacy, 0 for none
-    binary: np.ndarray  # bool, privatised by randomised response
-    low: np.ndarray  # float32 value range, for the Laplace noise
-    high: np.ndarray
-    resolution: np.ndarray  # float32 values are rounded to multiples of it (0: continuous)
 
 
 class FeedbackChannel:
-    """Delays, privatises and delivers feedback records for a batch of sub-environments.
+    """Delays and delivers feedback records for a batch of sub-environments.
 
     Scheduled records wait in a timing wheel: :class:`RecordChains` keyed by arrival step modulo
     ``max_delay + 1``, so a step reads only the records due then, whatever the number pending. Records
@@ -246,13 +241,10 @@ class FeedbackChannel:
 
     Args:
         delays: per-signal delay distributions.
-        privacy_epsilon: ε of local differential privacy, or None for no privatisation.
     """
 
-    def __init__(self, delays: DelayTable, privacy_epsilon: float | None = None) -> None:
+    def __init__(self, delays: DelayTable) -> None:
         self.delays = delays
-        self.privacy_epsilon = privacy_epsilon
-        epsilon = 0.0 if privacy_epsilon is None else float(privacy_epsilon)
         log_odds = np.array(
             [geometric_log_odds(m) if g and m > 0 else 0.0 for m, g in zip(delays.mean, delays.geometric, strict=True)]
         )
@@ -260,11 +252,6 @@ class FeedbackChannel:
             mean=delays.mean,
             log_odds=log_odds,
             max_steps=delays.max_steps,
-            epsilon=epsilon,
-            binary=SIGNALS.binary,
-            low=SIGNALS.low,
-            high=SIGNALS.high,
-            resolution=SIGNALS.resolution,
         )
         self._param_args = tuple(self._params)  # the compiled functions' form of a named group
         self._wheel_size = delays.max_steps + 1  # pending arrivals span at most this many steps
@@ -424,14 +411,13 @@ def _advance(scheduled, held, records, now, first_step, key, params, session_of_
     that have no delay; chain the other fresh records under their arrival steps. Records whose user is
     away move to the ``held`` chains. Returns the delivered records (a new array), in the order they were
     scheduled. ``scheduled``, ``held``: :class:`Chains`; ``params``: :class:`ChannelParams` (plain tuples).
-    Fresh record ``r`` reads stream positions ``RECORD_DRAWS · r + DELAY_DRAW`` (its delay) and
-    ``RECORD_DRAWS · r + PRIVACY_DRAW`` (its privacy noise)."""
+    Fresh record ``r`` reads stream position ``RECORD_DRAWS · r`` (its delay)."""
     scheduled, held, params = Chains(*scheduled), Chains(*held), ChannelParams(*params)
     wheel = scheduled.first.shape[0]
     delays = np.empty(records.shape[0], np.int64)
     due = 0
     for r in range(records.shape[0]):
-        delays[r] = _delay(records[r]["kind"], params, key, RECORD_DRAWS * r + DELAY_DRAW)
+        delays[r] = _delay(records[r]["kind"], params, key, RECORD_DRAWS * r)
         due += delays[r] == 0 and _destination(records[r], session_of_env, env_of_user) >= 0
     for step in range(first_step, now + 1):
         due += _count_due(scheduled, step % wheel, now, session_of_env, env_of_user)
@@ -461,38 +447,18 @@ def _delay(kind, params, key, position):
 def _schedule(
     scheduled, held, records, delays, now, key, params, session_of_env, env_of_user, out, n, generated, delivered
 ):
-    """Privatise the fresh ``records``' values; deliver those with no delay (into ``out`` from ``n`` on) and
-    chain the others under their arrival steps."""
-    epsilon = params.epsilon
+    """Deliver the fresh ``records`` with no delay (into ``out`` from ``n`` on) and chain the others under their
+    arrival steps."""
     wheel = scheduled.first.shape[0]
-    keep = math.exp(epsilon) / (1.0 + math.exp(epsilon)) if epsilon > 0 else 1.0
     for r in range(records.shape[0]):
-        kind = records[r]["kind"]
-        generated[kind] += 1
+        generated[records[r]["kind"]] += 1
         value = records[r]["value"]
-        if epsilon > 0:
-            value, _ = _privatise(value, kind, keep, params, key, RECORD_DRAWS * r + PRIVACY_DRAW)
         if delays[r] == 0:
             n = _deliver(records[r], value, now, now, held, session_of_env, env_of_user, out, n, delivered)
         else:
             record = scheduled.records[_append(scheduled, records[r], (now + delays[r]) % wheel)]
             record["step_arrived"] = now + delays[r]
             record["value"] = value
-
-
-@njit(cache=True, _nrt=False)
-def _privatise(value, kind, keep, params, key, i):
-    """Randomised response for binary signals (kept with probability ``keep``), clipped Laplace noise
-    (range / ε) for numeric ones, rounded to the signal's ``resolution`` where it has one (whole stars)."""
-    if params.binary[kind]:
-        flip, i = bernoulli(1.0 - keep, key, i)
-        return (1.0 - value) if flip else value, i
-    low, high = params.low[kind], params.high[kind]
-    noise, i = laplace((high - low) / params.epsilon, key, i)
-    noisy = min(max(value + noise, low), high)
-    if params.resolution[kind] > 0:
-        noisy = round(noisy / params.resolution[kind]) * params.resolution[kind]
-    return noisy, i
 
 
 @njit(cache=True, _nrt=False, inline="always")

@@ -71,7 +71,8 @@ class SignalInfo:
     Attributes:
         name: lowercase name used in configs (``reward_weights``, ``delays``) and feature names.
         role: what the signal says (:class:`Role`).
-        low, high: the value range (privacy noise is applied to values clipped into it).
+        low, high: the declared value range: a private report clips its value into it before adding noise
+            (:mod:`envs.privacy`), so it should fit what the domains produce.
         binary: True when the value is 0 or 1.
         neutral: the value that carries no reward (3 stars for a rating, else 0).
         unit: what a value measures: one of :data:`UNITS` (``""`` for binary signals).
@@ -109,11 +110,11 @@ class SignalInfo:
 
 BUILT_IN = (
     SignalInfo("click", Role.CONSUMPTION),
-    SignalInfo("dwell_seconds", Role.DEPTH, 0.0, 3600.0, binary=False, unit="seconds"),
+    SignalInfo("dwell_seconds", Role.DEPTH, 0.0, 1250.0, binary=False, unit="seconds"),  # 5,000 words at 4/s
     SignalInfo("share", Role.ACTION),
     SignalInfo("add_to_cart", Role.ACTION),
     SignalInfo("purchase", Role.ACTION),
-    SignalInfo("purchase_amount", Role.AMOUNT, 0.0, 10_000.0, binary=False, unit="EUR"),
+    SignalInfo("purchase_amount", Role.AMOUNT, 0.0, 3000.0, binary=False, unit="EUR"),  # 3 of the dearest items
     SignalInfo("play", Role.CONSUMPTION),
     SignalInfo("listen_fraction", Role.DEPTH, binary=False, unit="fraction"),
     SignalInfo("skip", Role.ACTION),

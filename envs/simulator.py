@@ -52,8 +52,9 @@ from envs.dynamics import (
 )
 from envs.expectation import DRAWS, expected_rewards
 from envs.feedback import DelayTable, FeedbackChannel
+from envs.privacy import report_epsilon
 from envs.responses import RESPONSES
-from envs.signals import SIGNALS
+from envs.signals import SIGNALS, Signal
 from envs.users import Population, UserParams
 
 
@@ -189,12 +190,12 @@ class Simulator:
                 f"expected num_users={config.num_users} over the catalog's {self.catalog.num_topics} topics"
             )
         delays = {} if config.delays == "none" else (config.delays or domain.default_delays)
-        self.channel = FeedbackChannel(
-            DelayTable.parse(delays, config.delay_scale, config.max_delay), config.privacy_epsilon
-        )
+        self.channel = FeedbackChannel(DelayTable.parse(delays, config.delay_scale, config.max_delay))
         self.reward_weight = _reward_weights(domain, config)
         self.neutral = SIGNALS.neutral.copy()  # (S,) the value of each signal that earns no reward
         response = RESPONSES[domain.response]
+        rating = SIGNALS.info(Signal.RATING)
+        reports = len(domain.implicit_signals) + 1  # an item's private reports: its implicit signals, its rating
         dynamics = Dynamics(
             choice_model=CHOICE_MODELS[config.choice_model],
             position_bias=config.position_bias,
@@ -207,6 +208,10 @@ class Simulator:
             max_episode_steps=max_episode_steps or 0,
             text_kind=-1 if domain.text_signal is None else int(domain.text_signal),
             response=response.number,
+            report_epsilon=report_epsilon(config.privacy_epsilon, reports) if config.privacy_epsilon else 0.0,
+            rating_low=rating.low,
+            rating_step=rating.resolution,
+            rating_values=round((rating.high - rating.low) / rating.resolution) + 1,
         )
         self.world = World(
             items=_item_records(self.catalog),
@@ -214,13 +219,18 @@ class Simulator:
             people=_user_records(self.population),
             signals=np.array(domain.implicit_signals, dtype=np.int16),
             strides=_coprime_strides(n_items, np.random.default_rng([config.population_seed, 1])),
+            binary=SIGNALS.binary.copy(),
+            low=SIGNALS.low.astype(np.float64),
+            high=SIGNALS.high.astype(np.float64),
         )
         self._world = tuple(self.world)  # the kernels' form of each group (see envs.dynamics)
         self._params = as_record(dynamics)
-        self.draws = DrawLayout.of(dynamics.choice_model, config.slate_size, response.draws)
+        private = config.privacy_epsilon is not None
+        slots = len(domain.implicit_signals) + 2  # records of a shown item: implicit signals, a rating, its text
+        self.draws = DrawLayout.of(dynamics.choice_model, config.slate_size, response.draws, slots if private else 0)
         self._draws = as_record(self.draws)
         self._kernel = step_parallel if num_envs >= PARALLEL_FROM else step
-        slots = len(domain.implicit_signals) + 2  # implicit signals, a rating and its text
+        records = config.slate_size * slots if private else slots  # under privacy, every shown item reports
         self.dims = {
             "B": num_envs,
             "U": config.num_users,
@@ -230,7 +240,7 @@ class Simulator:
             "k": config.slate_size,
             "F": config.feedback_length,
             "C": len(FeedbackColumn),
-            "R": slots,
+            "R": records,
             "V": max(config.slate_size, slots),
         }
         self._new_output = allocator(StepOutput, self.dims)
@@ -246,15 +256,19 @@ class Simulator:
             FeedbackColumn.KIND: SIGNALS.count - 1,
             FeedbackColumn.ITEM_INDEX: n_items - 1,
             FeedbackColumn.POSITION: c.slate_size - 1,
-            FeedbackColumn.VALUE: SIGNALS.high.max(),
+            FeedbackColumn.VALUE: np.inf,  # a declared range bounds private reports' inputs, not every value
             FeedbackColumn.AGE: 2**31,
         }
         feedback_high = np.array([highest[column] for column in FeedbackColumn], np.float32)
+        feedback_low = np.zeros(len(FeedbackColumn), np.float32)
+        feedback_low[FeedbackColumn.VALUE] = -np.inf if c.privacy_epsilon is not None else 0.0  # Laplace noise
         obs = {
             "candidates": spaces.Box(0, n_items - 1, (c.num_candidates,), np.int64),
             "history": spaces.Box(-1, n_items - 1, (c.history_length,), np.int64),
             "feedback": spaces.Box(
-                0.0, np.broadcast_to(feedback_high, (c.feedback_length, len(FEEDBACK_FIELDS))), dtype=np.float32
+                np.broadcast_to(feedback_low, (c.feedback_length, len(FEEDBACK_FIELDS))),
+                np.broadcast_to(feedback_high, (c.feedback_length, len(FEEDBACK_FIELDS))),
+                dtype=np.float32,
             ),
             "user_id": spaces.Box(0, c.num_users - 1, (1,), np.int64),
         }

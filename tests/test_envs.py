@@ -281,8 +281,7 @@ def test_oracle_beats_random(env_id, choice_model):
     random = evaluate(RandomAgent(task, seed=0), make(), seed=11)
     gain = np.array(oracle["episode_rewards"]) - np.array(random["episode_rewards"])
     assert gain.mean() > 1.96 * gain.std(ddof=1) / np.sqrt(len(gain))
-    assert oracle["regret_mean"] == pytest.approx(0.0, abs=1e-5)
-    assert oracle["ndcg_at_k"] == pytest.approx(1.0)
+    assert oracle["regret_mean"] == pytest.approx(0.0, abs=1e-9) and random["regret_mean"] > 0
 
 
 def test_cascade_clicks_favour_the_top_slots():

@@ -64,11 +64,11 @@ def test_every_feedback_and_delay_option_builds_a_training_env(feedback, delay):
     env = run.make_env(cfg, 2, None, "meta")
     sim = env.unwrapped.sim
     assert sim.channel.delays.mean.max() == pytest.approx(cfg.env.delay_scale * 5) or cfg.env.delay_scale == 0
-    assert sim.channel.privacy_epsilon == cfg.feedback.privacy_epsilon
+    assert sim.config.privacy_epsilon == cfg.feedback.privacy_epsilon
     if feedback == "explicit":
         assert sim.reward_weight[[i for i in range(len(sim.reward_weight)) if i != 12]].max() == 0.0
     evaluation = run.make_env(cfg, 2, None, "meta", evaluation=True).unwrapped.sim
-    assert evaluation.channel.delays.mean.max() == 0 and evaluation.channel.privacy_epsilon is None
+    assert evaluation.channel.delays.mean.max() == 0 and evaluation.config.privacy_epsilon is None
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

@@ -30,6 +30,7 @@ from envs.dynamics import (
     draw_candidates,
     specs,
 )
+from envs.privacy import REPORT_DRAWS, categorical_response, laplace_report, randomised_response
 from envs.responses import RESPONSES, respond
 from tests.conftest import SMALL
 
@@ -68,7 +69,17 @@ def response_draws(number: int) -> int:
     )
 
 
-def phase_draws(choice_model: int, k: int, response: int) -> dict[str, int]:
+def report_draws() -> int:
+    """The most uniforms one private report reads (:mod:`envs.privacy`): any mechanism, or a text's."""
+    return max(
+        most_draws(randomised_response, 1.0, 0.5),
+        most_draws(laplace_report, 10.0, 0.0, 20.0, 0.5),
+        most_draws(categorical_response, 2, 6, 0.5),
+        max(most_draws(_text, stars) for stars in (1.0, 5.0)),
+    )
+
+
+def phase_draws(choice_model: int, k: int, response: int, reports_per_slot: int) -> dict[str, int]:
     """The most uniforms each phase of a step reads, measured on the compiled phase functions."""
     masked = np.zeros((1, k), bool)
     candidates, progression = np.empty((1, 20), np.int64), np.empty((1, 2), np.int64)
@@ -81,6 +92,7 @@ def phase_draws(choice_model: int, k: int, response: int) -> dict[str, int]:
         "rate": most_draws(bernoulli, 0.5),
         "stars": max(most_draws(_stars, 0.7, 0.2, spam, 0.5) for spam in (False, True)),
         "text": max(most_draws(_text, stars) for stars in (1.0, 5.0)),
+        "reports": k * reports_per_slot * report_draws(),
         "candidates": max(draw_candidates(candidates, progression, 0, 20, strides, key, 3) - 3 for key in KEYS),
     }
 
@@ -93,8 +105,9 @@ def test_no_phase_draws_into_the_next_one(choice_model, response, k):
     and the last phase (the candidates) ends at the session's stride: a session's phases never share a uniform,
     and sessions never share one either."""
     model, spec = CHOICE_MODELS[choice_model], RESPONSES[response]
-    layout = DrawLayout.of(model, k, spec.draws)
-    measured = phase_draws(model, k, spec.number)
+    reports = spec.signals + 2  # a shown item's private reports: its implicit signals, its rating, its text
+    layout = DrawLayout.of(model, k, spec.draws, reports)
+    measured = phase_draws(model, k, spec.number, reports)
     phases = list(measured)
     assert phases == list(DrawLayout._fields[:-1]), "the layout's phases are the step's phases, in order"
     ends = [getattr(layout, phase) for phase in phases[1:]] + [layout.stride]
@@ -111,7 +124,8 @@ def test_each_declared_span_is_what_its_model_draws_at_most():
             assert worst_case_choice_draws(model, k) == choice_draws(model, k)
     for spec in RESPONSES.values():
         assert response_draws(spec.number) == spec.draws
-    measured = phase_draws(CHOICE_MODELS["mnl"], 5, RESPONSES["read"].number)
+    measured = phase_draws(CHOICE_MODELS["mnl"], 5, RESPONSES["read"].number, 1)
+    assert report_draws() == REPORT_DRAWS
     declared = {
         "misclick": MISCLICK_DRAWS,
         "satisfaction": SATISFACTION_DRAWS,
