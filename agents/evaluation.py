@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.metrics import ndcg_score
+from threadpoolctl import threadpool_limits
 
 from agents.base import Agent
 from agents.oracle import regret
@@ -50,6 +51,12 @@ def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str,
     """
     if env.num_envs < 1:
         raise ValueError(f"evaluation needs at least 1 episode, got {env.num_envs}")
+    with threadpool_limits(limits=1, user_api="blas"):  # as in agents.loop.run_online
+        return _evaluate(agent, env, seed, max_steps)
+
+
+def _evaluate(agent: Agent, env, seed: int, max_steps: int) -> dict[str, float]:
+    """:func:`evaluate`'s loop."""
     base = env.unwrapped
     obs, _ = env.reset(seed=seed)
     agent.attach(env)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from agents.base import Agent, SelfTraining, Transition
@@ -75,7 +76,16 @@ def run_online(
     ``log`` is a ``torch.utils.tensorboard.SummaryWriter`` or None. With ``checkpoints``, the loop
     resumes from the latest checkpoint when there is one, and writes one every ``checkpoint_every``
     user-steps (0: never) and at the end. ``progress``: a tqdm bar, when stderr is a terminal.
+
+    numpy's BLAS runs on one thread meanwhile: its threads and the simulator's compiled threads otherwise take the
+    same cores from each other (a linear bandit's 45 × 45 Gram update measured 5 ms alone, 124 ms beside them).
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, progress)
+
+
+def _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, progress) -> int:
+    """:func:`run_online`'s loop."""
     state, obs = restore_or_reset(agent, env, seed, checkpoints)
     batch, start, first = env.num_envs, time.perf_counter(), state.steps
     last_log = last_save = first

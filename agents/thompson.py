@@ -33,4 +33,4 @@ class ThompsonAgent(LinearBandit):
             return x @ self.theta
         root = np.linalg.cholesky(self.covariance)
         draws = self.theta + self.scale * self.rng.standard_normal((len(x), len(self.theta))) @ root.T
-        return np.einsum("bmi,bi->bm", x, draws)
+        return (x @ draws[:, :, None])[..., 0]
