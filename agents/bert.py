@@ -109,6 +109,7 @@ class BertAgent(Agent):
         self.rewards = RewardWeights()
         self.item_stats = ItemStats(catalog.num_items)
         self.clock, self.updates, self.unmatched = 0, 0, 0
+        self.owed, self.trained_through = 0.0, 0  # examples owed to training; impressions counted into it
         self.released = EMPTY_FEEDBACK  # records released at the last session starts: their reward is paid next
         self.global_rating = 3.0
         self.rating_report: dict[str, float] = {}
@@ -207,14 +208,27 @@ class BertAgent(Agent):
     # ------------------------------------------------------------------ learning
 
     def update(self) -> dict[str, float]:
-        """One AdamW minibatch step on the implicit heads' losses (and, every few updates, one step of the
-        rating head on rated impressions and one of the sentiment head); the losses, or {} while fewer than
-        ``batch_size`` copies are trainable."""
+        """As many AdamW minibatch steps as the impressions observed since the last call call for
+        (``replay_ratio`` examples each, ``batch_size`` a step); the last step's losses, or {} when no step ran
+        (fewer than ``batch_size`` copies trainable, or not enough new impressions yet)."""
         s = self.settings
         trainable = self.examples.trainable(self.observed, self.replay.trainable)
         if len(trainable) < s.batch_size:
+            self.owed = 0.0  # nothing to learn from yet: impressions that wait for their window are not owed
             return {}
-        stats = self._learn_from_examples(self.rng.choice(trainable, s.batch_size, replace=False))
+        self.owed += s.replay_ratio * (self.replay.added - self.trained_through)
+        self.trained_through = self.replay.added
+        stats: dict[str, float] = {}
+        while self.owed >= s.batch_size:
+            self.owed -= s.batch_size
+            stats = self._step_once(self.rng.choice(trainable, s.batch_size, replace=False))
+        return {**stats, **self.rating_report} if stats else {}
+
+    def _step_once(self, chosen: np.ndarray) -> dict[str, float]:
+        """One minibatch step on examples ``chosen``, and the cadences counted in steps: every few steps one of
+        the rating and sentiment heads, the item table's refresh, the held-out rating error."""
+        s = self.settings
+        stats = self._learn_from_examples(chosen)
         self.updates += 1
         if (self.updates - 1) % EXPLICIT_EVERY == 0:
             stats.update(self._learn_from_ratings())
@@ -222,7 +236,7 @@ class BertAgent(Agent):
             self.refresh_item_table()
         if (self.updates - 1) % RATING_EVAL_EVERY == 0:
             self.rating_report = self.rating_errors()
-        return {**stats, **self.rating_report}
+        return stats
 
     @property
     def observed(self) -> int:
@@ -320,7 +334,9 @@ class BertAgent(Agent):
             "examples": self.examples,
             "rewards": self.rewards,
             "item_stats": self.item_stats,
-            "counters": Counters(self, ("clock", "updates", "unmatched", "global_rating", "released")),
+            "counters": Counters(
+                self, ("clock", "updates", "unmatched", "global_rating", "released", "owed", "trained_through")
+            ),
         }
 
 

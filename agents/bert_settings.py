@@ -27,6 +27,9 @@ class BertSettings:
         mmr_lambda: None, or MMR's relevance weight in [0, 1] (1 - λ penalises text similarity).
         lr, weight_decay: AdamW of the network; encoder_lr: of the fine-tuned BERT weights.
         batch_size: impressions per minibatch; buffer_size: impressions kept in the replay.
+        replay_ratio: training examples per new impression: each update takes as many minibatch steps as the
+            impressions observed since the last one call for, so learning per impression does not depend on the
+            number of concurrent sessions or on how often :meth:`update` is called.
         update_every: environment steps between updates; grad_clip: max gradient norm.
         dim, hidden: network widths; memory_size: engagements remembered per user.
         lora_rank, lora_alpha: LoRA adapters; refresh_every: updates between item-table refreshes.
@@ -52,6 +55,7 @@ class BertSettings:
     encoder_lr: float = 1e-4
     batch_size: int = 256
     buffer_size: int = 50_000
+    replay_ratio: float = 4.0
     update_every: int = 1
     grad_clip: float = 1.0
     dim: int = 32
@@ -73,7 +77,7 @@ class BertSettings:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}")
-        for name in ("lr", "encoder_lr", "temperature", "grad_clip", "lora_alpha"):
+        for name in ("lr", "encoder_lr", "temperature", "grad_clip", "lora_alpha", "replay_ratio"):
             _require(name, getattr(self, name), lambda v: v > 0, "a number > 0")
         for name in (
             "batch_size",

@@ -33,6 +33,7 @@ FAST = {
     "memory_size": 4,
     "holdout_fraction": 0.0,
     "device": "cpu",
+    "replay_ratio": 4.0,  # 4 sessions x 4 = one minibatch of 16 per step
 }
 
 
@@ -201,6 +202,27 @@ def test_wait_holds_back_young_impressions_that_immediate_trains_on(cache_dir):
     assert train(waiting, env, 7)[-1]["click_loss"] > 0
 
 
+def test_gradient_steps_follow_the_impressions_not_the_calls(cache_dir):
+    """The same 512 impressions train the same number of minibatches whether 4 or 16 sessions brought them, and
+    whether update() ran after every step or every fourth."""
+    steps = []
+    for sessions, calls, every in ((4, 128, 1), (16, 32, 1), (16, 32, 4)):
+        env = make_env(num_envs=sessions, delays="none")
+        agent = make_agent(env, cache_dir, label=Immediate(), replay_ratio=2.0)
+        obs, _ = env.reset(seed=0)
+        agent.attach(env)
+        for call in range(calls):
+            action = agent.act(obs)
+            step = Transition.of(env, obs, action, env.step(action))
+            agent.observe(step)
+            if call % every == every - 1:
+                agent.update()
+            obs = step.next_obs
+        steps.append(agent.updates)
+    assert steps[0] == pytest.approx(512 * 2 / 16, abs=2) and steps[0] == pytest.approx(steps[1], abs=2), steps
+    assert steps[1] == pytest.approx(steps[2], abs=2), steps
+
+
 def test_reward_weights_are_learnt_from_the_environment(cache_dir):
     env = make_env(num_envs=8)
     agent = make_agent(env, cache_dir)
@@ -280,7 +302,8 @@ def test_save_load_round_trip_restores_scores_memory_and_the_rng(cache_dir, tmp_
     np.testing.assert_array_equal(agent.score(*args), clone.score(*args))
     np.testing.assert_array_equal(agent.replay.user_memory, clone.replay.user_memory)
     np.testing.assert_array_equal(agent.act(obs), clone.act(obs))
-    assert agent.update() == clone.update()
+    continued = [train(twin, make_env(), 3, seed=7) for twin in (agent, clone)]  # the same data after the load
+    assert continued[0] == continued[1] and any(continued[0])
 
 
 def test_load_refuses_a_checkpoint_of_another_shape(cache_dir, tmp_path):
@@ -304,7 +327,7 @@ def test_every_domain_trains_through_the_online_loop(cache_dir, domain):
     env = make_env(domain=domain)
     agent = make_agent(env, cache_dir, fusion="weighted")
     assert run_online(agent, env, 80, progress=False) >= 80
-    assert agent.update()["loss"] > 0
+    assert agent.updates > 0 and np.isfinite(agent.net.project.weight.detach().numpy()).all()
 
 
 def test_the_agent_learns_to_beat_random_slates(cache_dir):
