@@ -189,8 +189,7 @@ class BertAgent(Agent):
         self.examples.shown(serials, self.clock)
         self.item_stats.count_shown(items[~holdout])
         records = transition.arrived_feedback()
-        texts = np.array([opinion_text(t) for t in records["text_id"].tolist()], dtype=object)
-        rows, first = self.replay.join(records, self.sentiment.ids(texts), self.clock)
+        rows, first = self.replay.join(records, self._text_ids(records["text_id"]), self.clock)
         self.unmatched += int((rows < 0).sum())
         positive = rows[first]
         self.examples.positives(
@@ -204,6 +203,15 @@ class BertAgent(Agent):
         self.rewards.observe(paid, np.asarray(transition.reward, np.float64))
         self.released = transition.released.copy()
         self.clock += 1
+
+    def _text_ids(self, text_id: np.ndarray) -> np.ndarray:
+        """``(n,)`` the sentiment reader's ids of the records' review/comment texts, -1 where there is none."""
+        ids = np.full(len(text_id), -1, np.int32)
+        written = np.flatnonzero(text_id >= 0)
+        if len(written):
+            texts = np.array([opinion_text(t) for t in text_id[written].tolist()], dtype=object)
+            ids[written] = self.sentiment.ids(texts)
+        return ids
 
     # ------------------------------------------------------------------ learning
 

@@ -75,11 +75,10 @@ class FeedbackReplay:
         self.user_memory = np.full((num_users, memory_size), -1, np.int64)
         self.added = 0
         self.epoch_start = 0
-        self._row_of: dict[int, int] = {}
 
     def new_epoch(self) -> None:
-        """Impression ids start again (a new environment or a world reset): forget the id → row map."""
-        self._row_of = {}
+        """Impression ids start again (a new environment or a world reset): earlier rows are no longer found by
+        their ids."""
         self.epoch_start = self.added
 
     def add(
@@ -99,16 +98,18 @@ class FeedbackReplay:
         n = len(impressions)
         if n > self.capacity:
             raise ValueError(f"buffer_size={self.capacity} is smaller than one step's {n} impressions")
+        previous = self.impression[(self.added - 1) % self.capacity] if self.added > self.epoch_start else -1
+        if np.any(np.diff(impressions) <= 0) or (n and impressions[0] <= previous):
+            raise ValueError(
+                "impression ids must increase within an epoch (as an environment hands them out); "
+                "call new_epoch() when they start again"
+            )
         rows = (self.added + np.arange(n)) % self.capacity
-        for old, row in zip(self.impression[rows].tolist(), rows.tolist(), strict=True):
-            if self._row_of.get(old) == row:
-                del self._row_of[old]
         self.serial[rows] = self.added + np.arange(n)
         self.impression[rows], self.user[rows], self.step[rows], self.holdout[rows] = impressions, users, step, holdout
         self.items[rows], self.history[rows], self.item_stats[rows] = items, history, item_stats
         self.memory[rows] = self.user_memory[users]
         self.values[rows], self.arrived_at[rows], self.text[rows] = 0.0, -1, -1
-        self._row_of.update(zip(np.asarray(impressions).tolist(), rows.tolist(), strict=True))
         self.added += n
         return self.serial[rows].copy()
 
@@ -124,7 +125,7 @@ class FeedbackReplay:
         Returns each record's row ``(n,)``, -1 where it matched no impression in the buffer (too old, or shown
         by another environment), and ``(n,)`` bool: the record is its shown item's first feedback (the item
         has just turned out consumed)."""
-        found = np.array([self._row_of.get(i, -1) for i in records["impression_id"].tolist()], np.int64)
+        found = self.rows_of_impressions(records["impression_id"])
         pos = records["position"].astype(np.int64)
         match = found >= 0
         match[match] &= self.items[found[match], pos[match]] == records["item_index"][match]
@@ -164,6 +165,16 @@ class FeedbackReplay:
             step=self.step[rows],
             valid=valid,
         )
+
+    def rows_of_impressions(self, ids: np.ndarray) -> np.ndarray:
+        """The row ``(n,)`` of each impression ``ids`` ``(n,)`` of this epoch still held, -1 for the others. Ids
+        increase with the rows' serials within an epoch, so a binary search over the held ones finds them."""
+        first = max(self.epoch_start, self.added - self.capacity)
+        held = self.impression[np.arange(first, self.added) % self.capacity]
+        if not len(held):
+            return np.full(len(ids), -1, np.int64)
+        at = np.minimum(np.searchsorted(held, ids), len(held) - 1)
+        return np.where(held[at] == ids, (first + at) % self.capacity, -1)
 
     def row_of(self, serials: np.ndarray) -> np.ndarray:
         """The row ``(n,)`` of each impression ``serials`` ``(n,)`` (see :attr:`serial`), -1 where it was
@@ -205,13 +216,11 @@ class FeedbackReplay:
         return {**{n: getattr(self, n) for n in names}, "counters": np.array([self.added, self.epoch_start])}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Undo :meth:`state_dict`; the id → row map is rebuilt for the current epoch's rows."""
+        """Undo :meth:`state_dict`."""
         for name, value in state.items():
             if name != "counters":
                 getattr(self, name)[...] = value
         self.added, self.epoch_start = (int(x) for x in state["counters"])
-        live = np.flatnonzero(self.serial >= self.epoch_start)
-        self._row_of = dict(zip(self.impression[live].tolist(), live.tolist(), strict=True))
 
 
 def first_occurrences(keys: np.ndarray) -> np.ndarray:
