@@ -129,15 +129,14 @@ def restore_or_reset(agent: Agent, env, seed: int, checkpoints: Checkpoints | No
     latest = checkpoints.latest() if checkpoints else None
     if latest is None:
         obs, _ = env.reset(seed=seed)
-        state = LoopState(returns=[0.0] * env.num_envs, lengths=[0] * env.num_envs)
-    else:
-        env.reset(seed=seed)
-        env.unwrapped.load_state_dict(read_state(latest / "env"))
-        agent.load(latest / "agent")
-        state = LoopState(**json.loads((latest / "loop.json").read_text()))
-        obs = env.unwrapped.observation()
-    agent.attach(env)
-    return state, obs
+        agent.attach(env)
+        return LoopState(returns=[0.0] * env.num_envs, lengths=[0] * env.num_envs), obs
+    env.reset(seed=seed)
+    env.unwrapped.load_state_dict(read_state(latest / "env"))
+    agent.attach(env)  # before loading: the saved agent continues the saved env's impression ids
+    agent.load(latest / "agent")
+    state = LoopState(**json.loads((latest / "loop.json").read_text()))
+    return state, env.unwrapped.observation()
 
 
 def save(checkpoints: Checkpoints, agent: Agent, env, state: LoopState) -> Path:

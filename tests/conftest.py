@@ -1,12 +1,14 @@
 """Shared fixtures: every FeedbackRec environment id, small worlds for fast tests, and registries restored after a
-test that extends them."""
+test that extends them; the Hypothesis profile."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import gymnasium as gym
 import pytest
+from hypothesis import settings
 
 import envs  # noqa: F401  (registers the environments)
 from envs.registry import DOMAINS
@@ -41,3 +43,10 @@ def restored_registries():
 def isolated_registries():
     with restored_registries():
         yield
+
+
+# Property tests draw the same examples on every run and machine (a failure reproduces by rerunning it), and
+# keep no example database between runs. HYPOTHESIS_PROFILE=explore searches afresh each run.
+settings.register_profile("reproducible", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))

@@ -48,9 +48,12 @@ def make_env(env_id: str = "FeedbackRec/News-v0", num_envs: int = NUM_ENVS, **kw
 
 
 def make_agent(name: str, env, seed: int = 0, label: str = "wait", **overrides):
-    """The agent of ``conf/agent/<name>.yaml`` (its ``${label}`` from ``conf/label/<label>.yaml``)."""
+    """The agent of ``conf/agent/<name>.yaml`` (its ``${label}`` from ``conf/label/<label>.yaml``, its
+    ``${feedback.agent.*}`` from the default feedback strategy, ``conf/feedback/multitask.yaml``)."""
     agent = OmegaConf.merge(OmegaConf.load(CONF / f"{name}.yaml"), TINY.get(name, {}), overrides)
-    cfg = OmegaConf.create({"agent": agent, "label": OmegaConf.load(CONF.parent / "label" / f"{label}.yaml")})
+    groups = {group: OmegaConf.load(CONF.parent / group / f"{option}.yaml") for group, option in
+              (("label", label), ("feedback", "multitask"))}  # fmt: skip
+    cfg = OmegaConf.create({"agent": agent, **groups})
     return instantiate(cfg.agent, _partial_=True)(task=Task.of(env), seed=seed)
 
 

@@ -23,6 +23,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
@@ -175,25 +176,45 @@ def test_a_write_that_raises_leaves_no_partial_checkpoint(tmp_path):
 # ---------------------------------------------------------------- corruption detected by checksum
 
 
-def online_run(root: Path | None, total: int, every: int = 0):
-    env = make_vec("FeedbackRec/News-v0", 4)
+class StepCounter(gym.vector.VectorWrapper):
+    """Counts the batched steps taken through it and keeps the environment's state as the first step found it."""
+
+    steps = 0
+    first_state = None
+
+    def step(self, actions):
+        if self.steps == 0:
+            self.first_state = self.env.unwrapped.state_dict()
+        self.steps += 1
+        return self.env.step(actions)
+
+
+def online_run(root: Path | None, total: int, every: int = 0, seed: int = 0, counter: list | None = None):
+    """Run (or resume, from ``root``) a random agent to ``total`` user-steps; returns the environment's state.
+    The batched steps this call took are appended to ``counter``."""
+    env = StepCounter(make_vec("FeedbackRec/News-v0", 4))
     agent = RandomAgent(Task.of(env), seed=0)
     checkpoints = None if root is None else Checkpoints(root, keep=3)
-    run_online(agent, env, total, checkpoints=checkpoints, checkpoint_every=every, progress=False)
+    run_online(agent, env, total, seed=seed, checkpoints=checkpoints, checkpoint_every=every, progress=False)
+    if counter is not None:
+        counter.append(env.steps)
     return env.unwrapped.state_dict()
 
 
 def test_a_corrupt_newest_checkpoint_is_reported_and_the_previous_one_resumed(tmp_path, caplog):
     """Corrupt the newest checkpoint of an interrupted run: resuming warns, restarts from the one
-    before, and ends in exactly the state of a run that was never interrupted."""
+    before, and ends in exactly the state of a run that was never interrupted — taking only the steps
+    after the previous checkpoint, and although it was given another seed (a restart would follow it)."""
     online_run(tmp_path, 400, every=200)
     newest = sorted(tmp_path.glob("step_*"))[-1]
     data = bytearray((newest / "env" / "arrays.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (newest / "env" / "arrays.npz").write_bytes(bytes(data))
+    taken: list[int] = []
     with caplog.at_level(logging.WARNING):
-        resumed = online_run(tmp_path, 800, every=200)
+        resumed = online_run(tmp_path, 800, every=200, seed=1, counter=taken)
     assert f"skipping checkpoint {newest}: env/arrays.npz fails its SHA-256 checksum" in caplog.text
+    assert taken == [(800 - 200) // 4], "the run did not continue from the checkpoint before the corrupt one"
     clean = online_run(None, 800)
     assert resumed["rng"] == clean["rng"] and resumed["simulator"].keys() == clean["simulator"].keys()
     for name, array in clean["simulator"].items():

@@ -137,6 +137,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
+    checkpointed = int(latest.read_text().removeprefix("step_"))  # where the resumed run must start
     refused = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "run.py"), f"hydra.run.dir={killed}", *settings],
         cwd=killed,
@@ -144,6 +145,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         text=True,
     )
     assert refused.returncode == 2 and "pass resume=true" in refused.stderr
+    earlier_logs = set((killed / "tb").glob("events.out.tfevents.*"))
     resumed = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "run.py"), f"hydra.run.dir={killed}", *settings, "resume=true"],
         cwd=killed,
@@ -151,6 +153,10 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (resumed_log,) = set((killed / "tb").glob("events.out.tfevents.*")) - earlier_logs
+    events = EventAccumulator(str(resumed_log))
+    events.Reload()
+    assert min(e.step for e in events.Scalars("time/fps")) > checkpointed, "the resumed run started over"
     assert start(clean, *settings).wait() == 0
     after_kill = json.loads((killed / "metrics.json").read_text())
     uninterrupted = json.loads((clean / "metrics.json").read_text())
