@@ -167,6 +167,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     writer = SummaryWriter(str(output_dir / "tb"))
     writer.add_text("config", config_table(cfg))
+    loop_start = time.perf_counter()
     steps = train(
         agent,
         train_env,
@@ -177,6 +178,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         checkpoint_every=cfg.train.checkpoint_every,
     )
     train_seconds = time.perf_counter() - start
+    loop_seconds = time.perf_counter() - loop_start
 
     metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, evaluation=True), seed=cfg.eval.seed)
     (output_dir / "eval_episodes.json").write_text(json.dumps(metrics.pop("episode_rewards")))
@@ -189,7 +191,13 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
             metrics["episode_reward_mean"], floor["episode_reward_mean"], ceiling["episode_reward_mean"]
         )
     wall = time.perf_counter() - start
-    metrics.update(env_steps=steps, wall_seconds=wall, env_steps_per_second=steps / max(train_seconds, 1e-9))
+    metrics.update(
+        env_steps=steps,
+        wall_seconds=wall,
+        env_steps_per_second=steps / max(train_seconds, 1e-9),  # setup (catalogue, agent, text cache) included
+        train_steps_per_second=steps / max(loop_seconds, 1e-9),  # the training loop alone
+        eval_seconds=wall - train_seconds,  # evaluation, with the random and oracle baselines
+    )
     for name, value in metrics.items():
         if value is not None:
             writer.add_scalar(f"eval/{name}", value, steps)

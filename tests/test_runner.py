@@ -29,6 +29,8 @@ TINY = [
 ]
 KEYS = {
     "episode_reward_mean",
+    "train_steps_per_second",
+    "eval_seconds",
     "episode_reward_ci95",
     "ctr",
     "rating_mean",
