@@ -322,6 +322,20 @@ def test_same_seed_same_run(cache_dir):
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
 
 
+def test_a_thousand_sessions_train_side_by_side_the_same_way_twice(cache_dir):
+    """1,024 sessions at once (the learner-speed benchmark's largest batch): three batched steps through the online
+    loop take the minibatch steps their impressions call for, and a second run with the same seed ends with the
+    same weights, bit for bit."""
+    weights = []
+    for _ in range(2):
+        env = make_env(num_envs=1024, num_users=2048, delays="none")
+        agent = make_agent(env, cache_dir, label=Immediate(), batch_size=256, replay_ratio=0.25)
+        assert run_online(agent, env, 3 * 1024, seed=5, progress=False) == 3 * 1024
+        assert agent.updates == 3  # 1,024 impressions x 0.25 per call = one step of 256 after each of 3 calls
+        weights.append({k: v.clone() for k, v in agent.net.state_dict().items()})
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 @pytest.mark.parametrize("domain", ["News", "Ecommerce", "Music", "Video"])
 def test_every_domain_trains_through_the_online_loop(cache_dir, domain):
     env = make_env(domain=domain)
