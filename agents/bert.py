@@ -259,7 +259,9 @@ class BertAgent(Agent):
         as_of = np.minimum(ex.as_of[chosen], self.observed)
         covered = (ex.slot[chosen, None] < 0) | (ex.slot[chosen, None] == np.arange(k))
         batch, labels = self._training_batch(rows, self.replay.arrived_by(rows, as_of), covered)
-        fresh = self.text.fresh_vectors(batch.items) if self.text.trains else None
+        fresh, encoded = None, None
+        if self.text.trains and self.updates % self.settings.text_every == 0:
+            fresh, encoded = self.text.fresh_vectors(batch.items, self.rng, self.settings.text_items)
         self.net.track_labels(labels)
         outputs = self.net(batch, fresh)
         click = torch.sigmoid(outputs[..., HEADS.index("click")]).detach().cpu().numpy()
@@ -267,6 +269,8 @@ class BertAgent(Agent):
         losses = head_losses(outputs, labels, self.net.value_scale().item(), self.global_rating, weights)
         total = sum(self.settings.loss_weights.get(h, 1.0) * losses[h] for h in IMPLICIT_HEADS)
         self._step(total)
+        if encoded is not None:
+            self.net.set_item_vectors(torch.as_tensor(self.text.vectors[encoded], device=self.device), encoded)
         return {"loss": total.item(), **{f"{h}_loss": losses[h].item() for h in IMPLICIT_HEADS}}
 
     def _step(self, loss: torch.Tensor) -> None:

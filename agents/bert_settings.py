@@ -32,7 +32,10 @@ class BertSettings:
             number of concurrent sessions or on how often :meth:`update` is called.
         update_every: environment steps between updates; grad_clip: max gradient norm.
         dim, hidden: network widths; memory_size: engagements remembered per user.
-        lora_rank, lora_alpha: LoRA adapters; refresh_every: updates between item-table refreshes.
+        lora_rank, lora_alpha: LoRA adapters; refresh_every: updates between refreshes of the whole item table.
+        text_every: in ``lora``/``full`` mode, minibatch steps between two that fine-tune the encoder (the others
+            train the network on the item table); text_items: distinct items of the minibatch such a step
+            encodes with gradients (the others are read from the table), whose table rows it then refreshes.
         loss_weights: head name → weight of its loss.
         holdout_fraction: share of impressions held out to measure rating error (never trained on).
         device: ``"cpu"``, ``"cuda"``, ... (None: the GPU when present).
@@ -63,7 +66,9 @@ class BertSettings:
     memory_size: int = 32
     lora_rank: int = 8
     lora_alpha: float = 16.0
-    refresh_every: int = 200
+    refresh_every: int = 1000
+    text_every: int = 4
+    text_items: int = 32
     loss_weights: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(HEADS, 1.0))
     holdout_fraction: float = 0.1
     device: str | None = None
@@ -88,6 +93,8 @@ class BertSettings:
             "memory_size",
             "lora_rank",
             "refresh_every",
+            "text_every",
+            "text_items",
         ):
             _require(name, getattr(self, name), lambda v: v > 0 and float(v).is_integer(), "an integer > 0")
         _require("weight_decay", self.weight_decay, lambda v: v >= 0, "a number >= 0")

@@ -36,8 +36,11 @@ class _Tally:
     shown: set = field(default_factory=set)
 
 
-def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str, float]:
+def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000, regret: bool = True) -> dict[str, float]:
     """Run one session in each of ``env.num_envs`` sub-environments; returns the metrics.
+
+    ``regret=False`` skips ``regret_mean`` (None), which costs most of an evaluation: each step's best slate
+    by the choice model (a reference's baselines, whose rewards alone are used, need none).
 
     Keys: ``episode_reward_mean``, ``episode_reward_ci95`` (1.96 standard errors), ``ctr``,
     ``rating_mean``, ``dwell_mean`` (seconds for news, fractions for music/video), ``purchase_rate``
@@ -52,10 +55,10 @@ def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000) -> dict[str,
     if env.num_envs < 1:
         raise ValueError(f"evaluation needs at least 1 episode, got {env.num_envs}")
     with threadpool_limits(limits=1, user_api="blas"):  # as in agents.loop.run_online
-        return _evaluate(agent, env, seed, max_steps)
+        return _evaluate(agent, env, seed, max_steps, regret)
 
 
-def _evaluate(agent: Agent, env, seed: int, max_steps: int) -> dict[str, float]:
+def _evaluate(agent: Agent, env, seed: int, max_steps: int, with_regret: bool) -> dict[str, float]:
     """:func:`evaluate`'s loop."""
     base = env.unwrapped
     obs, _ = env.reset(seed=seed)
@@ -65,15 +68,17 @@ def _evaluate(agent: Agent, env, seed: int, max_steps: int) -> dict[str, float]:
     returns, lengths = np.zeros(batch), np.zeros(batch, np.int64)
     tally = _Tally()
     for _ in range(max_steps):
-        problem = base.sim.choice_problem()
+        problem = base.sim.choice_problem() if with_regret else None
+        utility = problem.utility if with_regret else base.sim.candidate_utility()
         slates = agent.check_slates(np.asarray(agent.act(obs, explore=False)), batch)
-        tally.regret.extend(regret(problem, slates)[active])
+        if with_regret:
+            tally.regret.extend(regret(problem, slates)[active])
         candidates = obs["candidates"]
         obs, reward, terminated, truncated, info = env.step(slates)
         rows = np.flatnonzero(active)
         returns[rows] += reward[rows]
         lengths[rows] += 1
-        _tally_step(tally, rows, slates, candidates, problem.utility, info, base.delivered, base.catalog.categories)
+        _tally_step(tally, rows, slates, candidates, utility, info, base.delivered, base.catalog.categories)
         active &= ~(terminated | truncated)
         if not active.any():
             break
@@ -117,7 +122,7 @@ def _summarise(returns, lengths, tally: _Tally, num_items: int) -> dict[str, flo
         "dwell_mean": _mean_or_none(tally.dwell),
         "purchase_rate": tally.purchases / impressions,
         "session_length_mean": float(lengths.mean()),
-        "regret_mean": float(np.mean(tally.regret)),
+        "regret_mean": _mean_or_none(tally.regret),
         "ndcg_at_k": float(np.sum(tally.ndcg) / impressions) if tally.ndcg else None,
         "intra_list_diversity": _mean_or_none(tally.diversity),
         "coverage": len(tally.shown) / num_items,

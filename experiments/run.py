@@ -183,10 +183,10 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, evaluation=True), seed=cfg.eval.seed)
     (output_dir / "eval_episodes.json").write_text(json.dumps(metrics.pop("episode_rewards")))
     if cfg.eval.baselines:
-        floor = evaluate(
-            RandomAgent(task, seed=cfg.seed), make_env(cfg, cfg.eval.episodes, catalog, features, True), cfg.eval.seed
+        floor, ceiling = (
+            evaluate(baseline, make_env(cfg, cfg.eval.episodes, catalog, features, True), cfg.eval.seed, regret=False)
+            for baseline in (RandomAgent(task, seed=cfg.seed), OracleAgent(task))
         )
-        ceiling = evaluate(OracleAgent(task), make_env(cfg, cfg.eval.episodes, catalog, features, True), cfg.eval.seed)
         metrics["normalized_score"] = normalized_score(
             metrics["episode_reward_mean"], floor["episode_reward_mean"], ceiling["episode_reward_mean"]
         )

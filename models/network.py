@@ -38,6 +38,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -137,10 +138,14 @@ class RecommenderNet(nn.Module):
         self.fuse = _make_fusion(fusion, widths, hidden, fusion_weights)
 
     @torch.no_grad()
-    def set_item_vectors(self, vectors: torch.Tensor) -> None:
-        """Take new catalogue embeddings ``(I, D)`` (e.g. re-encoded by a fine-tuned BERT) as matching
-        vectors on the principal axes fitted at construction."""
-        self.match_table.copy_(self.match_vectors(vectors.float()))
+    def set_item_vectors(self, vectors: torch.Tensor, items: np.ndarray | None = None) -> None:
+        """Take new embeddings ``(n, D)`` of ``items`` ``(n,)`` (None: the whole catalogue, ``n = I``), e.g.
+        re-encoded by a fine-tuned BERT, as their matching vectors on the principal axes fitted at construction."""
+        matched = self.match_vectors(vectors.float())
+        if items is None:
+            self.match_table.copy_(matched)
+        else:
+            self.match_table[torch.as_tensor(items, device=matched.device)] = matched
 
     def match_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         """Unit vectors ``(..., m)`` for text matching: ``vectors`` ``(..., D)`` on their top ``m`` principal axes."""

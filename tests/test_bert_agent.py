@@ -278,6 +278,31 @@ def test_lora_mode_changes_the_adapters_and_not_the_base_weights(cache_dir):
     assert not torch.equal(table, agent.net.match_table)
 
 
+def test_a_fine_tuning_step_encodes_a_sample_of_items_and_refreshes_only_their_table_rows(cache_dir):
+    """With ``text_items=3`` a step that fine-tunes the encoder encodes 3 distinct items of its minibatch with
+    gradients: their rows of the item table become their new embeddings, every other row stays."""
+    env = make_env()
+    agent = make_agent(env, cache_dir, finetune="lora", label=Immediate(), text_every=1, text_items=3, encoder_lr=1e-2)
+    table = agent.net.match_table.clone()
+    encoded = []
+    fresh_vectors = agent.text.fresh_vectors
+
+    def recorded(*args):
+        vectors, items = fresh_vectors(*args)
+        encoded.append(items)
+        return vectors, items
+
+    agent.text.fresh_vectors = recorded
+    train(agent, env, 6)
+    assert len(encoded) == agent.updates >= 2 and all(len(np.unique(items)) == 3 for items in encoded)
+    everything = np.unique(np.concatenate(encoded))
+    changed = np.flatnonzero((agent.net.match_table != table).any(1).numpy())
+    assert set(changed.tolist()) == set(everything.tolist())
+    kept = agent.net.match_vectors(torch.as_tensor(agent.text.vectors[everything]))
+    assert torch.allclose(agent.net.match_table[everything], kept, atol=1e-6)
+    assert not np.array_equal(agent.text.vectors[encoded[-1]], agent.text.pretrained_vectors[encoded[-1]])
+
+
 def test_full_mode_fine_tunes_the_base_weights(cache_dir):
     env = make_env()
     agent = make_agent(env, cache_dir, finetune="full", label=Immediate(), encoder_lr=1e-2)

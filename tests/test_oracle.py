@@ -12,7 +12,9 @@ import pytest
 import envs  # noqa: F401  (registers the environments)
 from agents.assortment import EMPTY, best_cascade_slates, best_mnl_slates, cascade_value, mnl_value
 from agents.base import Task, top_k
+from agents.evaluation import evaluate
 from agents.oracle import OracleAgent
+from agents.random import RandomAgent
 from tests.conftest import ENV_IDS
 
 M, K = 6, 3
@@ -109,3 +111,17 @@ def test_no_simple_policy_beats_the_oracle_per_step(env_id):
         gain = paid - np.stack([step_reward(env, snapshot, slates, r) for r in range(12)])
         margin = 2.0 * gain.std() / np.sqrt(gain.size)
         assert gain.mean() >= -margin, f"{name} earns {-gain.mean():.3f} ± {margin:.3f} more than the oracle"
+
+
+def test_an_evaluation_without_regret_runs_the_same_sessions():
+    """Skipping the regret (as the runner does for its baselines) changes no other metric: the per-step best slate
+    is computed without touching the environment's random stream."""
+
+    def make():
+        return gym.make_vec("FeedbackRec/Ecommerce-v0", num_envs=20, vectorization_mode="vector_entry_point")
+
+    task = Task.of(make())
+    for agent in (RandomAgent(task, seed=0), OracleAgent(task)):
+        full, quick = (evaluate(agent, make(), seed=7, regret=flag) for flag in (True, False))
+        assert full.pop("regret_mean") >= 0 and quick.pop("regret_mean") is None
+        assert full == quick

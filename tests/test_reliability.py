@@ -37,10 +37,10 @@ from agents.random import RandomAgent
 from envs.catalog import Catalog
 from envs.domains.news import NEWS
 from tests.test_experiments import report
+from tests.test_runner import TIMING
 from tests.test_vector_env import make_vec
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = {"wall_seconds", "env_steps_per_second", "train_steps_per_second", "eval_seconds"}
 
 
 class ExplodingAgent(RandomAgent):
