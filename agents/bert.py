@@ -86,7 +86,9 @@ class BertAgent(Agent):
         self.item_seconds = item_seconds(catalog)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.text = TextTower(s.encoder, catalog, s.finetune, self.device, s.cache_dir, s.lora_rank, s.lora_alpha)
+            self.text = TextTower(
+                s.encoder, catalog, s.finetune, self.device, s.cache_dir, s.lora_rank, s.lora_alpha, s.adalora_steps
+            )
             self.net = RecommenderNet(
                 torch.as_tensor(self.text.pretrained_vectors),
                 torch.as_tensor(_attribute_matrix(catalog)),
@@ -270,6 +272,7 @@ class BertAgent(Agent):
         total = sum(self.settings.loss_weights.get(h, 1.0) * losses[h] for h in IMPLICIT_HEADS)
         self._step(total)
         if encoded is not None:
+            self.text.stepped()
             self.net.set_item_vectors(torch.as_tensor(self.text.vectors[encoded], device=self.device), encoded)
         return {"loss": total.item(), **{f"{h}_loss": losses[h].item() for h in IMPLICIT_HEADS}}
 

@@ -21,7 +21,7 @@ class BertSettings:
         cache_dir: embedding cache directory (None: ``FEEDBACKREC_CACHE_DIR`` or the user cache dir).
         fusion: ``"concat"``, ``"weighted"`` or ``"multitask"`` (see :mod:`models.network`).
         fusion_weights: fixed per-source weights for ``weighted`` (None: learnt).
-        finetune: ``"head"``, ``"lora"`` or ``"full"`` (see :mod:`models.text_tower`).
+        finetune: ``"head"``, ``"lora"``, ``"adalora"`` or ``"full"`` (see :mod:`models.text_tower`).
         exploration: ``"epsilon"`` (a slot is a uniform random candidate with probability ``epsilon``)
             or ``"softmax"`` (Plackett-Luce sampling at ``temperature`` on row-standardised scores).
         mmr_lambda: None, or MMR's relevance weight in [0, 1] (1 - λ penalises text similarity).
@@ -32,7 +32,8 @@ class BertSettings:
             number of concurrent sessions or on how often :meth:`update` is called.
         update_every: environment steps between updates; grad_clip: max gradient norm.
         dim, hidden: network widths; memory_size: engagements remembered per user.
-        lora_rank, lora_alpha: LoRA adapters; refresh_every: updates between refreshes of the whole item table.
+        lora_rank, lora_alpha: LoRA adapters (AdaLoRA's target average rank); adalora_steps: fine-tuning steps
+            over which AdaLoRA cuts its rank budget; refresh_every: updates between refreshes of the whole item table.
         text_every: in ``lora``/``full`` mode, minibatch steps between two that fine-tune the encoder (the others
             train the network on the item table); text_items: distinct items of the minibatch such a step
             encodes with gradients (the others are read from the table), whose table rows it then refreshes.
@@ -66,6 +67,7 @@ class BertSettings:
     memory_size: int = 32
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    adalora_steps: int = 2000
     refresh_every: int = 1000
     text_every: int = 4
     text_items: int = 32
@@ -92,6 +94,7 @@ class BertSettings:
             "hidden",
             "memory_size",
             "lora_rank",
+            "adalora_steps",
             "refresh_every",
             "text_every",
             "text_items",

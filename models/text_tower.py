@@ -2,8 +2,12 @@
 
 Modes (``finetune``): ``head`` — BERT frozen, the catalogue's embeddings read from the on-disk cache (the fast
 default); ``lora`` — LoRA adapters on BERT's attention projections through ``peft`` (Hu et al., ICLR 2022:
-``W x + (α / r) · B A x`` with rank-``r`` matrices ``A``, ``B`` trained, ``W`` frozen); ``full`` — every BERT
-weight trained.
+``W x + (α / r) · B A x`` with rank-``r`` matrices ``A``, ``B`` trained, ``W`` frozen); ``adalora`` — AdaLoRA
+through ``peft`` (Zhang et al., ICLR 2023: the update as an SVD triplet ``W x + P Λ Q x``, whose singular values
+``Λ`` are pruned by their importance, an exponential moving average of ``|λ · ∂L/∂λ|``, from ``1.5 r`` per matrix
+to an average of ``r`` over the encoder's first ``adalora_steps`` fine-tuning steps; peft adds the orthogonality
+penalty on ``P`` and ``Q`` to a model's own loss, which a sentence encoder has none of, so it is not applied);
+``full`` — every BERT weight trained.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 
 from models.encoder import TextEncoder, catalog_embeddings
 
-FINETUNE_MODES = ("head", "lora", "full")
+FINETUNE_MODES = ("head", "lora", "adalora", "full")
 LORA_TARGETS = ("query", "key", "value")
 VECTORS = "item_vectors"
 """The name of the items' latest embeddings in :meth:`TextTower.state_dict`."""
@@ -32,7 +36,8 @@ class TextTower:
         finetune: one of :data:`FINETUNE_MODES`.
         device: where the encoder runs.
         cache_dir: the embedding cache (None: the default one).
-        lora_rank, lora_alpha: LoRA's ``r`` and ``α``.
+        lora_rank, lora_alpha: LoRA's ``r`` and ``α`` (AdaLoRA's target average rank and ``α``).
+        adalora_steps: fine-tuning steps over which AdaLoRA cuts its rank budget to ``lora_rank``.
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class TextTower:
         cache_dir: str | Path | None = None,
         lora_rank: int = 8,
         lora_alpha: float = 16.0,
+        adalora_steps: int = 2000,
     ) -> None:
         if finetune not in FINETUNE_MODES:
             raise ValueError(f"unknown finetune {finetune!r}; expected one of {FINETUNE_MODES}")
@@ -60,6 +66,19 @@ class TextTower:
                 r=lora_rank, lora_alpha=lora_alpha, target_modules=list(LORA_TARGETS), lora_dropout=0.0
             )
             self.encoder.model = peft.get_peft_model(self.encoder.model, config)
+        elif finetune == "adalora":
+            config = peft.AdaLoraConfig(
+                init_r=lora_rank + (lora_rank + 1) // 2,
+                target_r=lora_rank,
+                lora_alpha=lora_alpha,
+                target_modules=list(LORA_TARGETS),
+                total_step=adalora_steps,
+                tinit=adalora_steps // 10,  # steps at full rank before pruning starts
+                tfinal=adalora_steps // 5,  # steps at the final budget
+            )
+            self.encoder.model = peft.get_peft_model(self.encoder.model, config)
+        self.steps = 0
+        """Fine-tuning steps taken (AdaLoRA's clock)."""
 
     @property
     def trains(self) -> bool:
@@ -91,6 +110,13 @@ class TextTower:
         vectors = vectors.index_put((torch.as_tensor(np.searchsorted(unique, encoded), device=items.device),), fresh)
         self.vectors[encoded] = fresh.detach().cpu().numpy()
         return vectors[torch.as_tensor(inverse.reshape(items.shape), device=items.device)], encoded
+
+    def stepped(self) -> None:
+        """Call after each optimiser step that fine-tuned the encoder, before the gradients are cleared: AdaLoRA
+        updates its importance scores from them and prunes on its schedule."""
+        self.steps += 1
+        if self.finetune == "adalora":
+            self.encoder.model.base_model.update_and_allocate(self.steps)
 
     def encode_all(self) -> np.ndarray:
         """``(num_items, D)`` float32 embeddings of every text by the encoder as fine-tuned so far (also kept

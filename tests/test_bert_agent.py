@@ -303,6 +303,24 @@ def test_a_fine_tuning_step_encodes_a_sample_of_items_and_refreshes_only_their_t
     assert not np.array_equal(agent.text.vectors[encoded[-1]], agent.text.pretrained_vectors[encoded[-1]])
 
 
+def test_adalora_mode_trains_its_adapters_and_prunes_their_rank(cache_dir):
+    """AdaLoRA through peft: its SVD adapters train, the base weights do not, and its rank allocator runs on the
+    fine-tuning steps (after its schedule some singular values are masked to zero)."""
+    env = make_env()
+    agent = make_agent(
+        env, cache_dir, finetune="adalora", label=Immediate(), text_every=1, encoder_lr=1e-2, adalora_steps=10
+    )
+    before = encoder_state(agent)
+    train(agent, env, 16)
+    after = agent.encoder.state_dict()
+    adapters = [k for k in before if "lora_" in k]
+    assert adapters and agent.text.steps == agent.updates > 10
+    assert any(not torch.equal(before[k], after[k]) for k in adapters)
+    assert all(torch.equal(before[k], after[k]) for k in before if "lora_" not in k)
+    singular = [v for k, v in after.items() if k.endswith("lora_E.default")]
+    assert singular and sum(int((v == 0).sum()) for v in singular) > 0, "no rank was pruned"
+
+
 def test_full_mode_fine_tunes_the_base_weights(cache_dir):
     env = make_env()
     agent = make_agent(env, cache_dir, finetune="full", label=Immediate(), encoder_lr=1e-2)
