@@ -1,5 +1,6 @@
 """Every learner learns: trained online at a small budget, it beats random slates on the same evaluation
-users — the paired 95% interval of the per-session gain lies above 0.
+users — the paired 95% interval of the per-session gain lies above 0 — and does not beat the oracle (the
+paired interval of its shortfall reaches 0 or above: normalized_score <= 1 within its interval).
 
 One small world serves every learner (300 items, 1,000 users, feedback without delays, so the budget
 measures learning rather than waiting); each learner is tested on the domain where it separated sooner (music or
@@ -24,6 +25,7 @@ from hydra.utils import instantiate
 from agents.base import Task
 from agents.evaluation import evaluate
 from agents.loop import train
+from agents.oracle import OracleAgent
 from agents.random import RandomAgent
 from experiments import config  # noqa: F401  (registers the env schema that conf/ composes with)
 
@@ -79,11 +81,21 @@ def dotted(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
     return pairs
 
 
+def returns_of(agent, domain: str) -> np.ndarray:
+    """Per-session returns of ``agent`` on the evaluation users, in sub-environment order (regret not measured)."""
+    return np.array(evaluate(agent, make_env(domain, EPISODES), seed=EVAL_SEED, regret=False)["episode_rewards"])
+
+
 @functools.cache
-def random_returns(domain: str) -> np.ndarray:
-    """Per-session returns of random slates on the evaluation users, in sub-environment order."""
-    env = make_env(domain, EPISODES)
-    return np.array(evaluate(RandomAgent(Task.of(env), seed=0), env, seed=EVAL_SEED)["episode_rewards"])
+def reference_returns(domain: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-session returns of random slates and of the oracle on the evaluation users."""
+    task = Task.of(make_env(domain, 1))
+    return returns_of(RandomAgent(task, seed=0), domain), returns_of(OracleAgent(task), domain)
+
+
+def paired_interval(difference: np.ndarray) -> tuple[float, float]:
+    """The mean of per-session ``difference`` and the half width of its 95% interval."""
+    return difference.mean(), 1.96 * difference.std(ddof=1) / np.sqrt(len(difference))
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +115,9 @@ def test_every_learner_beats_random_on_the_same_users(name, cache_dir):
     env = make_env(domain, NUM_ENVS)
     agent = make_learner(name, env, 0, settings, cache_dir)
     assert train(agent, env, budget, seed=0) >= budget
-    returns = evaluate(agent, make_env(domain, EPISODES), seed=EVAL_SEED)["episode_rewards"]
-    gain = np.array(returns) - random_returns(domain)
-    half_width = 1.96 * gain.std(ddof=1) / np.sqrt(len(gain))
-    assert gain.mean() - half_width > 0, (
-        f"{name} after {budget} user-steps on {domain}: gain over random {gain.mean():+.3f} ± {half_width:.3f}"
-    )
+    returns = returns_of(agent, domain)
+    random, oracle = reference_returns(domain)
+    gain, half_width = paired_interval(returns - random)
+    assert gain - half_width > 0, f"{name} after {budget} user-steps on {domain}: {gain:+.3f} ± {half_width:.3f}"
+    shortfall, half_width = paired_interval(oracle - returns)  # normalized_score <= 1 within its interval
+    assert shortfall + half_width >= 0, f"{name} beats the oracle on {domain}: {-shortfall:+.3f} ± {half_width:.3f}"
