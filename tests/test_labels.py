@@ -151,6 +151,13 @@ def test_linucb_corrects_a_live_copy_when_its_positive_arrives_after_the_window(
     assert np.trace(frozen.model.gram) > np.trace(on_time.model.gram)
 
 
+def test_linucb_labels_a_fake_negative_zero_whatever_has_arrived():
+    immediate, fake = linucb_run(Immediate(), 1, {0: 0}), linucb_run(FakeNegativeCalibration(), 1, {0: 0})
+    assert immediate.model.target.any()
+    np.testing.assert_allclose(fake.model.target, immediate.model.target)  # the positive copy only
+    assert np.trace(fake.model.gram) > np.trace(immediate.model.gram)  # the negative copy is in, labelled 0
+
+
 def test_linucb_applies_the_strategys_weights_and_positive_copies():
     silent = linucb_run(Reingest(negative_weight=0.0), 4, {0: 0})
     size = len(silent.model.target)
@@ -254,6 +261,24 @@ EXPECTED_COPIES["fnc"] = EXPECTED_COPIES["fnw"]
 def test_each_strategy_schedules_its_copies_with_their_labels(name):
     assert sorted(copies_and_labels(STRATEGIES[name])) == sorted(EXPECTED_COPIES[name])
     assert type(STRATEGIES[name]) is LABEL_STRATEGIES[name]
+
+
+def test_a_fake_negative_stays_silent_when_its_positive_arrives_at_once_and_a_frozen_copy_sees_it():
+    seen = {}
+    for strategy in (FakeNegativeWeighted(), Vanilla()):
+        replay, examples = replay_with_one_impression(), ExampleLog(strategy, 16)
+        examples.shown(np.array([0]), 0)
+        rows, first = replay.join(click_record(7, 1, 4), np.full(1, -1, np.int32), now=0)
+        examples.positives(replay.serial[rows[first]], np.array([1]), np.array([0]), 0)
+        chosen = examples.trainable(0, replay.trainable)
+        arrived = replay.arrived_by(np.zeros(len(chosen), np.int64), np.minimum(examples.as_of[chosen], 0)).any(-1)
+        seen[strategy.name] = {
+            strategy.kinds[examples.kind[i]]: a.tolist() for i, a in zip(chosen, arrived, strict=True)
+        }
+    assert seen == {
+        "fnw": {"negative": [False, False], "positive": [False, True]},
+        "vanilla": {"frozen": [False, True]},
+    }
 
 
 def test_a_window_copy_is_not_trainable_before_its_window_and_a_real_negative_not_before_its_horizon():
