@@ -128,9 +128,9 @@ class EventualLabels:
 
 
 def slate_outcome(impressions: np.ndarray, records: np.ndarray, slate_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` float32 and ``known`` bool ``(B, k, S)``: the feedback ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`)
-    of impressions ``impressions`` ``(B,)`` (increasing ids) by shown position and signal; other records are
-    ignored."""
+    """``values`` float32 and ``known`` bool ``(B, k, S)``: the feedback ``records``
+    (:data:`envs.feedback.FEEDBACK_DTYPE`) of impressions ``impressions`` ``(B,)`` (increasing ids) by shown position
+    and signal; other records are ignored."""
     values = np.zeros((len(impressions), slate_size, SIGNALS.count), np.float32)
     known = np.zeros(values.shape, bool)
     at = np.minimum(np.searchsorted(impressions, records["impression_id"]), max(len(impressions) - 1, 0))
