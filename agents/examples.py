@@ -63,6 +63,13 @@ class ExampleLog:
         if n > self.capacity:
             raise ValueError(f"example capacity {self.capacity} is smaller than one step's {n} examples")
         rows = (self.added + np.arange(n)) % self.capacity
+        waiting = (self.ref[rows] >= 0) & (self.start[rows] > step)
+        if waiting.any():
+            raise ValueError(
+                f"example capacity {self.capacity} is full of copies not yet trainable ({self.strategy.describe()} "
+                f"schedules them up to step {self.start[rows][waiting].max()}); give the learner a larger buffer "
+                "(BERT: agent.buffer_size; linear bandits: agent.feedback_window) or a shorter window"
+            )
         start = step + copy.delay
         self.ref[rows], self.slot[rows], self.kind[rows] = refs, slots, copy.kind
         self.start[rows], self.as_of[rows] = start, SILENT if copy.negative else LIVE if copy.live else start

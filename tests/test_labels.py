@@ -102,6 +102,14 @@ def test_overwritten_impressions_leave_no_trainable_example():
     assert examples.ref[examples.trainable(1, replay.trainable)].tolist() == [1]
 
 
+def test_a_log_too_small_for_the_copies_still_waiting_refuses_to_lose_one():
+    examples = ExampleLog(RealNegatives(window=2, horizon=6), 8)
+    for step in range(2):
+        examples.shown(np.arange(2) + 2 * step, step)  # 2 impressions x 2 copies a step, due at 2..7
+    with pytest.raises(ValueError, match=r"example capacity 8 is full of copies not yet trainable \(defer\(window=2"):
+        examples.shown(np.array([4, 5]), 2)
+
+
 def test_an_unknown_window_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"label window=-1; expected an integer >= 0"):
         Wait(window=-1)
