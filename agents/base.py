@@ -68,6 +68,9 @@ class Transition:
             reward is in ``reward``.
         released: the records that waited for users whose new session started this step; their reward is paid
             in that session's first step (the next ``reward``).
+        eventual: every record this step's impressions will ever send, at once (a simulator privilege:
+            :attr:`envs.SlateVectorEnv.eventual_feedback`), for the ``oracle`` label strategy and the streaming
+            evaluation; a view valid until the env's next step.
     """
 
     obs: dict[str, np.ndarray]
@@ -79,13 +82,17 @@ class Transition:
     next_obs: dict[str, np.ndarray]
     feedback: np.ndarray = field(default_factory=lambda: EMPTY_FEEDBACK)
     released: np.ndarray = field(default_factory=lambda: EMPTY_FEEDBACK)
+    eventual: np.ndarray = field(default_factory=lambda: EMPTY_FEEDBACK)
 
     @classmethod
     def of(cls, env, obs: dict[str, np.ndarray], action: np.ndarray, step: tuple) -> Transition:
         """The transition of vector ``env``'s ``step`` (what ``env.step(action)`` returned) from ``obs``."""
         next_obs, reward, terminated, truncated, info = step
-        arrived, released = env.unwrapped.delivered
-        return cls(obs, action, reward, terminated, truncated, info, next_obs, arrived, released)
+        base = env.unwrapped
+        arrived, released = base.delivered
+        return cls(
+            obs, action, reward, terminated, truncated, info, next_obs, arrived, released, base.eventual_feedback
+        )
 
     def arrived_feedback(self) -> np.ndarray:
         """All records delivered this step: :attr:`feedback`, then :attr:`released`."""

@@ -30,7 +30,7 @@ import torch
 
 from agents.base import Agent, Task
 from agents.bert_settings import BertSettings
-from agents.examples import ExampleLog
+from agents.examples import EventualLabels, ExampleLog
 from agents.labels import LabelStrategy, Wait
 from agents.persistence import Counters
 from agents.rating_report import held_out_rating_errors
@@ -108,6 +108,7 @@ class BertAgent(Agent):
         history = task.observation_space["history"].shape[0]
         self.replay = FeedbackReplay(s.buffer_size, task.slate_size, history, s.memory_size, num_users, len(ITEM_STATS))
         self.examples = ExampleLog(self.label, 2 * s.buffer_size)
+        self.eventual = EventualLabels(s.buffer_size, task.slate_size) if self.label.eventual else None
         self.rewards = RewardWeights()
         self.item_stats = ItemStats(catalog.num_items)
         self.clock, self.updates, self.unmatched = 0, 0, 0
@@ -156,11 +157,22 @@ class BertAgent(Agent):
 
     def score(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> np.ndarray:
         """Expected reward ``(B, M)`` of showing ``items`` ``(B, M)`` to ``users`` ``(B,)`` now."""
+        return expected_reward(self._heads(items, history, users), self.label.calibrate).cpu().numpy()
+
+    def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
+        """For the shown items of slates ``action`` ``(B, k)``: ``click`` ``(B, k)`` the probability of consumption
+        (the click head, calibrated by the label strategy) and ``rating`` ``(B, k)`` the predicted stars."""
+        items = np.take_along_axis(obs["candidates"], action, axis=1)
+        outputs = self._heads(items, obs["history"], obs["user_id"][:, 0])
+        click = self.label.calibrate(torch.sigmoid(outputs[..., HEADS.index("click")]))
+        return {"click": click.cpu().numpy(), "rating": predicted_stars(outputs, self.global_rating).cpu().numpy()}
+
+    @torch.inference_mode()
+    def _heads(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> torch.Tensor:
+        """The network's outputs ``(B, M, len(HEADS))`` for ``items`` ``(B, M)`` shown to ``users`` ``(B,)`` now."""
         memory = self.replay.engagements(self.replay.user_memory[users])
         stats = self.item_stats.features(items, self.rewards.weights)
-        batch = self._user_batch(items, stats, history, memory, np.full((len(users), 1), self.clock))
-        with torch.inference_mode():
-            return expected_reward(self.net(batch)).cpu().numpy()
+        return self.net(self._user_batch(items, stats, history, memory, np.full((len(users), 1), self.clock)))
 
     def _user_batch(self, items, stats, history, memory: Engagements, now: np.ndarray) -> UserBatch:
         features = engagement_features(
@@ -189,6 +201,8 @@ class BertAgent(Agent):
         users, ids = obs["user_id"][:, 0], transition.info["impression_id"]
         serials = self.replay.add(ids, users, items, obs["history"], self.clock, holdout, stats)
         self.examples.shown(serials, self.clock)
+        if self.eventual is not None:
+            self.eventual.record(serials, np.asarray(ids, np.int64), transition.eventual)
         self.item_stats.count_shown(items[~holdout])
         records = transition.arrived_feedback()
         rows, first = self.replay.join(records, self._text_ids(records["text_id"]), self.clock)
@@ -255,19 +269,27 @@ class BertAgent(Agent):
 
     def _learn_from_examples(self, chosen: np.ndarray) -> dict[str, float]:
         """One step on the implicit heads from examples ``chosen`` ``(n,)`` of the example log: labels as of
-        each example's ``as_of``, on the shown items it covers, weighted by the label strategy."""
+        each example's ``as_of`` (the eventual ones under the ``oracle`` strategy), on the shown items it covers,
+        weighted by the label strategy."""
         ex, k = self.examples, self.task.slate_size
         rows = self.replay.row_of(ex.ref[chosen])
-        as_of = np.minimum(ex.as_of[chosen], self.observed)
         covered = (ex.slot[chosen, None] < 0) | (ex.slot[chosen, None] == np.arange(k))
-        batch, labels = self._training_batch(rows, self.replay.arrived_by(rows, as_of), covered)
+        if self.eventual is None:
+            values, arrived = (
+                self.replay.values[rows],
+                self.replay.arrived_by(rows, np.minimum(ex.as_of[chosen], self.observed)),
+            )
+        else:
+            values, arrived = self.eventual.labels(ex.ref[chosen])
+        batch, labels = self._training_batch(rows, arrived, covered, values)
         fresh, encoded = None, None
         if self.text.trains and self.updates % self.settings.text_every == 0:
             fresh, encoded = self.text.fresh_vectors(batch.items, self.rng, self.settings.text_items)
         self.net.track_labels(labels)
         outputs = self.net(batch, fresh)
         click = torch.sigmoid(outputs[..., HEADS.index("click")]).detach().cpu().numpy()
-        weights = torch.as_tensor(self.label.weights(ex.kind[chosen], click), dtype=torch.float32, device=self.device)
+        weights = self.examples.weights(chosen, click, arrived.any(-1) & covered)
+        weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         losses = head_losses(outputs, labels, self.net.value_scale().item(), self.global_rating, weights)
         total = sum(self.settings.loss_weights.get(h, 1.0) * losses[h] for h in IMPLICIT_HEADS)
         self._step(total)
@@ -284,14 +306,16 @@ class BertAgent(Agent):
         self.optimizer.step()
 
     def _training_batch(
-        self, rows: np.ndarray, arrived: np.ndarray, covered: np.ndarray | None = None
+        self, rows: np.ndarray, arrived: np.ndarray, covered: np.ndarray | None = None, values: np.ndarray | None = None
     ) -> tuple[UserBatch, dict[str, torch.Tensor]]:
         """The network input of replay ``rows`` ``(n,)`` and their labels from the ``arrived`` ``(n, k, S)``
-        feedback; with ``covered`` ``(n, k)``, items outside it are masked out of every label."""
+        feedback (its ``values``, by default the replay's); with ``covered`` ``(n, k)``, items outside it are masked
+        out of every label."""
         r = self.replay
         memory = r.engagements(r.memory[rows])
         batch = self._user_batch(r.items[rows], r.item_stats[rows], r.history[rows], memory, r.step[rows][:, None])
-        labels = slate_labels(r.values[rows], arrived, self.item_seconds[r.items[rows]], self.rewards.weights)
+        values = r.values[rows] if values is None else values
+        labels = slate_labels(values, arrived, self.item_seconds[r.items[rows]], self.rewards.weights)
         if covered is not None:
             labels = {k: v & covered if k.endswith("_mask") else v for k, v in labels.items()}
         return batch, {k: torch.as_tensor(v, device=self.device) for k, v in labels.items()}
@@ -347,6 +371,7 @@ class BertAgent(Agent):
             "optimizer": self.optimizer,
             "replay": self.replay,
             "examples": self.examples,
+            **({} if self.eventual is None else {"eventual": self.eventual}),
             "rewards": self.rewards,
             "item_stats": self.item_stats,
             "counters": Counters(

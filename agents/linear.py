@@ -9,8 +9,10 @@ statistics ``A = λI + Σ x xᵀ`` and ``b = Σ r x``.
 
 Delays follow the label strategy (:mod:`agents.labels`), as they do for the BERT agent. A copy of a shown item
 enters the statistics when it becomes trainable: ``A += w x xᵀ`` and ``b += w c x``, with ``c`` the credit
-that had arrived for it by then and ``w`` the strategy's weight (the model's probability of a positive is
-``clip(x·θ, 0, 1)``); a *live* copy is corrected in place afterwards, each later record adding ``w c x``. For
+that had arrived for it by then (0 for a negative copy) and ``w`` the strategy's weight (the model's probability
+of a positive is ``clip(x·θ, 0, 1)``, its positives the items with a record); a *live* copy is corrected in
+place afterwards, each later record adding ``w c x``. Under the ``oracle`` strategy the credit is that of the
+eventual records, given when the slate is shown; the arrived records then only update the user context. For
 least squares, live labels are exactly "label, and correct later": once all feedback is in, the statistics
 equal those of an oracle that knew the final labels. Impressions are remembered for ``feedback_window``
 slates; credit arriving later than that (e.g. waiting for the user's next session) is dropped and counted as
@@ -23,8 +25,8 @@ import numpy as np
 
 from agents.base import Task, Transition, top_k
 from agents.context import PARTS, UserContext
-from agents.credit import FeedbackAgent
-from agents.examples import LIVE, ExampleLog
+from agents.credit import FeedbackAgent, record_credit
+from agents.examples import LIVE, SILENT, ExampleLog
 from agents.labels import Immediate, LabelStrategy
 from agents.persistence import Counters
 from models.replay import first_occurrences
@@ -171,7 +173,10 @@ class LinearBandit(FeedbackAgent):
         self.examples.shown(ids, self.clock)
         records, reward = self.credit(transition)
         self.context.remember(records, reward)
-        self._credit(records, reward)
+        if self.label.eventual:
+            self._credit(transition.eventual, record_credit(transition.eventual, self.weights))
+        else:
+            self._credit(records, reward)
         self._ingest(self.examples.due(self.clock))
         self.clock += 1
 
@@ -192,18 +197,30 @@ class LinearBandit(FeedbackAgent):
 
     def _ingest(self, chosen: np.ndarray) -> None:
         """Add the copies ``chosen`` (example indices) to the regression: each covered item labelled with its
-        credit so far, weighted by the strategy; live ones are remembered for later corrections."""
+        credit so far (0 in a negative copy), weighted by the strategy; live ones are remembered for later
+        corrections."""
         ex, log, k = self.examples, self.impressions, self.task.slate_size
         rows = log.rows_of(ex.ref[chosen])
         chosen, rows = chosen[rows >= 0], rows[rows >= 0]
         row, pos = np.nonzero((ex.slot[chosen, None] < 0) | (ex.slot[chosen, None] == np.arange(k)))
         x = self._x(rows[row], pos)
-        probability = np.zeros((len(chosen), k))
+        silent = ex.as_of[chosen][row] == SILENT
+        probability, positive = np.zeros((len(chosen), k)), np.zeros((len(chosen), k), bool)
         probability[row, pos] = np.clip(x @ self.theta, 0.0, 1.0)
-        weight = self.label.weights(ex.kind[chosen], probability)[row, pos]
-        self.model.add(x, weight, log.credit[rows[row], pos])
+        positive[row, pos] = log.touched[rows[row], pos] & ~silent
+        weight = self.examples.weights(chosen, probability, positive)[row, pos]
+        self.model.add(x, weight, np.where(silent, 0.0, log.credit[rows[row], pos]))
         live = ex.as_of[chosen][row] == LIVE
         np.add.at(log.live_weight, (rows[row][live], pos[live]), weight[live])
+
+    def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"click": (B, k)}`` the probability that each shown item of slates ``action`` ``(B, k)`` is consumed:
+        the ridge mean ``x·θ`` of its credit through the clipped identity link (the model regresses credit, so
+        this ranks items as the model does but is calibrated only where a consumption's credit is about 1),
+        calibrated by the label strategy."""
+        items = np.take_along_axis(obs["candidate_features"], action[..., None], axis=1)
+        mean = interactions(self.context.describe(obs), items) @ self.theta
+        return {"click": self.label.calibrate(np.clip(mean, 1e-6, 1.0 - 1e-6))}
 
     def _x(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """``x`` ``(n, D)`` of the shown items ``(rows, pos)`` ``(n,)`` of the impression log."""

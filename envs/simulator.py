@@ -286,6 +286,7 @@ class Simulator:
         self.buffers = allocate(StepBuffers, self.dims)
         self._buffers = tuple(self.buffers)
         self._records = self.buffers.records.reshape(-1)  # a step's records, compacted to the front
+        self.step_records = self._records[:0]
         self.clock = 0
         self._next_session = 0
         self._next_impression = 0
@@ -407,6 +408,7 @@ class Simulator:
             self._next_impression,
         )
         self._next_impression += b
+        self.step_records = self._records[:emitted]  # every record this step generated (see eventual_feedback)
         arrived = self.channel.advance(self._records[:emitted], self.clock, rng, self.session, self.env_of_user)
         reward, self.carried = self.carried, np.zeros(b)  # the reward carried from the start is paid now
         self.feedback_obs = np.zeros(self.feedback_obs.shape, np.float32)

@@ -87,6 +87,14 @@ class SlateEnv(gym.Env):
         }
         return self._observation(), float(out.reward[0]), terminated, truncated, info
 
+    @property
+    def eventual_feedback(self) -> np.ndarray:
+        """Every record the last step's impression will ever send (see
+        :attr:`envs.vector_env.SlateVectorEnv.eventual_feedback`): a read-only view, valid until the next step."""
+        view = self.sim.step_records.view()
+        view.flags.writeable = False
+        return view
+
     def candidate_utility(self) -> np.ndarray:
         """``(M,)`` hidden utility of the current candidates (for the oracle and metrics only)."""
         return self.sim.candidate_utility()[0]

@@ -109,6 +109,13 @@ class SlateVectorEnv(VectorEnv):
         return self.sim.observation(), out.reward, out.terminated, out.truncated, info
 
     @property
+    def eventual_feedback(self) -> np.ndarray:
+        """Every record the last step's impressions will ever send, as generated before the channel delayed them
+        (``step_arrived`` not yet set): a simulator privilege for the ``oracle`` label strategy and the streaming
+        evaluation's eventual labels, never for agents' observations. A read-only view, valid until the next step."""
+        return _read_only(self.sim.step_records)
+
+    @property
     def pending_feedback(self) -> int:
         """Records of the whole world submitted and not yet delivered."""
         return self.sim.channel.pending
@@ -137,6 +144,12 @@ class SlateVectorEnv(VectorEnv):
     def candidate_utility(self) -> np.ndarray:
         """``(N, M)`` hidden utility of the current candidates (for the oracle and metrics only)."""
         return self.sim.candidate_utility()
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def final_observations(rows: dict[str, np.ndarray], envs: np.ndarray, num_envs: int) -> np.ndarray:

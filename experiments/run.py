@@ -8,7 +8,9 @@ Writes into Hydra's output directory: ``.hydra/`` (the composed config, as Hydra
 interpolations that carry the feedback strategy's defaults into ``env.*`` and ``agent.*``),
 ``resolved_config.yaml`` (the same config resolved: every value the run was built with), ``tb/``
 (TensorBoard: training curves, ``eval/*``, HParams and the config as a table), ``checkpoints/``,
-``metrics.json`` (or ``failure.json`` when the job failed); returns ``cfg.objective`` for Hydra sweepers.
+``metrics.json`` (the policy evaluation's metrics, :mod:`agents.evaluation`, and the streaming evaluation's during
+training, :mod:`agents.stream`: ``stream_*``, ``online_reward_mean``, ``online_regret_mean``; or ``failure.json``
+when the job failed); returns ``cfg.objective`` for Hydra sweepers.
 ``resume=true`` continues from the last checkpoint of the same output directory.
 
 How settings combine: a group supplies defaults, and a value on the command line always wins (Hydra applies
@@ -47,6 +49,8 @@ from agents.evaluation import evaluate, normalized_score
 from agents.loop import train
 from agents.oracle import OracleAgent
 from agents.random import RandomAgent
+from agents.stream import METRIC_NAMES as STREAM_METRICS
+from agents.stream import ONLINE_NAMES, StreamingEvaluation
 from envs import SimConfig
 from experiments.config import world_arguments
 
@@ -74,6 +78,8 @@ METRICS = (
     "normalized_score",
     "intra_list_diversity",
     "coverage",
+    *STREAM_METRICS,
+    *ONLINE_NAMES,
 )
 
 
@@ -86,6 +92,8 @@ def validate(cfg: DictConfig) -> None:
         "train.checkpoint_every": 0,
         "eval.episodes": 1,
         "eval.seed": 0,
+        "eval.stream_every": 0,
+        "eval.regret_every": 0,
     }
     for key, low in integers.items():
         value = OmegaConf.select(cfg, key)
@@ -167,6 +175,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     writer = SummaryWriter(str(output_dir / "tb"))
     writer.add_text("config", config_table(cfg))
+    stream = StreamingEvaluation(cfg.eval.stream_every, cfg.eval.regret_every, writer)
     loop_start = time.perf_counter()
     steps = train(
         agent,
@@ -176,6 +185,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         log=writer,
         checkpoints=checkpoints,
         checkpoint_every=cfg.train.checkpoint_every,
+        stream=stream,
     )
     train_seconds = time.perf_counter() - start
     loop_seconds = time.perf_counter() - loop_start
@@ -190,6 +200,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         metrics["normalized_score"] = normalized_score(
             metrics["episode_reward_mean"], floor["episode_reward_mean"], ceiling["episode_reward_mean"]
         )
+    metrics.update(stream.summary())
     wall = time.perf_counter() - start
     metrics.update(
         env_steps=steps,

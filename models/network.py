@@ -256,9 +256,11 @@ def text_similarity(text: torch.Tensor, past: torch.Tensor, weight: torch.Tensor
     return torch.stack([weighted, closest, session, history[..., -1] * seen[..., -1]], dim=-1)
 
 
-def expected_reward(outputs: torch.Tensor) -> torch.Tensor:
-    """Ranking score ``(N, K)``: probability of consumption times the reward it earns."""
-    return torch.sigmoid(outputs[..., HEADS.index("click")]) * outputs[..., HEADS.index("value")]
+def expected_reward(outputs: torch.Tensor, calibrate=None) -> torch.Tensor:
+    """Ranking score ``(N, K)``: probability of consumption times the reward it earns; ``calibrate`` maps the
+    click head's probability to the one to use (a label strategy's :meth:`~agents.labels.LabelStrategy.calibrate`)."""
+    click = torch.sigmoid(outputs[..., HEADS.index("click")])
+    return (click if calibrate is None else calibrate(click)) * outputs[..., HEADS.index("value")]
 
 
 def predicted_stars(outputs: torch.Tensor, center: float = 3.0) -> torch.Tensor:

@@ -13,7 +13,19 @@ import pytest
 import envs  # noqa: F401  (registers the environments)
 from agents.base import Task, Transition
 from agents.examples import LIVE, ExampleLog
-from agents.labels import Copy, Immediate, LabelStrategy, Wait
+from agents.labels import (
+    LABEL_STRATEGIES,
+    Copy,
+    ElapsedSampling,
+    FakeNegativeCalibration,
+    FakeNegativeWeighted,
+    Immediate,
+    LabelStrategy,
+    Oracle,
+    RealNegatives,
+    Vanilla,
+    Wait,
+)
 from agents.linucb import LinUCBAgent
 from envs.feedback import FEEDBACK_DTYPE
 from envs.signals import Signal
@@ -36,7 +48,7 @@ class Reingest(LabelStrategy):
     def at_positive(self, elapsed):
         return Copy(kind=1, delay=0, live=False), elapsed > 0
 
-    def weights(self, kind, probability):
+    def weights(self, kind, probability, positive, delays):
         return np.where(kind[:, None] == 0, self.negative_weight, 1.0) * np.ones_like(probability)
 
 
@@ -90,6 +102,14 @@ def test_overwritten_impressions_leave_no_trainable_example():
     assert examples.ref[examples.trainable(1, replay.trainable)].tolist() == [1]
 
 
+def test_a_log_too_small_for_the_copies_still_waiting_refuses_to_lose_one():
+    examples = ExampleLog(RealNegatives(window=2, horizon=6), 8)
+    for step in range(2):
+        examples.shown(np.arange(2) + 2 * step, step)  # 2 impressions x 2 copies a step, due at 2..7
+    with pytest.raises(ValueError, match=r"example capacity 8 is full of copies not yet trainable \(defer\(window=2"):
+        examples.shown(np.array([4, 5]), 2)
+
+
 def test_an_unknown_window_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"label window=-1; expected an integer >= 0"):
         Wait(window=-1)
@@ -139,6 +159,13 @@ def test_linucb_corrects_a_live_copy_when_its_positive_arrives_after_the_window(
     assert np.trace(frozen.model.gram) > np.trace(on_time.model.gram)
 
 
+def test_linucb_labels_a_fake_negative_zero_whatever_has_arrived():
+    immediate, fake = linucb_run(Immediate(), 1, {0: 0}), linucb_run(FakeNegativeCalibration(), 1, {0: 0})
+    assert immediate.model.target.any()
+    np.testing.assert_allclose(fake.model.target, immediate.model.target)  # the positive copy only
+    assert np.trace(fake.model.gram) > np.trace(immediate.model.gram)  # the negative copy is in, labelled 0
+
+
 def test_linucb_applies_the_strategys_weights_and_positive_copies():
     silent = linucb_run(Reingest(negative_weight=0.0), 4, {0: 0})
     size = len(silent.model.target)
@@ -175,3 +202,292 @@ def test_the_bert_agent_weighs_each_copy_as_its_strategy_says(tmp_path):
     silent = bert_losses(Reingest(negative_weight=0.0), tmp_path)
     assert weighted and all(loss["click_loss"] > 0 for loss in weighted)
     assert silent and all(loss["click_loss"] == 0 and loss["value_loss"] == 0 for loss in silent)
+
+
+# ---------------------------------------------------------------------------- the published strategies
+
+WINDOW, HORIZON = 5, 20
+P = np.array([[0.2, 0.5, 0.7]])
+"""The learner's probability of a positive for the three shown items of the timeline."""
+
+
+def timeline(strategy: LabelStrategy) -> tuple[FeedbackReplay, ExampleLog]:
+    """One slate of three items shown at step 0: item 0's positive arrives at step 3 (inside the window), item 1's
+    at step 8 (after it), item 2 is a real negative; the example log as of step 30."""
+    replay = FeedbackReplay(8, 3, history_length=1, memory_size=2, num_users=1, item_stats=1)
+    replay.add(np.array([7]), np.array([0]), np.array([[3, 4, 5]]), np.full((1, 1), -1), 0, np.zeros(1, bool),
+               np.zeros((1, 3, 1)))  # fmt: skip
+    examples = ExampleLog(strategy, 16)
+    examples.shown(np.array([0]), 0)
+    for step, slot in ((3, 0), (8, 1)):
+        rows, first = replay.join(click_record(7, slot, 3 + slot), np.full(1, -1, np.int32), now=step)
+        examples.positives(replay.serial[rows[first]], np.array([slot]), np.array([step]), step)
+    return replay, examples
+
+
+def copies_and_labels(strategy: LabelStrategy, now: int = 30) -> list[tuple[int, str, int, list[int]]]:
+    """``(slot, kind, start, labels)`` of every copy trainable at ``now``, its labels read as the BERT agent reads
+    them (as of ``min(as_of, now)``, items outside the copy's slot masked -1)."""
+    replay, examples = timeline(strategy)
+    out = []
+    for i in examples.trainable(now, replay.trainable):
+        seen = replay.arrived_by(np.array([0]), np.array([min(examples.as_of[i], now)]))[0].any(-1)
+        covered = (examples.slot[i] < 0) | (examples.slot[i] == np.arange(3))
+        out.append((int(examples.slot[i]), strategy.kinds[examples.kind[i]], int(examples.start[i]),
+                    np.where(covered, seen, -1).astype(int).tolist()))  # fmt: skip
+    return out
+
+
+STRATEGIES = {
+    "oracle": Oracle(),
+    "vanilla": Vanilla(),
+    "immediate": Immediate(),
+    "wait": Wait(window=WINDOW),
+    "fnw": FakeNegativeWeighted(),
+    "fnc": FakeNegativeCalibration(),
+    "es_dfm": ElapsedSampling(window=WINDOW),
+    "defer": RealNegatives(window=WINDOW, horizon=HORIZON),
+}
+EXPECTED_COPIES = {
+    "oracle": [(-1, "eventual", 0, [1, 1, 0])],  # the learners read eventual labels: see the oracle tests below
+    "vanilla": [(-1, "frozen", 0, [0, 0, 0])],  # silence at step 0, never corrected
+    "immediate": [(-1, "live", 0, [1, 1, 0])],  # corrected in place
+    "wait": [(-1, "live", WINDOW, [1, 1, 0])],
+    "fnw": [(-1, "negative", 0, [0, 0, 0]), (0, "positive", 3, [1, -1, -1]), (1, "positive", 8, [-1, 1, -1])],
+    "es_dfm": [(-1, "window", WINDOW, [1, 0, 0]), (1, "late_positive", 8, [-1, 1, -1])],
+    "defer": [
+        (-1, "window", WINDOW, [1, 0, 0]),  # item 1 a fake negative, item 2 a real one
+        (-1, "real_negative", HORIZON, [1, 1, 0]),  # weighs only item 2 (see the weights)
+        (0, "positive", 3, [1, -1, -1]),  # a positive in the window, duplicated
+        (1, "positive", 8, [-1, 1, -1]),  # the delayed positive
+    ],
+}
+EXPECTED_COPIES["fnc"] = EXPECTED_COPIES["fnw"]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_each_strategy_schedules_its_copies_with_their_labels(name):
+    assert sorted(copies_and_labels(STRATEGIES[name])) == sorted(EXPECTED_COPIES[name])
+    assert type(STRATEGIES[name]) is LABEL_STRATEGIES[name]
+
+
+def test_a_fake_negative_stays_silent_when_its_positive_arrives_at_once_and_a_frozen_copy_sees_it():
+    seen = {}
+    for strategy in (FakeNegativeWeighted(), Vanilla()):
+        replay, examples = replay_with_one_impression(), ExampleLog(strategy, 16)
+        examples.shown(np.array([0]), 0)
+        rows, first = replay.join(click_record(7, 1, 4), np.full(1, -1, np.int32), now=0)
+        examples.positives(replay.serial[rows[first]], np.array([1]), np.array([0]), 0)
+        chosen = examples.trainable(0, replay.trainable)
+        arrived = replay.arrived_by(np.zeros(len(chosen), np.int64), np.minimum(examples.as_of[chosen], 0)).any(-1)
+        seen[strategy.name] = {
+            strategy.kinds[examples.kind[i]]: a.tolist() for i, a in zip(chosen, arrived, strict=True)
+        }
+    assert seen == {
+        "fnw": {"negative": [False, False], "positive": [False, True]},
+        "vanilla": {"frozen": [False, True]},
+    }
+
+
+def test_a_window_copy_is_not_trainable_before_its_window_and_a_real_negative_not_before_its_horizon():
+    assert [c[:2] for c in copies_and_labels(STRATEGIES["es_dfm"], now=4)] == []
+    assert sorted(c[1] for c in copies_and_labels(STRATEGIES["defer"], now=HORIZON - 1)) == ["positive", "positive",
+                                                                                            "window"]  # fmt: skip
+
+
+def weights_of(strategy: LabelStrategy, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The weights ``(3,)`` of the timeline's copy of ``kind`` covering every item, and its labels."""
+    replay, examples = timeline(strategy)
+    (i,) = [i for i in examples.trainable(30, replay.trainable) if strategy.kinds[examples.kind[i]] == kind]
+    positive = replay.arrived_by(np.array([0]), np.array([min(examples.as_of[i], 30)])).any(-1)
+    return examples.weights(np.array([i]), P, positive)[0], positive[0]
+
+
+def test_unweighted_strategies_weigh_every_copy_one():
+    for name in ("oracle", "vanilla", "immediate", "wait", "fnc"):
+        replay, examples = timeline(STRATEGIES[name])
+        chosen = examples.trainable(30, replay.trainable)
+        np.testing.assert_array_equal(examples.weights(chosen, np.tile(P, (len(chosen), 1)), P > 0.4), 1.0)
+
+
+def test_fnw_weighs_positives_one_plus_p_and_negatives_one_minus_p_times_one_plus_p():
+    """Ktena et al. (2019), eq. for FNW: w⁺ = 1 + p, w⁻ = (1 − p)(1 + p)."""
+    weight, positive = weights_of(STRATEGIES["fnw"], "negative")
+    assert not positive.any()
+    np.testing.assert_allclose(weight, (1 - P[0]) * (1 + P[0]))
+    replay, examples = timeline(STRATEGIES["fnw"])
+    chosen = examples.trainable(30, replay.trainable)
+    np.testing.assert_allclose(examples.weights(chosen, np.tile(P, (len(chosen), 1)), np.ones((len(chosen), 3), bool)),
+                               np.tile(1 + P, (len(chosen), 1)))  # fmt: skip
+
+
+def test_fnc_calibrates_the_biased_probability():
+    """Ktena et al. (2019): the fake-negative stream estimates b = p / (1 + p); FNC reports p = b / (1 − b)."""
+    p = np.array([0.0, 0.1, 0.5, 0.9])
+    np.testing.assert_allclose(FakeNegativeCalibration().calibrate(p / (1 + p)), p)
+    assert FakeNegativeCalibration().calibrate(np.array([0.6]))[0] == 1.0  # b > 1/2 would be p > 1: clipped
+    np.testing.assert_array_equal(FakeNegativeWeighted().calibrate(p), p)
+
+
+def test_the_delay_model_is_the_share_of_arrived_positives_later_than_the_window():
+    _, examples = timeline(STRATEGIES["es_dfm"])  # positives after 3 and 8 steps
+    assert examples.delays.later_than(WINDOW) == 0.5
+    assert examples.delays.later_than(2) == 1.0 and examples.delays.later_than(8) == 0.0
+    assert ExampleLog(Vanilla(), 4).delays.later_than(WINDOW) == 0.0  # before any positive arrived
+
+
+def test_es_dfm_weighs_with_the_delayed_positive_probability():
+    """Yang et al. (2021): p_dp = p · P(elapsed > c), w⁺ = 1 + p_dp, w⁻ = (1 + p_dp)(1 − p) / (1 − p + p_dp)."""
+    p, p_dp = P[0], P[0] * 0.5
+    weight, positive = weights_of(STRATEGIES["es_dfm"], "window")
+    assert positive.tolist() == [True, False, False]
+    expected = np.where(positive, 1 + p_dp, (1 + p_dp) * (1 - p) / (1 - p + p_dp))
+    np.testing.assert_allclose(weight, expected)
+    late, _ = weights_of(STRATEGIES["es_dfm"], "late_positive")
+    np.testing.assert_allclose(late[1], 1 + p_dp[1])
+
+
+def test_defer_weighs_its_duplicated_stream_and_no_positive_as_a_real_negative():
+    """Gu et al. (2021): q(y=1|x) = p − p_dp / 2, w⁺ = p / (p − p_dp / 2), w⁻ = (1 − p) / (1 − p + p_dp / 2)."""
+    p, p_dp = P[0], P[0] * 0.5
+    weight, positive = weights_of(STRATEGIES["defer"], "window")
+    np.testing.assert_allclose(weight, np.where(positive, p / (p - p_dp / 2), (1 - p) / (1 - p + p_dp / 2)))
+    weight, positive = weights_of(STRATEGIES["defer"], "real_negative")
+    assert positive.tolist() == [True, True, False]
+    np.testing.assert_allclose(weight, [0.0, 0.0, (1 - p[2]) / (1 - p[2] + p_dp[2] / 2)])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        (lambda: ElapsedSampling(window=-2), r"label window=-2; expected an integer >= 0"),
+        (lambda: RealNegatives(window=10, horizon=10), r"label horizon=10; expected an integer >= 11"),
+        (lambda: RealNegatives(window=1.5), r"label window=1.5; expected an integer >= 0"),
+    ],
+)
+def test_a_bad_window_or_horizon_is_refused_naming_it(strategy, message):
+    with pytest.raises(ValueError, match=message):
+        strategy()
+
+
+# ---------------------------------------------------------------------------- the oracle's labels
+
+
+def delayed_run(agent_of, steps: int = 30):
+    """A learner built by ``agent_of(task)`` on 4 news sessions with the realistic delays; returns it, the records
+    the env delivered (arrived and released) and those still pending, and what ``eventual_feedback`` gave."""
+    env = gym.make_vec("FeedbackRec/News-v0", num_envs=4, vectorization_mode="vector_entry_point", num_items=120,
+                       num_users=40, num_candidates=10, slate_size=3, delay_scale=3.0)  # fmt: skip
+    agent = agent_of(Task.of(env))
+    obs, _ = env.reset(seed=0)
+    agent.attach(env)
+    delivered, eventual = [], []
+    for _ in range(steps):
+        action = agent.act(obs)
+        step = Transition.of(env, obs, action, env.step(action))
+        agent.observe(step)
+        eventual.append(step.eventual.copy())
+        delivered += [step.feedback, step.released]
+        obs = step.next_obs
+    return agent, np.concatenate(delivered), env.unwrapped.sim.channel.pending_records(), np.concatenate(eventual)
+
+
+def outcome(records: np.ndarray) -> list[tuple]:
+    return sorted(zip(*(records[f].tolist() for f in ("impression_id", "position", "kind", "value")), strict=True))
+
+
+def test_the_eventual_feedback_is_every_record_the_channel_delivers_or_still_holds():
+    _, delivered, pending, eventual = delayed_run(lambda task: LinUCBAgent(task, label=Vanilla()))
+    assert len(pending) and (delivered["step_arrived"] > delivered["step_shown"]).any()  # delays are at work
+    assert outcome(eventual) == outcome(np.concatenate([delivered, pending]))
+
+
+def credit_by_shown_item(records: np.ndarray, weights: np.ndarray) -> dict[tuple[int, int], float]:
+    from agents.credit import record_credit
+
+    totals: dict[tuple[int, int], float] = {}
+    for impression, position, credit in zip(records["impression_id"].tolist(), records["position"].tolist(),
+                                            record_credit(records, weights).tolist(), strict=True):  # fmt: skip
+        totals[impression, position] = totals.get((impression, position), 0.0) + credit
+    return totals
+
+
+@pytest.mark.parametrize(("strategy", "all_in"), [(Oracle(), True), (Immediate(), False)])
+def test_linucb_under_the_oracle_holds_the_eventual_credit_of_every_shown_item(strategy, all_in):
+    agent, delivered, pending, _ = delayed_run(lambda task: LinUCBAgent(task, label=strategy))
+    log = agent.impressions
+    held = np.flatnonzero(log.ids >= 0)
+    eventual = credit_by_shown_item(np.concatenate([delivered, pending]), agent.weights)
+    expected = np.array([[eventual.get((log.ids[r], p), 0.0) for p in range(3)] for r in held])
+    assert np.allclose(log.credit[held], expected) == all_in  # without the privilege, the pending credit is missing
+
+
+def test_the_bert_agent_under_the_oracle_trains_on_the_eventual_labels(tmp_path):
+    from agents.bert import BertAgent
+
+    def bert(task):
+        return BertAgent(task, label=Oracle(), encoder="tiny", cache_dir=str(tmp_path), batch_size=8, dim=8,
+                         hidden=16, memory_size=4, holdout_fraction=0.0, device="cpu")  # fmt: skip
+
+    agent, delivered, pending, _ = delayed_run(bert)
+    serials = agent.replay.serial[agent.replay.serial >= 0]
+    values, known = agent.eventual.labels(serials)
+    ids = agent.replay.impression[agent.replay.row_of(serials)]
+    row, pos, kind = np.nonzero(known)
+    held = np.zeros(len(row), FEEDBACK_DTYPE)
+    held["impression_id"], held["position"], held["kind"], held["value"] = ids[row], pos, kind, values[row, pos, kind]
+    everything = np.concatenate([delivered, pending])
+    assert outcome(held) == outcome(everything[np.isin(everything["impression_id"], ids)])
+    arrived = agent.replay.arrived[agent.replay.row_of(serials)]
+    assert (known & ~arrived).any() and not (arrived & ~known).any()  # the oracle knows what is still on its way
+    batches = []
+    training_batch = agent._training_batch
+    agent._training_batch = lambda rows, arrived, *rest: (
+        batches.append((rows, arrived)) or training_batch(rows, arrived, *rest)
+    )
+    assert agent.update()
+    for rows, labels in batches[:1]:  # the first batch is the implicit heads'
+        np.testing.assert_array_equal(labels, agent.eventual.labels(agent.replay.serial[rows])[1])
+
+
+# ---------------------------------------------------------------------------- every strategy with every learner
+
+SMALL = {"es_dfm": {"window": 2}, "defer": {"window": 2, "horizon": 4}, "wait": {"window": 2}}
+
+
+def small(name: str) -> LabelStrategy:
+    return LABEL_STRATEGIES[name](**SMALL.get(name, {}))
+
+
+@pytest.mark.parametrize("name", sorted(LABEL_STRATEGIES))
+def test_linucb_learns_under_every_strategy(name):
+    agent, *_ = delayed_run(lambda task: LinUCBAgent(task, label=small(name)), steps=12)
+    agent.update()
+    size = len(agent.model.target)
+    assert (agent.model.gram != np.eye(size)).any() and np.isfinite(agent.theta).all() and agent.theta.any()
+
+
+@pytest.mark.parametrize("name", sorted(LABEL_STRATEGIES))
+def test_the_bert_agent_learns_under_every_strategy(name, tmp_path):
+    from agents.bert import BertAgent
+
+    def bert(task):
+        return BertAgent(task, label=small(name), encoder="tiny", cache_dir=str(tmp_path), batch_size=8, dim=8,
+                         hidden=16, memory_size=4, holdout_fraction=0.0, device="cpu", replay_ratio=1.0)  # fmt: skip
+
+    losses = []
+
+    def learning(task):
+        agent = bert(task)
+        observe = agent.observe
+
+        def observe_and_learn(transition):
+            observe(transition)
+            losses.append(agent.update())
+
+        agent.observe = observe_and_learn
+        return agent
+
+    delayed_run(learning, steps=12)
+    losses = [loss for loss in losses if loss]
+    assert losses and all(np.isfinite(loss["loss"]) and loss["click_loss"] > 0 for loss in losses)

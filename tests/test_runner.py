@@ -45,6 +45,15 @@ KEYS = {
     "env_steps",
     "wall_seconds",
     "env_steps_per_second",
+    "stream_auc_click",
+    "stream_pr_auc_click",
+    "stream_nll_click",
+    "stream_auc_purchase",
+    "stream_pr_auc_purchase",
+    "stream_nll_purchase",
+    "stream_rmse_rating",
+    "online_reward_mean",
+    "online_regret_mean",
 }
 
 
@@ -71,6 +80,8 @@ def test_run_writes_metrics(tmp_path, overrides):
     if "agent=oracle" in overrides:
         assert metrics["normalized_score"] == pytest.approx(1.0)
         assert metrics["purchase_rate"] > 0
+        assert metrics["online_regret_mean"] == pytest.approx(0.0, abs=1e-9)  # the oracle's slates are the best
+    assert metrics["online_reward_mean"] > 0 and metrics["online_regret_mean"] is not None
     assert_recorded_as_run(tmp_path, metrics)
 
 

@@ -1,0 +1,143 @@
+"""The streaming evaluation (``agents/stream.py``): its scores on synthetic streams whose AUC, precision and loss are
+known, and what a learner's run reports."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+import envs  # noqa: F401  (registers the environments)
+from agents.base import Task, Transition
+from agents.checkpoint import Checkpoints
+from agents.labels import Immediate
+from agents.linucb import LinUCBAgent
+from agents.loop import run_online
+from agents.random import RandomAgent
+from agents.stream import METRIC_NAMES, ONLINE_NAMES, StreamingEvaluation, window_scores
+from envs.feedback import FEEDBACK_DTYPE
+from envs.signals import Signal
+
+
+def test_a_window_is_scored_as_counted_by_hand():
+    """Positives at 0.9, 0.6, 0.4 and negatives at 0.7, 0.3, 0.2, 0.1: 10 of the 12 pairs ranked right; positives
+    at ranks 1, 3, 4, so the average precision is (1 + 2/3 + 3/4) / 3."""
+    p = np.array([0.9, 0.6, 0.4, 0.7, 0.3, 0.2, 0.1])
+    y = np.array([True, True, True, False, False, False, False])
+    nll = -(sum(math.log(v) for v in p[:3]) + sum(math.log(1 - v) for v in p[3:])) / 7
+    scores = window_scores({"click": p, "rating": np.array([4.0, 2.0, 5.0])},
+                           {"click": y, "rating": np.array([5.0, np.nan, 3.0])})  # fmt: skip
+    assert scores == pytest.approx({
+        "auc_click": 10 / 12, "pr_auc_click": (1 + 2 / 3 + 3 / 4) / 3, "nll_click": nll,
+        "rmse_rating": math.sqrt((1 + 4) / 2),
+    })  # fmt: skip
+
+
+def test_a_window_of_one_class_has_a_loss_but_no_auc():
+    assert window_scores({"click": np.array([0.2, 0.4])}, {"click": np.zeros(2, bool)}).keys() == {"nll_click"}
+
+
+class Stream:
+    """A learner whose scores separate positives by ``separation`` standard deviations: a positive's score is
+    ``N(separation, 1)``, a negative's ``N(0, 1)``, so its AUC is ``Φ(separation / √2)``; ``purchase`` is a
+    random guess (AUC 1/2). Labels: a click (and a purchase) record for each positive in the step's eventual
+    feedback. Slot 0 of every slate is masked (a repeat): scored wrongly on purpose, and never counted."""
+
+    def __init__(self, separation: float, sessions: int = 50, k: int = 4, seed: int = 0) -> None:
+        self.separation, self.sessions, self.k = separation, sessions, k
+        self.rng = np.random.default_rng(seed)
+        self.ids = 0
+
+    def transition(self) -> Transition:
+        b, k = self.sessions, self.k
+        positive = self.rng.random((b, k)) < 0.3
+        self.score = self.separation * positive + self.rng.standard_normal((b, k))
+        self.score[:, 0] = np.where(positive[:, 0], -10.0, 10.0)  # the masked slot, ranked backwards
+        ids = self.ids + np.arange(b)
+        self.ids += b
+        rows, pos = np.nonzero(positive)
+        records = np.zeros(2 * len(rows), FEEDBACK_DTYPE)
+        records["impression_id"], records["position"] = np.tile(ids[rows], 2), np.tile(pos, 2)
+        records["kind"] = np.repeat([Signal.CLICK, Signal.PURCHASE], len(rows))
+        records["value"] = 1.0
+        masked = np.zeros((b, k), bool)
+        masked[:, 0] = True
+        info = {"impression_id": ids, "masked_positions": masked}
+        action = np.tile(np.arange(k), (b, 1))
+        return Transition({}, action, np.ones(b), np.zeros(b, bool), np.zeros(b, bool), info, {}, eventual=records)
+
+    def predict(self, obs, action) -> dict[str, np.ndarray]:
+        return {"click": 1 / (1 + np.exp(-self.score)), "purchase": self.rng.random(self.score.shape)}
+
+
+@pytest.mark.parametrize("separation", [0.0, 1.0, 2.5])
+def test_the_streamed_auc_is_that_of_the_synthetic_stream(separation):
+    curves = []
+    log = type("Writer", (), {"add_scalar": lambda self, *point: curves.append(point)})()
+    stream, evaluation = Stream(separation), StreamingEvaluation(every=10, regret_every=0, log=log)
+    for _ in range(40):
+        evaluation.after_step(stream, stream.transition())
+    summary = evaluation.summary()
+    windows = evaluation.windows["auc_click"]
+    assert [(step, value) for tag, value, step in curves if tag == "stream/auc_click"] == list(
+        zip((500, 1000, 1500, 2000), windows, strict=True)
+    )  # one point per window, at the user-steps streamed
+    assert summary["stream_auc_click"] == pytest.approx(np.mean(windows)) and len(set(windows)) == 4
+    assert summary["stream_auc_click"] == pytest.approx(norm.cdf(separation / math.sqrt(2)), abs=0.02)
+    assert summary["stream_auc_purchase"] == pytest.approx(0.5, abs=0.03)
+    assert summary["stream_pr_auc_click"] > summary["stream_pr_auc_purchase"] - 0.05 + 0.2 * separation
+    assert summary["online_reward_mean"] == 1.0 and summary["online_regret_mean"] is None
+
+
+def test_a_learner_without_predictions_has_no_streaming_scores():
+    evaluation, stream = StreamingEvaluation(every=2, regret_every=0), Stream(1.0)
+    for _ in range(4):
+        evaluation.after_step(RandomAgent.__new__(RandomAgent), stream.transition())
+    assert all(evaluation.summary()[name] is None for name in METRIC_NAMES)
+
+
+@pytest.mark.parametrize("every", [-1, 1.5, True])
+def test_a_bad_stride_is_refused_naming_it(every):
+    with pytest.raises(ValueError, match=r"eval.stream_every=.*expected an integer >= 0"):
+        StreamingEvaluation(every)
+
+
+# ---------------------------------------------------------------------------- a learner's run
+
+
+def make_env():
+    return gym.make_vec("FeedbackRec/News-v0", num_envs=8, vectorization_mode="vector_entry_point", num_items=150,
+                        num_users=40, num_candidates=10, slate_size=3)  # fmt: skip
+
+
+def linucb_run(steps: int = 240, evaluation: StreamingEvaluation | None = None, checkpoints=None):
+    env = make_env()
+    agent = LinUCBAgent(Task.of(env), seed=0, label=Immediate())
+    run_online(agent, env, steps, seed=3, progress=False, stream=evaluation, checkpoints=checkpoints)
+    return agent
+
+
+def test_a_learners_run_reports_every_streaming_and_online_metric_without_changing_what_it_learns():
+    evaluation = StreamingEvaluation(every=5, regret_every=2)
+    streamed, plain = linucb_run(evaluation=evaluation), linucb_run()
+    summary = evaluation.summary()
+    assert {name for name, value in summary.items() if value is not None} == {
+        "stream_auc_click",
+        "stream_pr_auc_click",
+        "stream_nll_click",
+        *ONLINE_NAMES,
+    }  # fmt: skip  (LinUCB predicts no purchase nor rating; news has no purchases)
+    assert 0.0 <= summary["stream_auc_click"] <= 1.0 and summary["online_regret_mean"] > 0
+    assert evaluation.regret_steps == 8 * 15 and evaluation.user_steps == 240  # every other of 30 ticks
+    np.testing.assert_array_equal(streamed.model.gram, plain.model.gram)  # the evaluation perturbs nothing
+
+
+def test_a_resumed_run_reports_what_an_uninterrupted_one_does(tmp_path):
+    first, resumed, uninterrupted = (StreamingEvaluation(every=4, regret_every=3) for _ in range(3))
+    linucb_run(120, first, Checkpoints(tmp_path))
+    linucb_run(240, resumed, Checkpoints(tmp_path))
+    linucb_run(240, uninterrupted)
+    assert resumed.summary() == uninterrupted.summary()
