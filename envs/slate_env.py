@@ -11,6 +11,7 @@ from envs.actions import check_slates
 from envs.catalog import Catalog
 from envs.domain import Domain
 from envs.feedback import as_columns
+from envs.pool import EMPTY_PUBLISHED, Published
 from envs.users import Population
 from envs.world import make_simulator
 
@@ -26,6 +27,11 @@ class SlateEnv(gym.Env):
     (population drift undone, pending feedback forgotten); ``reset()`` without a seed starts the next
     session in the same world, so users return with drifted interests and late feedback from their earlier
     sessions.
+
+    In a world with item churn (``publish_rate > 0``, :mod:`envs.pool`), ``info["published"]`` (a
+    :class:`envs.pool.Published`: slots, ids, texts) lists the items published since the last step or reset, present
+    when there are any; :attr:`published` holds the last one (empty when none), and :attr:`catalog` shows each
+    slot's current item.
 
     Args:
         domain: a registered domain's name (``"news"``, ...) or a :class:`~envs.domain.Domain`.
@@ -52,9 +58,11 @@ class SlateEnv(gym.Env):
         self.domain, self.config = self.sim.domain, self.sim.config
         self.observation_space = self.sim.observation_space
         self.action_space = self.sim.action_space
+        self.published: Published = EMPTY_PUBLISHED
 
     @property
     def catalog(self) -> Catalog:
+        """The catalogue view: each slot's current item."""
         return self.sim.catalog
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -67,6 +75,7 @@ class SlateEnv(gym.Env):
             "pending_feedback": self.sim.channel.pending,
             "user_id": int(self.sim.user[0]),
         }
+        self._tell_published(info)
         return self._observation(), info
 
     def step(self, action):
@@ -85,7 +94,15 @@ class SlateEnv(gym.Env):
             "pending_feedback": self.sim.channel.pending,
             "choice": int(out.choice[0]),
         }
+        self._tell_published(info)
         return self._observation(), float(out.reward[0]), terminated, truncated, info
+
+    def _tell_published(self, info: dict) -> None:
+        """Put the items published since the last call into ``info["published"]`` (when there are any) and
+        :attr:`published`."""
+        self.published = self.sim.take_published()
+        if len(self.published.items):
+            info["published"] = self.published
 
     def candidate_utility(self) -> np.ndarray:
         """``(M,)`` hidden utility of the current candidates (for the oracle and metrics only)."""

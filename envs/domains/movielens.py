@@ -108,7 +108,11 @@ class MovieLensWorld:
         """``config.num_users`` fitted users; their user bias lives in the fitted utilities, so the
         rating bias is 0."""
         rows = self.population_rows(config.num_users, config.population_seed)
-        params = UserParams(mean_rating_propensity=config.rating_propensity, spam_fraction=config.spam_fraction)
+        params = UserParams(
+            mean_patience=config.patience,
+            mean_rating_propensity=config.rating_propensity,
+            spam_fraction=config.spam_fraction,
+        )
         return Population.fitted(self.fit.affinity[rows], config.population_seed, params, np.zeros(len(rows)))
 
 
