@@ -118,7 +118,9 @@ class Domain:
         if not (isinstance(self.tick_seconds, (int, float)) and self.tick_seconds > 0):
             raise ValueError(f"domain {self.name!r}: tick_seconds={self.tick_seconds!r}; expected a number > 0")
         RESPONSES[self.response].constants(self.response, self.response_params)
-        object.__setattr__(self, "rating_scale", RatingScale.parse(self.rating_scale, f"domain {self.name!r}: rating_scale"))
+        object.__setattr__(
+            self, "rating_scale", RatingScale.parse(self.rating_scale, f"domain {self.name!r}: rating_scale")
+        )
         width = RESPONSES[self.response].signals
         if len(self.implicit_signals) != width:
             raise ValueError(

@@ -4,9 +4,9 @@ For each session: look up the slate's items, mask repeated slots, compute the hi
 shown item, let the choice model pick a slot (or none; sometimes a misclick), turn a consumption into the
 domain's implicit signals and, rarely, a rating (and text), evolve the user (fatigue, interest drift,
 mood, time budget) and draw the next candidates: in a static catalogue uniformly (:func:`draw_candidates`), in a
-churning one from the live items as a candidate generator would (:func:`draw_live_candidates`, :mod:`envs.pool`). Randomness comes from a keyed stream of uniforms: each
-session owns ``stride`` positions, and each phase of its step reads from its own named offset among them
-(:class:`DrawLayout`), so no phase's draws can run into the next one's.
+churning one from the live items as a candidate generator would (:func:`draw_live_candidates`, :mod:`envs.pool`).
+Randomness comes from a keyed stream of uniforms: each session owns ``stride`` positions, and each phase of its step
+reads from its own named offset among them (:class:`DrawLayout`), so no phase's draws can run into the next one's.
 
 **State by name.** The kernel's arrays come in four groups, each defined once as a ``NamedTuple``:
 :class:`World` (what the kernels read and never write), :class:`SessionState` (the ``B`` sessions, what a

@@ -192,7 +192,9 @@ class ItemPool:
         if weight > RESCALE_ABOVE:
             self.score /= weight
             self.reference, weight = tick, 1.0
-        _count_consumptions(choice, actions, candidates, weight, self.score, self.trending, self.in_trending, self.window)
+        _count_consumptions(
+            choice, actions, candidates, weight, self.score, self.trending, self.in_trending, self.window
+        )
 
     def reset(self) -> np.ndarray:
         """Back to tick 0 (the initial items, no consumptions); returns the slots whose item changed."""

@@ -112,7 +112,9 @@ RESPONSES = {
     "listen": ResponseModel(
         LISTEN, draws=3, signals=4, params={"listen_noise": 0.2, "like_rate": 0.25, "skip_below": 0.3}
     ),
-    "watch": ResponseModel(WATCH, draws=3, signals=4, params={"watch_noise": 0.2, "like_rate": 0.2, "complete_at": 0.9}),
+    "watch": ResponseModel(
+        WATCH, draws=3, signals=4, params={"watch_noise": 0.2, "like_rate": 0.2, "complete_at": 0.9}
+    ),
 }
 
 

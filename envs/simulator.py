@@ -24,11 +24,10 @@ step, so every delivered record's reward enters exactly one step's reward.
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 from operator import attrgetter
 from typing import NamedTuple
-
-import math
 
 import numpy as np
 from gymnasium import spaces

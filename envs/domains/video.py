@@ -3,7 +3,7 @@
 >>> import gymnasium as gym, envs
 >>> env = gym.make("FeedbackRec/Video-v0", item_features=None)
 >>> sorted(env.observation_space.spaces)
-['candidates', 'feedback', 'history', 'user_id']
+['candidate_age', 'candidates', 'feedback', 'history', 'user_id']
 """
 
 from __future__ import annotations
