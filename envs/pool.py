@@ -193,17 +193,22 @@ class ItemPool:
             self.score /= weight
             self.reference, weight = tick, 1.0
         _count_consumptions(
-            choice, actions, candidates, weight, self.score, self.trending, self.in_trending, self.window
+            choice, actions, candidates, weight, self.score, self.trending, self.in_trending, self.window, self.serial
         )
 
-    def reset(self) -> np.ndarray:
-        """Back to tick 0 (the initial items, no consumptions); returns the slots whose item changed."""
-        changed = np.flatnonzero(self.serial != np.arange(len(self.serial)))
-        self._tick = 0
+    def reset(self, tick: int = 0) -> np.ndarray:
+        """Back to ``tick`` with no consumptions (the items live then: at 0 the initial ones); returns the slots
+        whose item changed."""
+        end = self.schedule.published_by(tick)
+        serials = np.arange(end - len(self.serial), end, dtype=np.int64)
+        wanted = np.empty_like(serials)
+        wanted[serials % len(self.serial)] = serials
+        changed = np.flatnonzero(self.serial != wanted)
+        self._tick = tick
         if len(changed):
-            self._rewrite(0, len(self.serial))
-        self._forget_consumptions(0)
-        self._set_window(0)
+            self._rewrite(end - len(self.serial), end)
+        self._forget_consumptions(tick)
+        self._set_window(tick)
         return changed
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -358,14 +363,17 @@ def _meta_rows(draws: ItemDraws, num_categories: int, stats) -> np.ndarray:
 
 
 @njit(cache=True)
-def _count_consumptions(choice, actions, candidates, weight, score, trending, in_trending, window):
+def _count_consumptions(choice, actions, candidates, weight, score, trending, in_trending, window, serial):
     """Add ``weight`` to the score of each consumed slot and keep the trending list the highest-scoring consumed
-    items: a consumed item not on a full list replaces the list's lowest entry if it scores more."""
+    items: a consumed item not on a full list replaces the list's lowest entry if it scores more. ``window`` is
+    already the next tick's: an item that expired with this tick is not counted (it must not become a candidate)."""
     w = window[0]
     for b in range(choice.shape[0]):
         if choice[b] < 0:
             continue
         slot = candidates[b, actions[b, choice[b]]]
+        if serial[slot] < w.first:
+            continue
         score[slot] += weight
         if in_trending[slot] or trending.shape[0] == 0:
             continue

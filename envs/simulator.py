@@ -355,14 +355,19 @@ class Simulator:
         """The sessions' arrays, by name (the attributes of the same names, not copies)."""
         return SessionState._make(_session_arrays(self))
 
-    def reset_world(self) -> None:
-        """A fresh world: drift undone, no sessions, no pending feedback, clock at 0, the initial items in their
-        slots (those whose item changes are handed out by the next :meth:`take_published`)."""
+    def reset_world(self, start_tick: int = 0) -> None:
+        """A fresh world: drift undone, no sessions, no pending feedback, the clock at ``start_tick`` and the items
+        live then in their slots (those whose item changes are handed out by the next :meth:`take_published`). A
+        churning world started at tick ``T`` holds the items a world started at 0 holds at ``T``: an evaluation
+        can start where training stopped, among items the learner has not met."""
+        if isinstance(start_tick, bool) or not isinstance(start_tick, (int, np.integer)) or start_tick < 0:
+            raise ValueError(f"start_tick={start_tick!r}; expected an integer >= 0 (a tick of the world clock)")
         self.population.restore()
         self.channel.clear()
         self._allocate()
+        self.clock = int(start_tick)
         if self.pool:
-            self._published.append(self.pool.reset())
+            self._published.append(self.pool.reset(self.clock))
 
     def take_published(self) -> Published:
         """The items published since the last call (slots whose item changed, with their current items), or

@@ -13,7 +13,7 @@ from envs.domain import Domain
 from envs.feedback import as_columns
 from envs.pool import EMPTY_PUBLISHED, Published
 from envs.users import Population
-from envs.world import make_simulator
+from envs.world import make_simulator, start_tick
 
 ONE = np.zeros(1, np.int64)
 
@@ -68,7 +68,9 @@ class SlateEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
-            self.sim.reset_world()
+            self.sim.reset_world(start_tick(options))
+        elif options:
+            raise ValueError(f"reset(options={options!r}) without a seed; expected options only with a seed")
         waiting = self.sim.start_sessions(ONE, self.np_random)
         info = {
             "feedback": as_columns(waiting),

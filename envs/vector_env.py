@@ -16,7 +16,7 @@ from envs.domain import Domain
 from envs.feedback import EMPTY_FEEDBACK
 from envs.pool import EMPTY_PUBLISHED, Published
 from envs.users import Population
-from envs.world import make_simulator
+from envs.world import make_simulator, start_tick
 
 
 class Delivered(NamedTuple):
@@ -92,7 +92,9 @@ class SlateVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
-            self.sim.reset_world()
+            self.sim.reset_world(start_tick(options))
+        elif options:
+            raise ValueError(f"reset(options={options!r}) without a seed; expected options only with a seed")
         self.delivered = Delivered(EMPTY_FEEDBACK, self.sim.start_sessions(self._all, self.np_random))
         info = {"feedback_count": self._counts()}
         self._tell_published(info)

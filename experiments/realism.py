@@ -24,13 +24,16 @@ For MovieLens, three simulations of the fitted world, each user in their own ses
   produces by itself.
 
 For the generated domains, random and oracle slates over each domain's defaults give the click-through
-rate, ratings per consumed item and session length.
+rate, ratings per consumed item and session length; then each calibrated figure of their versions (e-commerce
+funnel and session length against OTTO, music skips against Spotify's skip challenge, news clicks per list against
+MIND) next to its public reference, under random slates (:data:`CALIBRATION`).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import hydra
@@ -68,6 +71,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.env.id == MOVIELENS:
         sections.append(movielens_section(cfg, out))
     sections.append(domain_section(cfg.seed))
+    sections.append(calibration_section(cfg.seed))
     report = "\n\n".join(["# Realism report", *sections]) + "\n"
     (out / "report.md").write_text(report, encoding="utf-8")
     print(report)
@@ -378,6 +382,104 @@ def session_statistics(env_id: str, make_agent, seed: int) -> tuple[float, float
         lengths += active
         active &= ~(terminated | truncated)
     return clicks / lengths.sum(), ratings / max(clicks, 1), float(lengths.mean())
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+CALIBRATION_SESSIONS = 2000  # first sessions of this many users per world, random slates, no delays
+MIND_LIST = 37  # headlines per MIND impression list: 5,843,444 shown in MIND-small's train impressions (≈37 each)
+CALIBRATION_TOLERANCE = 0.25  # relative
+
+
+class Reference(NamedTuple):
+    """A public figure a default world is calibrated to."""
+
+    measure: str
+    value: float
+    source: str
+
+
+CALIBRATION = {
+    "Ecommerce": (
+        Reference("clicks → carts", 16.9 / 194.7, "OTTO RecSys dataset: 194.7M clicks, 16.9M carts, 5.1M orders"),
+        Reference("clicks → orders", 5.1 / 194.7, "OTTO RecSys dataset"),
+        Reference("events per session", 16.8, "OTTO RecSys dataset: 12.9M sessions, 216.7M events"),
+    ),
+    "Music": (Reference("plays skipped", 0.5, "Spotify Sequential Skip Prediction Challenge: about half"),),
+    "News": (
+        Reference(
+            f"clicks per session of {MIND_LIST}-headline lists",
+            1.5,
+            "MIND (Wu et al., ACL 2020): about 1.5 clicks per impression list of about 37 headlines",
+        ),
+    ),
+}
+"""Per generated domain: the figures of public data its latest version is calibrated to."""
+
+
+def calibration_section(seed: int) -> str:
+    """Each calibrated figure of the generated domains, by version, against its public reference."""
+    rows = []
+    for title, references in CALIBRATION.items():
+        domain = next(d for d in envs.DOMAINS.values() if d.title == title)
+        for version in domain.versions:
+            env_id = f"FeedbackRec/{title}-v{version.number}"
+            measured = calibration_figures(title, env_id, seed)
+            for reference in references:
+                value = measured[reference.measure]
+                error = value / reference.value - 1
+                verdict = _verdict(abs(error) <= CALIBRATION_TOLERANCE)
+                rows.append(
+                    f"| {env_id} | {reference.measure} | {value:.3f} | {reference.value:.3f} | {error:+.0%} | "
+                    f"{verdict} | {reference.source} |"
+                )
+    header = [
+        "| world | measure | simulated | reference | error | ±25% | reference's source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return f"""## Calibration to public data
+
+Logging policy: uniformly random slates (the defaults' {envs.SimConfig().num_candidates} candidates and slates of
+{envs.SimConfig().slate_size}, except news: lists of {MIND_LIST} headlines, all candidates shown, as MIND's impression
+lists), the first session of {CALIBRATION_SESSIONS} users, no delays. Funnel rates are counts of the signal over
+clicks (plays); events are clicks, carts and orders; a session of the simulator is one visit. The ``-v0`` rows show
+the world before its calibration.
+
+{chr(10).join([*header, *rows])}"""
+
+
+def calibration_figures(title: str, env_id: str, seed: int) -> dict[str, float]:
+    """The calibrated measures of one world (see :data:`CALIBRATION`) under random slates."""
+    sizes = {"num_candidates": MIND_LIST, "slate_size": MIND_LIST} if title == "News" else {}
+    counts, sessions = first_session_counts(env_id, seed, **sizes)
+    clicks = counts[Signal.CLICK] + counts[Signal.PLAY]
+    carts, orders = counts[Signal.ADD_TO_CART], counts[Signal.PURCHASE]
+    return {
+        "clicks → carts": carts / max(clicks, 1),
+        "clicks → orders": orders / max(clicks, 1),
+        "events per session": (clicks + carts + orders) / sessions,
+        "plays skipped": counts[Signal.SKIP] / max(clicks, 1),
+        f"clicks per session of {MIND_LIST}-headline lists": clicks / sessions,
+    }
+
+
+def first_session_counts(env_id: str, seed: int, **kwargs) -> tuple[np.ndarray, int]:
+    """``(counts, sessions)``: per signal kind ``(S,)`` the positive records of the first session of each of
+    :data:`CALIBRATION_SESSIONS` users under uniformly random slates, and the number of sessions."""
+    env = gym.make_vec(
+        env_id, num_envs=CALIBRATION_SESSIONS, vectorization_mode="vector_entry_point", delays="none", **kwargs
+    )
+    agent = RandomAgent(Task.of(env), seed=seed)
+    obs, _ = env.reset(seed=seed)
+    active = np.ones(env.num_envs, bool)
+    counts = np.zeros(envs.signals.SIGNALS.count, np.int64)
+    while active.any():
+        obs, _, terminated, truncated, _ = env.step(agent.act(obs))
+        feedback = env.unwrapped.delivered.arrived
+        mine = active[feedback["env_index"]] & (feedback["value"] > 0)
+        counts += np.bincount(feedback["kind"][mine], minlength=len(counts)).astype(np.int64)
+        active &= ~(terminated | truncated)
+    return counts, env.num_envs
 
 
 if __name__ == "__main__":
