@@ -32,6 +32,8 @@ class SimConfig:
         position_bias: cascade's examination decay per slot, in (0, 1].
         misclick_rate: chance per step that the user clicks a random slot instead of choosing.
         rating_noise: standard deviation of rating noise, in stars.
+        rating_heaping: on a rating scale finer than whole stars, the chance a rating is rounded to whole stars
+            (raters favour them), in [0, 1].
         rating_propensity: mean chance that a user rates a consumed item.
         spam_fraction: share of users who rate uniformly at random.
         privacy_epsilon: ε of local differential privacy on feedback values, or None (off).
@@ -79,6 +81,7 @@ class SimConfig:
     position_bias: float = 0.8
     misclick_rate: float = 0.01
     rating_noise: float = 0.5
+    rating_heaping: float = 0.0
     rating_propensity: float = 0.04
     spam_fraction: float = 0.02
     privacy_epsilon: float | None = None
@@ -142,6 +145,7 @@ class SimConfig:
         for name, weight in (self.reward_weights or {}).items():
             SIGNALS.parse(name)
             _require_range(f"reward_weights[{name!r}]", weight, -float("inf"), float("inf"))
+        _require_range("rating_heaping", self.rating_heaping, 0.0, 1.0)
         self._check_churn()
         _require_range("click_reluctance", self.click_reluctance, -float("inf"), float("inf"))
         _require_range("patience", self.patience, 0.0, float("inf"), low_open=True)

@@ -180,6 +180,7 @@ class Dynamics(NamedTuple):
     position_bias: float
     misclick_rate: float
     rating_noise: float
+    rating_heaping: float  # chance a rating is rounded to whole stars on a finer scale (0: never)
     quality_weight: float
     fatigue_weight: float
     fatigue_decay: float
@@ -650,14 +651,18 @@ def _emit(records, b, n, impression, user, session, item, position, kind, value,
 def _stars(satisfaction, bias, spam, p, key, i):
     """A rating on the scale ``p.rating_low .. p.rating_high`` (steps of ``p.rating_step``): ``low + (high − low)
     · satisfaction`` + the user's bias + noise of deviation ``p.rating_noise``, rounded to the scale's step and
-    clipped into it (on 1..5 whole stars: ``round(1 + 4 · satisfaction + bias + noise)``); spammers rate uniformly
-    at random."""
+    clipped into it (on 1..5 whole stars: ``round(1 + 4 · satisfaction + bias + noise)``); with probability
+    ``p.rating_heaping`` rounded to whole stars instead (on a half-star scale, raters favour whole stars: the
+    heaping of real MovieLens ratings). Spammers rate uniformly at random (the uniform ``a`` a spammer's stars
+    read decides a rater's rounding)."""
     noise, i = normal(key, i)
     a, i = uniform(key, i)
     low, step = p.rating_low, p.rating_step
     if spam:
         return low + step * int(a * p.rating_values), i
     x = low + (p.rating_high - low) * satisfaction + bias + p.rating_noise * noise
+    if a < p.rating_heaping:
+        return min(max(float(round(x)), low), p.rating_high), i
     return min(max(low + step * round((x - low) / step), low), p.rating_high), i
 
 

@@ -229,6 +229,7 @@ class Simulator:
             position_bias=config.position_bias,
             misclick_rate=config.misclick_rate,
             rating_noise=config.rating_noise,
+            rating_heaping=config.rating_heaping,
             quality_weight=config.quality_weight,
             fatigue_weight=config.fatigue_weight,
             fatigue_decay=config.fatigue_decay,

@@ -48,17 +48,17 @@ import experiments.config  # noqa: F401  (registers the env schema that conf/ co
 from agents.base import Task
 from agents.oracle import OracleAgent
 from agents.random import RandomAgent
-from envs.domains.movielens import MovieLensWorld, load_world
-from envs.fit import total_variation
+from envs.domains.movielens import HALF_STARS, MovieLensWorld, load_world
+from envs.fit import WHOLE_STARS, star_index, total_variation
 from envs.ratings import HELD_OUT, TRAIN
-from envs.signals import Signal
+from envs.signals import RatingScale, Signal
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
 
 log = logging.getLogger("feedbackrec.realism")
 
-MOVIELENS = "FeedbackRec/MovieLens-v0"
+MOVIELENS = "FeedbackRec/MovieLens-"  # every version: -v0 rates in whole stars, -v1 in the data's half stars
 TV_TARGET, GINI_TARGET = 0.05, 0.05
 DOMAIN_EPISODES = 500  # sessions per generated domain and policy
 MAX_STEPS_PER_QUOTA = 20  # a consumption simulation stops after this many steps per item of the largest quota
@@ -68,7 +68,7 @@ MAX_STEPS_PER_QUOTA = 20  # a consumption simulation stops after this many steps
 def main(cfg: DictConfig) -> None:
     out = Path(HydraConfig.get().runtime.output_dir)
     sections = []
-    if cfg.env.id == MOVIELENS:
+    if cfg.env.id.startswith(MOVIELENS):
         sections.append(movielens_section(cfg, out))
     sections.append(domain_section(cfg.seed))
     sections.append(calibration_section(cfg.seed))
@@ -83,8 +83,9 @@ def main(cfg: DictConfig) -> None:
 
 def movielens_section(cfg: DictConfig, out: Path) -> str:
     """Simulate the fitted world against its held-out fold; plots into ``out``; returns Markdown."""
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "id"}
-    world = load_world(kwargs.pop("ratings", None))
+    kwargs = OmegaConf.to_container(cfg.env, resolve=True)  # "id" included: the world_env's id
+    scale = kwargs.get("rating_scale")
+    world = load_world(kwargs.pop("ratings", None), WHOLE_STARS if scale is None else RatingScale.parse(scale))
     kwargs["num_users"] = world.table.num_users  # every real user once
     num_items = kwargs.get("num_items", 2000)
     real = held_out_pairs(world, num_items, kwargs.get("population_seed", 0))
@@ -95,7 +96,7 @@ def movielens_section(cfg: DictConfig, out: Path) -> str:
     uniform = simulate_consumption(kwargs, quota, None, cfg.seed)
     catalog = world.catalog(num_items)
     figures = {
-        "rating_histogram.png": plot_ratings(real["stars"], simulated),
+        "rating_histogram.png": plot_ratings(real["stars"], simulated, world.fit.scale),
         "user_mean_rating.png": plot_user_means(real, simulated),
         "popularity_curve.png": plot_popularity(real["item"], consumed, uniform, num_items),
         "genre_share.png": plot_genres(world.genre_names, catalog, real["item"], consumed),
@@ -109,8 +110,9 @@ def movielens_section(cfg: DictConfig, out: Path) -> str:
 def held_out_pairs(world: MovieLensWorld, num_items: int, population_seed: int) -> dict[str, np.ndarray]:
     """The held-out ratings of catalogue movies, per simulated user (each copies one real user).
 
-    Returns ``user`` (simulated user), ``item`` (catalogue index), ``stars`` (1..5), each ``(n,)``, sorted
-    by user; and ``train_item`` ``(m,)``, the catalogue items of the training ratings."""
+    Returns ``user`` (simulated user), ``item`` (catalogue index), ``stars`` (on the fit's scale: 1..5, or the
+    data's half stars), each ``(n,)``, sorted by user; and ``train_item`` ``(m,)``, the catalogue items of the
+    training ratings."""
     table = world.table
     item_of_movie = np.full(table.num_movies, -1)
     item_of_movie[world.by_popularity[:num_items]] = np.arange(num_items)
@@ -124,7 +126,7 @@ def held_out_pairs(world: MovieLensWorld, num_items: int, population_seed: int) 
     return {
         "user": users[order],
         "item": items[keep][order],
-        "stars": table.stars()[keep][order],
+        "stars": (table.rating if world.fit.scale == HALF_STARS else table.stars())[keep][order],
         "train_item": items[train],
     }
 
@@ -147,7 +149,7 @@ def world_env(kwargs: dict, **overrides) -> gym.vector.VectorEnv:
     """The MovieLens vector env with one session per user, every movie a candidate, no delays."""
     settings = {**kwargs, "num_candidates": kwargs.get("num_items", 2000), "delays": "none", **overrides}
     return gym.make_vec(
-        MOVIELENS,
+        settings.pop("id"),
         num_envs=settings["num_users"],
         vectorization_mode="vector_entry_point",
         item_features=None,
@@ -227,9 +229,9 @@ def gini(counts: np.ndarray) -> float:
     return float((2.0 * np.arange(1, n + 1) @ c) / (n * c.sum()) - (n + 1) / n)
 
 
-def star_histogram(stars: np.ndarray) -> np.ndarray:
-    """``(5,)`` share of 1..5 stars."""
-    return np.bincount(np.asarray(stars, dtype=np.int64) - 1, minlength=5)[:5] / len(stars)
+def star_histogram(stars: np.ndarray, scale: RatingScale = WHOLE_STARS) -> np.ndarray:
+    """``(V,)`` share of each star value of ``scale`` (1..5 whole stars: ``(5,)``)."""
+    return np.bincount(star_index(stars, scale), minlength=scale.values)[: scale.values] / len(stars)
 
 
 def genre_shares(catalog, items: np.ndarray) -> np.ndarray:
@@ -246,11 +248,11 @@ def user_means(users: np.ndarray, stars: np.ndarray) -> np.ndarray:
     return totals[counts > 0] / counts[counts > 0]
 
 
-def plot_ratings(real: np.ndarray, simulated: np.ndarray):
+def plot_ratings(real: np.ndarray, simulated: np.ndarray, scale: RatingScale):
     figure, ax = plt.subplots(figsize=(5, 3.5))
-    stars = np.arange(1, 6)
-    ax.bar(stars - 0.2, star_histogram(real), 0.4, label="real (held out)")
-    ax.bar(stars + 0.2, star_histogram(simulated), 0.4, label="simulated")
+    stars, width = scale.stars(), 0.4 * scale.step
+    ax.bar(stars - width / 2, star_histogram(real, scale), width, label="real (held out)")
+    ax.bar(stars + width / 2, star_histogram(simulated, scale), width, label="simulated")
     ax.set(xlabel="stars", ylabel="share of ratings", title="Rating histogram")
     ax.legend()
     return figure
@@ -290,8 +292,8 @@ def plot_genres(genres: tuple[str, ...], catalog, real: np.ndarray, consumed: np
 
 
 def movielens_markdown(world, catalog, real, simulated, consumed, uniform) -> str:
-    n = catalog.num_items
-    tv = total_variation(star_histogram(real["stars"]), star_histogram(simulated))
+    n, scale = catalog.num_items, world.fit.scale
+    tv = total_variation(star_histogram(real["stars"], scale), star_histogram(simulated, scale))
     counts = {name: np.bincount(items, minlength=n) for name, items in (("real", real["item"]), ("sim", consumed))}
     real_gini, sim_gini = gini(counts["real"]), gini(counts["sim"])
     uniform_gini = gini(np.bincount(uniform, minlength=n))
@@ -312,11 +314,11 @@ def movielens_markdown(world, catalog, real, simulated, consumed, uniform) -> st
         ("genre share of consumption, total variation", f"{genre_tv:.3f}", "", ""),
     ]
     table = "\n".join(["| measure | value | target | |", "|---|---|---|---|", *(f"| {' | '.join(r)} |" for r in rows)])
-    real_hist, sim_hist = star_histogram(real["stars"]), star_histogram(simulated)
+    real_hist, sim_hist = star_histogram(real["stars"], scale), star_histogram(simulated, scale)
     stars = "\n".join(
         [
-            "| stars | 1 | 2 | 3 | 4 | 5 |",
-            "|---|---|---|---|---|---|",
+            "| stars | " + " | ".join(f"{s:g}" for s in scale.stars()) + " |",
+            "|---" * (scale.values + 1) + "|",
             "| real | " + " | ".join(f"{p:.3f}" for p in real_hist) + " |",
             "| simulated | " + " | ".join(f"{p:.3f}" for p in sim_hist) + " |",
         ]
