@@ -129,6 +129,12 @@ class Agent:
     def observe(self, transition: Transition) -> None:
         """Take in one step's outcome; the default agent learns nothing."""
 
+    def items_published(self, published) -> None:
+        """New items took the slots ``published.items`` (an :class:`envs.pool.Published`, with their ids and texts):
+        forget what was learnt about the slots' earlier items. Called by the loops (:func:`agents.loop.run_online`,
+        :func:`agents.evaluation.evaluate`) after a reset or step that published items, before the next
+        :meth:`act`; the default agent keeps nothing per item."""
+
     def update(self) -> dict[str, float]:
         """One learning step; returns losses/statistics for logging (``train/<name>``)."""
         return {}

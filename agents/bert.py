@@ -132,6 +132,19 @@ class BertAgent(Agent):
                 f"of size {len(space.nvec)}"
             )
         self.replay.new_epoch()
+        self.catalog = base.catalog  # the served world's items (a churning world's new items are read from it)
+
+    def items_published(self, published) -> None:
+        """New items in the slots ``published.items``: their texts are encoded (through the on-disk cache, or by
+        the fine-tuned encoder) into the item table with their attributes and reading times, and the slots'
+        learnt bias and feedback statistics are forgotten."""
+        items = np.asarray(published.items, np.int64)
+        vectors = self.text.replace(items, list(published.texts))
+        self.item_seconds[items] = item_seconds(self.catalog)[items]
+        index = torch.as_tensor(items, device=self.device)
+        attributes = torch.as_tensor(_attribute_matrix(self.catalog)[items], device=self.device)
+        self.net.replace_items(index, torch.as_tensor(vectors, device=self.device), attributes)
+        self.item_stats.forget(items)
 
     # ------------------------------------------------------------------ acting
 

@@ -17,6 +17,7 @@ from sklearn.metrics import ndcg_score
 from threadpoolctl import threadpool_limits
 
 from agents.base import Agent
+from agents.loop import tell_published
 from agents.oracle import regret
 from envs.signals import SIGNALS, Role, Signal
 
@@ -34,13 +35,32 @@ class _Tally:
     ratings: list = field(default_factory=list)
     dwell: list = field(default_factory=list)
     shown: set = field(default_factory=set)
+    fresh_shown: int = 0  # shown items younger than fresh_ticks
+    fresh_clicks: int = 0  # consumptions of those
+    items_shown: int = 0
 
 
-def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000, regret: bool = True) -> dict[str, float]:
+FRESH_TICKS = 60
+"""Default ``fresh_ticks``: an item is fresh for its first hour in news (one-minute ticks)."""
+
+
+def evaluate(
+    agent: Agent,
+    env,
+    seed: int,
+    max_steps: int = 10_000,
+    fresh_ticks: int = FRESH_TICKS,
+    start_tick: int = 0,
+    regret: bool = True,
+) -> dict[str, float]:
     """Run one session in each of ``env.num_envs`` sub-environments; returns the metrics.
 
-    ``regret=False`` skips ``regret_mean`` (None), which costs most of an evaluation: each step's best slate
-    by the choice model (a reference's baselines, whose rewards alone are used, need none).
+    The world is reset with ``seed`` at ``start_tick`` of its clock (``reset(options={"start_tick": ...})``): in
+    a world with item churn, an evaluation that starts after the training's last tick meets items the learner
+    never saw. Items published at the reset and during the evaluation are handed to
+    :meth:`~agents.base.Agent.items_published`. ``regret=False`` skips ``regret_mean`` (None), which costs most
+    of an evaluation: each step's best slate by the choice model (a reference's baselines, whose rewards alone
+    are used, need none).
 
     Keys: ``episode_reward_mean``, ``episode_reward_ci95`` (1.96 standard errors), ``ctr``,
     ``rating_mean``, ``dwell_mean`` (seconds for news, fractions for music/video), ``purchase_rate``
@@ -49,20 +69,27 @@ def evaluate(agent: Agent, env, seed: int, max_steps: int = 10_000, regret: bool
     :func:`agents.oracle.regret`, 0 for the oracle), ``ndcg_at_k`` (shown slate against the utility ranking),
     ``intra_list_diversity`` (share of slate pairs in different categories), ``coverage`` (share of the
     catalogue ever shown), ``episodes``, and ``episode_rewards`` (the list of per-session returns, in
-    sub-environment order, for paired comparisons of agents on the same seed). Metrics that do not apply are
-    None.
+    sub-environment order, for paired comparisons of agents on the same seed). With item churn also
+    ``cold_start_ctr`` (consumptions per shown item among shown items younger than ``fresh_ticks`` ticks, by
+    ``obs["candidate_age"]``) and ``fresh_share`` (the share of shown items that young). Metrics that do not apply
+    are None (the churn metrics in a static catalogue).
     """
     if env.num_envs < 1:
         raise ValueError(f"evaluation needs at least 1 episode, got {env.num_envs}")
+    if isinstance(fresh_ticks, bool) or not isinstance(fresh_ticks, int) or fresh_ticks < 1:
+        raise ValueError(f"fresh_ticks={fresh_ticks!r}; expected an integer >= 1 (ticks of the world clock)")
     with threadpool_limits(limits=1, user_api="blas"):  # as in agents.loop.run_online
-        return _evaluate(agent, env, seed, max_steps, regret)
+        return _evaluate(agent, env, seed, max_steps, fresh_ticks, start_tick, regret)
 
 
-def _evaluate(agent: Agent, env, seed: int, max_steps: int, with_regret: bool) -> dict[str, float]:
+def _evaluate(
+    agent: Agent, env, seed: int, max_steps: int, fresh_ticks: int, start_tick: int, with_regret: bool
+) -> dict[str, float]:
     """:func:`evaluate`'s loop."""
     base = env.unwrapped
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed, options={"start_tick": start_tick} if start_tick else None)
     agent.attach(env)
+    tell_published(agent, env)
     batch = env.num_envs
     active = np.ones(batch, bool)
     returns, lengths = np.zeros(batch), np.zeros(batch, np.int64)
@@ -73,16 +100,33 @@ def _evaluate(agent: Agent, env, seed: int, max_steps: int, with_regret: bool) -
         slates = agent.check_slates(np.asarray(agent.act(obs, explore=False)), batch)
         if with_regret:
             tally.regret.extend(regret(problem, slates)[active])
-        candidates = obs["candidates"]
+        candidates, ages = obs["candidates"], obs["candidate_age"]
         obs, reward, terminated, truncated, info = env.step(slates)
+        tell_published(agent, env)
         rows = np.flatnonzero(active)
         returns[rows] += reward[rows]
         lengths[rows] += 1
         _tally_step(tally, rows, slates, candidates, utility, info, base.delivered, base.catalog.categories)
+        _tally_fresh(tally, rows, slates, ages, info["choice"], fresh_ticks)
         active &= ~(terminated | truncated)
         if not active.any():
             break
-    return _summarise(returns, lengths, tally, base.catalog.num_items)
+    metrics = _summarise(returns, lengths, tally, base.catalog.num_items)
+    churns = base.sim.pool is not None
+    metrics["cold_start_ctr"] = tally.fresh_clicks / tally.fresh_shown if churns and tally.fresh_shown else None
+    metrics["fresh_share"] = tally.fresh_shown / max(tally.items_shown, 1) if churns else None
+    return metrics
+
+
+def _tally_fresh(tally, rows, slates, ages, choice, fresh_ticks: int) -> None:
+    """Count the shown items younger than ``fresh_ticks`` (ages ``(B, M)`` before the step) and their consumptions
+    (``choice`` ``(B,)`` the consumed slot, -1 for none)."""
+    fresh = np.take_along_axis(ages[rows], slates[rows], axis=1) < fresh_ticks  # (R, k)
+    chosen = choice[rows]
+    tally.items_shown += fresh.size
+    tally.fresh_shown += int(fresh.sum())
+    clicked = chosen >= 0
+    tally.fresh_clicks += int(fresh[np.flatnonzero(clicked), chosen[clicked]].sum())
 
 
 def _tally_step(tally, rows, slates, candidates, utility, info, delivered, categories) -> None:

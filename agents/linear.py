@@ -180,6 +180,11 @@ class LinearBandit(FeedbackAgent):
         self._ingest(self.examples.due(self.clock))
         self.clock += 1
 
+    def items_published(self, published) -> None:
+        """Forget the features remembered for the slots' earlier items (the next observation of a slot records
+        its new item's); the regression is over features, so it carries over to new items."""
+        self.context.features[published.items] = 0.0
+
     def _credit(self, records: np.ndarray, reward: np.ndarray) -> None:
         """Add arrived ``records``' ``reward`` ``(E,)`` to their shown items; live copies already in the
         statistics are corrected; a shown item's first record schedules the strategy's positive copies."""

@@ -111,6 +111,7 @@ def _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, prog
         if stream is not None:
             stream.after_step(agent, step)
         agent.observe(step)
+        tell_published(agent, env)
         state.steps, state.calls = state.steps + batch, state.calls + 1
         if state.calls % agent.update_every == 0:
             losses = agent.update()
@@ -142,6 +143,7 @@ def restore_or_reset(
     if latest is None:
         obs, _ = env.reset(seed=seed)
         agent.attach(env)
+        tell_published(agent, env)
         return LoopState(returns=[0.0] * env.num_envs, lengths=[0] * env.num_envs), obs
     env.reset(seed=seed)
     env.unwrapped.load_state_dict(read_state(latest / "env"))
@@ -150,7 +152,37 @@ def restore_or_reset(
     state = LoopState(**json.loads((latest / "loop.json").read_text()))
     if stream is not None:
         stream.load_state_dict(read_state(latest / "stream"))
+    tell_published(agent, env)
     return state, env.unwrapped.observation()
+
+
+def tell_published(agent: Agent, env) -> None:
+    """Hand the items ``env`` published at its last reset or step (``env.unwrapped.published``) that are new to the
+    agent to :meth:`~agents.base.Agent.items_published`.
+
+    Item ids are unique over a world's run, so an item is new to the agent when its id differs from the id the
+    agent last knew in its slot: an agent that trained up to tick ``T`` and is evaluated in a world reset at a later
+    tick is told only of the items published since ``T``, not of every slot that changed in the evaluation world.
+    What the agent knows starts with the first world it meets here (the catalogue after its reset, or after a
+    checkpoint's restore).
+    """
+    ids = env.unwrapped.catalog.item_ids
+    known = getattr(agent, "_known_item_ids", None)
+    if known is None or len(known) != len(ids):
+        agent._known_item_ids = list(ids)
+        return
+    published = env.unwrapped.published
+    slots = published.items.tolist()
+    new = [j for j, (item, id_) in enumerate(zip(slots, published.item_ids, strict=True)) if known[item] != id_]
+    if not new:
+        return
+    for j in new:
+        known[int(published.items[j])] = published.item_ids[j]
+    if len(new) < len(published.items):
+        published = type(published)(
+            published.items[new], [published.item_ids[j] for j in new], [published.texts[j] for j in new]
+        )
+    agent.items_published(published)
 
 
 def save(

@@ -40,6 +40,10 @@ class PopularityAgent(FeedbackAgent):
         records, reward = self.credit(transition)
         np.add.at(self.earned, records["item_index"], reward)
 
+    def items_published(self, published) -> None:
+        """A new item starts with no impressions and no reward."""
+        self.shows[published.items], self.earned[published.items] = 0, 0.0
+
     def update(self) -> dict[str, float]:
         return {"items_shown": float((self.shows > 0).mean())}
 

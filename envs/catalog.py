@@ -1,8 +1,10 @@
 """The item catalogue: text the recommender reads, categories and attributes, and hidden truth.
 
-A :class:`Catalog` is immutable and column-oriented. Columns visible to agents: ``item_ids``, ``texts``,
-``categories`` (+ ``category_names``) and numeric ``attributes``. Hidden columns, used only by the
-simulator and its oracle: each item's primary topic, a secondary topic with its weight, and quality.
+A :class:`Catalog` is column-oriented. Columns visible to agents: ``item_ids``, ``texts``, ``categories``
+(+ ``category_names``), numeric ``attributes`` and ``published`` (the tick each item was published). Hidden columns,
+used only by the simulator and its oracle: each item's primary topic, a secondary topic with its weight, and quality.
+A static catalogue never changes; in a world whose items come and go (:mod:`envs.pool`) the catalogue is a view of
+the item slots: every column shows each slot's current item.
 
 Catalogues come from :meth:`Catalog.generate` (our own text generator, per domain), from your own data
 through :meth:`Catalog.from_table` (CSV, JSONL or Parquet), from a copy of MIND through
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)
 class Catalog:
-    """Items of one domain; every column has length ``num_items``.
+    """Items of one domain (or, in a world with item churn, its item slots); every column has length
+    ``num_items``.
 
     Attributes:
         domain: "news", "ecommerce", "music", "video" or a custom name.
@@ -42,6 +45,7 @@ class Catalog:
         secondary_weight: ``(N,)`` float32 in [0, 1): share of the secondary topic in the item.
         quality: ``(N,)`` float32 hidden quality, roughly standard normal.
         num_topics: number of hidden topics.
+        published: ``(N,)`` int64 the tick each item was published (0 for every item of a static catalogue).
     """
 
     domain: str
@@ -55,12 +59,15 @@ class Catalog:
     secondary_weight: np.ndarray
     quality: np.ndarray
     num_topics: int
+    published: np.ndarray | None = None
     _meta: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
         if n == 0:
             raise ValueError(f"catalog {self.domain!r} is empty; expected at least one item")
+        if self.published is None:
+            object.__setattr__(self, "published", np.zeros(n, np.int64))
         columns = {
             "texts": self.texts,
             "categories": self.categories,
@@ -68,6 +75,7 @@ class Catalog:
             "secondary_topic": self.secondary_topic,
             "secondary_weight": self.secondary_weight,
             "quality": self.quality,
+            "published": self.published,
             **{f"attributes[{k!r}]": v for k, v in self.attributes.items()},
         }
         for name, column in columns.items():
@@ -98,24 +106,19 @@ class Catalog:
         """A synthetic catalogue whose item text is written from the domain's topic vocabularies."""
         if int(num_items) != num_items or num_items < 1:
             raise ValueError(f"num_items must be an integer >= 1, got {num_items!r}")
-        rng = np.random.default_rng(seed)
-        num_topics = len(domain.topics)
-        topic = rng.integers(num_topics, size=num_items, dtype=np.int32)
-        secondary = (topic + rng.integers(1, num_topics, size=num_items, dtype=np.int32)) % num_topics
-        quality = rng.standard_normal(num_items).astype(np.float32)
-        attributes = domain.attributes(topic, quality, rng)
+        items = ItemDraws.draw(domain, num_items, np.random.default_rng(seed))
         return cls(
             domain=domain.name,
             item_ids=_GeneratedIds(domain.name[:2], num_items),
-            texts=_GeneratedTexts(domain, topic, secondary, attributes, rng),
-            categories=topic,
+            texts=_GeneratedTexts(domain, items),
+            categories=items.topic,
             category_names=tuple(t.name for t in domain.topics),
-            attributes=attributes,
-            topic=topic,
-            secondary_topic=secondary.astype(np.int32),
-            secondary_weight=rng.uniform(0.1, 0.4, num_items).astype(np.float32),
-            quality=quality,
-            num_topics=num_topics,
+            attributes=items.attributes,
+            topic=items.topic,
+            secondary_topic=items.secondary,
+            secondary_weight=items.secondary_weight,
+            quality=items.quality,
+            num_topics=len(domain.topics),
         )
 
     @classmethod
@@ -148,11 +151,46 @@ class Catalog:
         return _catalog_from_rows(path, rows, domain, seed)
 
 
-class _GeneratedIds(Sequence[str]):
-    """Ids ``"<prefix>000042"`` made on demand, so a million-item catalogue costs no strings."""
+@dataclass(frozen=True)
+class ItemDraws:
+    """Generated items, ``(n,)`` per column: hidden truth, attributes and the choices their text is written from.
 
-    def __init__(self, prefix: str, n: int) -> None:
-        self._prefix, self._n = prefix, n
+    Attributes:
+        topic, secondary: int32 primary and secondary topic.
+        quality: float32 hidden quality.
+        attributes: name → float32 the domain's attributes.
+        template: int16 text template; words: ``(n, 4)`` int32 slot-word choices (:meth:`Domain.write_text`).
+        secondary_weight: float32 share of the secondary topic.
+    """
+
+    topic: np.ndarray
+    secondary: np.ndarray
+    quality: np.ndarray
+    attributes: dict[str, np.ndarray]
+    template: np.ndarray
+    words: np.ndarray
+    secondary_weight: np.ndarray
+
+    @classmethod
+    def draw(cls, domain: Domain, n: int, rng: np.random.Generator) -> ItemDraws:
+        """``n`` items of ``domain`` drawn from ``rng``: topics, quality, attributes, text choices, weights."""
+        num_topics = len(domain.topics)
+        topic = rng.integers(num_topics, size=n, dtype=np.int32)
+        secondary = ((topic + rng.integers(1, num_topics, size=n, dtype=np.int32)) % num_topics).astype(np.int32)
+        quality = rng.standard_normal(n).astype(np.float32)
+        attributes = domain.attributes(topic, quality, rng)
+        template = rng.integers(len(domain.templates), size=n, dtype=np.int16)
+        words = rng.integers(0, 1 << 15, size=(n, 4), dtype=np.int32)
+        weight = rng.uniform(0.1, 0.4, n).astype(np.float32)
+        return cls(topic, secondary, quality, attributes, template, words, weight)
+
+
+class _GeneratedIds(Sequence[str]):
+    """Ids ``"<prefix>000042"`` made on demand, so a million-item catalogue costs no strings; with ``serials``
+    ``(n,)``, item ``i``'s id is made from ``serials[i]`` (a slot shows its current item's id)."""
+
+    def __init__(self, prefix: str, n: int, serials: np.ndarray | None = None) -> None:
+        self._prefix, self._n, self._serials = prefix, n, serials
 
     def __len__(self) -> int:
         return self._n
@@ -162,20 +200,19 @@ class _GeneratedIds(Sequence[str]):
             return [self[j] for j in range(*i.indices(self._n))]
         if not -self._n <= i < self._n:
             raise IndexError(f"item index {i} out of range for {self._n} items")
-        return f"{self._prefix}{i % self._n:07d}"
+        i %= self._n
+        return f"{self._prefix}{i if self._serials is None else int(self._serials[i]):07d}"
 
 
 class _GeneratedTexts(Sequence[str]):
-    """Item texts written on demand from pre-drawn template and word choices (deterministic)."""
+    """Item texts written on demand from the items' drawn template and word choices (deterministic; a slot of a
+    churning world shows its current item's text, its columns being rewritten in place)."""
 
-    def __init__(self, domain: Domain, topic, secondary, attributes, rng: np.random.Generator) -> None:
-        n = len(topic)
-        self._domain, self._topic, self._secondary, self._attributes = domain, topic, secondary, attributes
-        self._template = rng.integers(len(domain.templates), size=n, dtype=np.int16)
-        self._words = rng.integers(0, 1 << 15, size=(n, 4), dtype=np.int32)
+    def __init__(self, domain: Domain, items: ItemDraws) -> None:
+        self._domain, self._items = domain, items
 
     def __len__(self) -> int:
-        return len(self._topic)
+        return len(self._items.topic)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
@@ -184,9 +221,10 @@ class _GeneratedTexts(Sequence[str]):
         if not -n <= i < n:
             raise IndexError(f"item index {i} out of range for {n} items")
         i %= n
-        attrs = {k: float(v[i]) for k, v in self._attributes.items()}
+        items = self._items
+        attrs = {k: float(v[i]) for k, v in items.attributes.items()}
         return self._domain.write_text(
-            int(self._template[i]), int(self._topic[i]), int(self._secondary[i]), self._words[i], attrs
+            int(items.template[i]), int(items.topic[i]), int(items.secondary[i]), items.words[i], attrs
         )
 
 

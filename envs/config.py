@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from envs.choice import CHOICE_MODELS
-from envs.signals import REWARD_SIGNALS, SIGNALS
+from envs.signals import REWARD_SIGNALS, SIGNALS, RatingScale
 
 DUPLICATE_POLICIES = ("mask", "error")
 DEFAULT_USERS = 1000
@@ -18,8 +18,11 @@ DEFAULT_USERS = 1000
 class SimConfig:
     """Every keyword an environment accepts besides ``catalog``, ``item_features`` and ``render_mode``.
 
+    Spans of time are in ticks of the world clock (:mod:`envs.clock`; a domain's ``tick_seconds`` says what a tick
+    lasts).
+
     Attributes:
-        num_items: catalogue size when the catalogue is generated.
+        num_items: catalogue size when the catalogue is generated; with item churn, the number of item slots.
         num_candidates: ``M``, candidates offered per step (drawn afresh each step).
         slate_size: ``k``, items the agent shows per step.
         num_users: size of the user population; None sizes it to the batch: :data:`DEFAULT_USERS`, or the
@@ -29,6 +32,8 @@ class SimConfig:
         position_bias: cascade's examination decay per slot, in (0, 1].
         misclick_rate: chance per step that the user clicks a random slot instead of choosing.
         rating_noise: standard deviation of rating noise, in stars.
+        rating_heaping: on a rating scale finer than whole stars, the chance a rating is rounded to whole stars
+            (raters favour them), in [0, 1].
         rating_propensity: mean chance that a user rates a consumed item.
         spam_fraction: share of users who rate uniformly at random.
         privacy_epsilon: ε of local differential privacy on feedback values, or None (off).
@@ -45,6 +50,26 @@ class SimConfig:
         fatigue_weight: utility lost per unit of fatigue on an item's topics.
         fatigue_decay: per-step decay of fatigue, in [0, 1).
         quality_weight: utility per unit of hidden item quality.
+        publish_rate: new items per tick (:mod:`envs.pool`); 0 is a static catalogue.
+        item_lifetime: ticks an item stays offerable after its publication; None: as long as the item slots hold
+            it (about ``num_items / publish_rate`` ticks). Needs ``publish_rate > 0``.
+        freshness_half_life: ticks over which an item's appeal halves: its utility falls by
+            ``ln 2 · τ̄ · age / freshness_half_life``, ``τ̄`` the population's mean choice temperature, so the choice
+            weight ``exp(u / τ)`` of a user of mean temperature halves every half-life (and their satisfaction with
+            a stale item is lower too); None: no decay. Needs ``publish_rate > 0``.
+        candidate_fresh: with churn, the share of the ``M`` candidates drawn among the newest live items (twice as
+            many newest items as fresh candidates).
+        candidate_popular: with churn, the share drawn among the recently most consumed live items (a trending list
+            twice as long); the rest are drawn uniformly among the other live items. A static catalogue draws all
+            ``M`` uniformly.
+        popularity_half_life: ticks over which a consumption's weight in the trending list halves.
+        click_reluctance: utility the no-click option gains in the choice only: users pass over more slates, and
+            what they do consume pleases them as much as before (satisfaction still compares an item with their
+            no-click utility).
+        patience: the population's mean session time budget, in steps (an item consumed in full costs 2).
+        response_params: constants of the domain's response model by name (e.g. ``{"cart_rate": 0.4}``), replacing
+            the domain's where given (see :data:`envs.responses.RESPONSES`).
+        rating_scale: ``(low, high, step)`` the stars users rate with, or None for the domain's.
     """
 
     num_items: int = 2000
@@ -56,6 +81,7 @@ class SimConfig:
     position_bias: float = 0.8
     misclick_rate: float = 0.01
     rating_noise: float = 0.5
+    rating_heaping: float = 0.0
     rating_propensity: float = 0.04
     spam_fraction: float = 0.02
     privacy_epsilon: float | None = None
@@ -71,6 +97,16 @@ class SimConfig:
     fatigue_weight: float = 0.6
     fatigue_decay: float = 0.8
     quality_weight: float = 0.5
+    publish_rate: float = 0.0
+    item_lifetime: int | None = None
+    freshness_half_life: float | None = None
+    candidate_fresh: float = 0.25
+    candidate_popular: float = 0.25
+    popularity_half_life: float = 60.0
+    click_reluctance: float = 0.0
+    patience: float = 30.0
+    response_params: Mapping[str, float] | None = None
+    rating_scale: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_items", "num_candidates", "slate_size", "history_length", "feedback_length"):
@@ -109,6 +145,42 @@ class SimConfig:
         for name, weight in (self.reward_weights or {}).items():
             SIGNALS.parse(name)
             _require_range(f"reward_weights[{name!r}]", weight, -float("inf"), float("inf"))
+        _require_range("rating_heaping", self.rating_heaping, 0.0, 1.0)
+        self._check_churn()
+        _require_range("click_reluctance", self.click_reluctance, -float("inf"), float("inf"))
+        _require_range("patience", self.patience, 0.0, float("inf"), low_open=True)
+        if not (self.response_params is None or isinstance(self.response_params, Mapping)):
+            raise ValueError(
+                f"response_params={self.response_params!r}; expected a mapping of constant name to value, or None"
+            )
+        if self.rating_scale is not None:
+            RatingScale.parse(self.rating_scale)
+
+    def _check_churn(self) -> None:
+        _require_range("publish_rate", self.publish_rate, 0.0, float("inf"))
+        if self.item_lifetime is not None:
+            _require_int("item_lifetime", self.item_lifetime, low=0)
+        if self.freshness_half_life is not None:
+            _require_range("freshness_half_life", self.freshness_half_life, 0.0, float("inf"), low_open=True)
+        for name in ("item_lifetime", "freshness_half_life"):
+            if getattr(self, name) is not None and self.publish_rate == 0:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} with publish_rate=0; expected publish_rate > 0 (in a static "
+                    f"catalogue every item is as old as the world) or {name}=None"
+                )
+        for name in ("candidate_fresh", "candidate_popular"):
+            _require_range(name, getattr(self, name), 0.0, 1.0)
+        if self.candidate_fresh + self.candidate_popular > 1:
+            raise ValueError(
+                f"candidate_fresh={self.candidate_fresh} + candidate_popular={self.candidate_popular} exceeds 1; "
+                "expected shares of the candidates summing to at most 1 (the rest are drawn at random)"
+            )
+        _require_range("popularity_half_life", self.popularity_half_life, 0.0, float("inf"), low_open=True)
+
+    @property
+    def churns(self) -> bool:
+        """Whether items are published and expire (``publish_rate > 0``)."""
+        return self.publish_rate > 0
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, object], num_envs: int = 1) -> SimConfig:

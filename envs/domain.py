@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from envs.responses import RESPONSES
-from envs.signals import SIGNALS
+from envs.signals import SIGNALS, RatingScale
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,15 @@ class Domain:
         response: the response model (a key of :data:`envs.responses.RESPONSES`).
         implicit_signals: kinds the response model fills, in order.
         text_signal: the explicit text kind (review or comment) written alongside some ratings, or None.
-        default_delays: signal name → delay spec (see :meth:`envs.feedback.DelayTable.parse`).
+        default_delays: signal name → delay spec in ticks (see :meth:`envs.feedback.DelayTable.parse`).
         reward_weights: signal name → weight of ``value - neutral`` in the reward.
+        tick_seconds: how long one tick of the world clock lasts (:mod:`envs.clock`): about the time one step of
+            a session takes (reading an article, playing a track); delays, item lifetimes, ages and return times
+            are counted in ticks.
+        response_params: constants of the response model replacing its defaults
+            (:attr:`envs.responses.ResponseModel.params`).
+        rating_scale: the stars its users rate with (``(low, high, step)``; the rating signal's 1..5 whole stars
+            unless the domain says otherwise).
         versions: the registered versions, oldest first.
         world: for a world fitted to data, what builds its catalogue and population (see :data:`WorldFn`);
             None for a generated world.
@@ -89,6 +96,9 @@ class Domain:
     text_signal: int | None
     default_delays: Mapping[str, object]
     reward_weights: Mapping[str, float]
+    tick_seconds: float = 60.0
+    response_params: Mapping[str, float] = field(default_factory=dict)
+    rating_scale: tuple[float, float, float] = field(default_factory=RatingScale.of_signal)
     versions: tuple[Version, ...] = (Version(0, "Initial release."),)
     world: WorldFn | None = None
     arguments: str = ""
@@ -105,6 +115,12 @@ class Domain:
             raise ValueError(
                 f"domain {self.name!r}: unknown response {self.response!r}; expected one of {sorted(RESPONSES)}"
             )
+        if not (isinstance(self.tick_seconds, (int, float)) and self.tick_seconds > 0):
+            raise ValueError(f"domain {self.name!r}: tick_seconds={self.tick_seconds!r}; expected a number > 0")
+        RESPONSES[self.response].constants(self.response, self.response_params)
+        object.__setattr__(
+            self, "rating_scale", RatingScale.parse(self.rating_scale, f"domain {self.name!r}: rating_scale")
+        )
         width = RESPONSES[self.response].signals
         if len(self.implicit_signals) != width:
             raise ValueError(

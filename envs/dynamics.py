@@ -3,9 +3,10 @@
 For each session: look up the slate's items, mask repeated slots, compute the hidden utility of each
 shown item, let the choice model pick a slot (or none; sometimes a misclick), turn a consumption into the
 domain's implicit signals and, rarely, a rating (and text), evolve the user (fatigue, interest drift,
-mood, time budget) and draw the next candidates. Randomness comes from a keyed stream of uniforms: each
-session owns ``stride`` positions, and each phase of its step reads from its own named offset among them
-(:class:`DrawLayout`), so no phase's draws can run into the next one's.
+mood, time budget) and draw the next candidates: in a static catalogue uniformly (:func:`draw_candidates`), in a
+churning one from the live items as a candidate generator would (:func:`draw_live_candidates`, :mod:`envs.pool`).
+Randomness comes from a keyed stream of uniforms: each session owns ``stride`` positions, and each phase of its step
+reads from its own named offset among them (:class:`DrawLayout`), so no phase's draws can run into the next one's.
 
 **State by name.** The kernel's arrays come in four groups, each defined once as a ``NamedTuple``:
 :class:`World` (what the kernels read and never write), :class:`SessionState` (the ``B`` sessions, what a
@@ -36,7 +37,7 @@ from numba import njit, prange
 
 from envs.choice import CASCADE, choice_draws, choose_cascade, choose_mnl
 from envs.draws import bernoulli, normal, sigmoid, uniform
-from envs.feedback import FEEDBACK_DTYPE, PHRASINGS
+from envs.feedback import FEEDBACK_DTYPE, PHRASINGS, TONES
 from envs.privacy import REPORT_DRAWS, categorical_response, laplace_report, randomised_response
 from envs.responses import respond
 from envs.signals import Signal
@@ -84,16 +85,21 @@ DIMENSIONS = {
 
 
 class World(NamedTuple):
-    """What the kernels read of the world and never write (built once per simulator)."""
+    """What the kernels read of the world and never write (built once per simulator; in a churning world the
+    simulator rewrites the slots of new items and the live window between steps, :mod:`envs.pool`)."""
 
     items: np.ndarray  # (N,) ITEM_DTYPE
     attrs: np.ndarray  # (N, A) float32 the domain's attribute_names per item
+    response: np.ndarray  # (P,) float64 the constants of the domain's response model (envs.responses)
     people: np.ndarray  # (U,) USER_DTYPE fixed traits of the users
     signals: np.ndarray  # (S,) int16 the domain's implicit signals, in its response model's order
     strides: np.ndarray  # (P,) int64 candidate strides coprime to N (see draw_candidates)
     binary: np.ndarray  # (S_all,) bool per signal kind: binary (randomised response) or numeric (Laplace)
     low: np.ndarray  # (S_all,) float64 per signal kind: the declared range a private report is clipped into
     high: np.ndarray  # (S_all,) float64
+    window: np.ndarray  # (1,) envs.pool.LIVE_DTYPE the live items of the next tick (churn only)
+    trending: np.ndarray  # (K,) int64 slots of the trending list, its first window.trending entries valid
+    in_trending: np.ndarray  # (N,) bool whether a slot is on the trending list (churn only; else empty)
 
 
 class SessionState(NamedTuple):
@@ -108,7 +114,8 @@ class SessionState(NamedTuple):
     budget: Annotated[np.ndarray, Spec(np.float32, ("B",), 0)]  # time left, in steps
     history: Annotated[np.ndarray, Spec(np.int64, ("B", "L"), -1)]  # consumed items, newest last, -1 before
     candidates: Annotated[np.ndarray, Spec(np.int64, ("B", "M"), 0)]  # catalogue indices on offer
-    progression: Annotated[np.ndarray, Spec(np.int64, ("B", 2), 0)]  # (start, stride) behind the candidates
+    candidate_age: Annotated[np.ndarray, Spec(np.int64, ("B", "M"), 0)]  # ticks since each was published
+    progression: Annotated[np.ndarray, Spec(np.int64, ("B", 2), 0)]  # (start, stride) behind static candidates
     feedback_obs: Annotated[np.ndarray, Spec(np.float32, ("B", "F", "C"), 0)]  # arrived feedback, observed
     carried: Annotated[np.ndarray, Spec(np.float64, ("B",), 0)]  # reward released at the start, paid next step
     env_of_user: Annotated[np.ndarray, Spec(np.int64, ("U",), -1)]  # each user's session row, -1 while away
@@ -125,6 +132,7 @@ class StepOutput(NamedTuple):
     truncated: Annotated[np.ndarray, Spec(np.bool_, ("B",))]  # the session reached max_episode_steps
     next_history: Annotated[np.ndarray, Spec(np.int64, ("B", "L"))]  # the history after this step
     next_candidates: Annotated[np.ndarray, Spec(np.int64, ("B", "M"))]  # the candidates of the next step
+    next_candidate_age: Annotated[np.ndarray, Spec(np.int64, ("B", "M"))]  # their ages at the next tick
 
 
 class StepBuffers(NamedTuple):
@@ -172,17 +180,25 @@ class Dynamics(NamedTuple):
     position_bias: float
     misclick_rate: float
     rating_noise: float
+    rating_heaping: float  # chance a rating is rounded to whole stars on a finer scale (0: never)
     quality_weight: float
     fatigue_weight: float
     fatigue_decay: float
     drift_rate: float
+    click_reluctance: float  # utility the no-click option gains in the choice (not in satisfaction)
     max_episode_steps: int  # 0: never truncate
     text_kind: int  # -1: the domain writes no text
     response: int  # a number of envs.responses.RESPONSES
     report_epsilon: float  # ε of each private report (envs.privacy); 0: feedback is not privatised
-    rating_low: float  # the rating scale: lowest stars, step between categories, number of star values
+    rating_low: float  # the rating scale (envs.signals.RatingScale): lowest and highest stars, the step between
+    rating_high: float  # star values, and their number
     rating_step: float
     rating_values: int
+    freshness: float  # utility an item loses per tick of age (0: none)
+    churn: int  # 1: candidates come from the live pool (envs.pool), read from the candidate array; 0: static
+    fresh: int  # with churn: candidates drawn among the newest items, and among the trending ones
+    popular: int
+    candidate_draws: int  # uniforms one candidate draw reads (CANDIDATE_DRAWS or LIVE_CANDIDATE_DRAWS)
 
 
 def as_record(params: tuple) -> np.ndarray:
@@ -193,8 +209,17 @@ def as_record(params: tuple) -> np.ndarray:
     return np.array([tuple(params)], dtype)
 
 
-ITEM_DTYPE = np.dtype([("topic", np.int32), ("second", np.int32), ("weight", np.float32), ("quality", np.float32)])
-"""What the kernel reads of an item: main topic, secondary topic, the secondary topic's weight, hidden quality."""
+ITEM_DTYPE = np.dtype(
+    [
+        ("topic", np.int32),
+        ("second", np.int32),
+        ("weight", np.float32),
+        ("quality", np.float32),
+        ("published", np.int64),
+    ]
+)
+"""What the kernel reads of an item: main topic, secondary topic, the secondary topic's weight, hidden quality,
+and the tick it was published (0 in a static catalogue)."""
 USER_DTYPE = np.dtype(
     [
         ("no_click", np.float32),  # utility of leaving the slate alone
@@ -217,6 +242,7 @@ RATE_DRAWS = 1  # whether the user rates
 STARS_DRAWS = 3  # a normal (noise) and a uniform (a spammer's stars)
 TEXT_DRAWS = 2  # whether the user writes, and which phrasing
 CANDIDATE_DRAWS = 2  # the progression's start and stride
+LIVE_CANDIDATE_DRAWS = 6  # a start and a stride for each source: trending, fresh, the other live items
 
 
 class DrawLayout(NamedTuple):
@@ -236,10 +262,18 @@ class DrawLayout(NamedTuple):
     stride: int  # positions per session: the end of the last phase
 
     @classmethod
-    def of(cls, choice_model: int, slate_size: int, response_draws: int, reports_per_slot: int = 0) -> DrawLayout:
+    def of(
+        cls,
+        choice_model: int,
+        slate_size: int,
+        response_draws: int,
+        reports_per_slot: int = 0,
+        candidate_draws: int = CANDIDATE_DRAWS,
+    ) -> DrawLayout:
         """The layout for a choice model (a value of :data:`envs.choice.CHOICE_MODELS`) over ``slate_size``
-        slots, a response model drawing at most ``response_draws`` uniforms, and ``reports_per_slot`` private
-        reports per shown slot (0 without privacy)."""
+        slots, a response model drawing at most ``response_draws`` uniforms, ``reports_per_slot`` private
+        reports per shown slot (0 without privacy) and candidates drawn with ``candidate_draws`` uniforms
+        (:data:`LIVE_CANDIDATE_DRAWS` in a churning world)."""
         spans = {
             "choice": choice_draws(choice_model, slate_size),
             "misclick": MISCLICK_DRAWS,
@@ -249,7 +283,7 @@ class DrawLayout(NamedTuple):
             "stars": STARS_DRAWS,
             "text": TEXT_DRAWS,
             "reports": slate_size * reports_per_slot * REPORT_DRAWS,
-            "candidates": CANDIDATE_DRAWS,
+            "candidates": candidate_draws,
         }
         offsets, end = {}, 0
         for phase, span in spans.items():
@@ -261,13 +295,105 @@ class DrawLayout(NamedTuple):
 
 
 @njit(cache=True, _nrt=False)
-def item_utility(interests, fatigue, b, item, p):
+def item_utility(interests, fatigue, b, item, p, tick):
     """Hidden utility of ``item`` (an :data:`ITEM_DTYPE` record) for session ``b``'s user (rows of
-    ``(B, T)`` interests and fatigue): topic affinity + quality − topic fatigue."""
+    ``(B, T)`` interests and fatigue) at ``tick``: topic affinity + quality − topic fatigue − staleness
+    (``p.freshness`` per tick of the item's age)."""
     w = item.weight
     affinity = (1 - w) * interests[b, item.topic] + w * interests[b, item.second]
     tired = (1 - w) * fatigue[b, item.topic] + w * fatigue[b, item.second]
-    return affinity + p.quality_weight * item.quality - p.fatigue_weight * tired
+    utility = affinity + p.quality_weight * item.quality - p.fatigue_weight * tired
+    if p.freshness > 0:
+        utility -= p.freshness * (tick - item.published)
+    return utility
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def candidate_slot(state, b, j, num_items, churn):
+    """Item slot of session ``b``'s candidate ``j``: read from the candidate array in a churning world, computed
+    from the session's progression in a static one (:func:`candidate_item`)."""
+    if churn:
+        return state.candidates[b, j]
+    return candidate_item(state.progression, b, j, num_items)
+
+
+@njit(cache=True, _nrt=False)
+def draw_next(candidates, ages, b, state, world, p, key, i, tick):
+    """Draw session ``b``'s candidates for ``tick`` into row ``b`` of ``candidates`` and ``ages`` ``(B, M)``: from
+    the live pool (:func:`draw_live_candidates`) or uniformly over a static catalogue (:func:`draw_candidates`,
+    every item ``tick`` ticks old). Reads ``p.candidate_draws`` uniforms from position ``i``."""
+    if p.churn:
+        return draw_live_candidates(candidates, ages, b, world, p, key, i, tick)
+    i = draw_candidates(candidates, state.progression, b, world.items.shape[0], world.strides, key, i)
+    for j in range(candidates.shape[1]):
+        ages[b, j] = tick
+    return i
+
+
+@njit(cache=True, _nrt=False)
+def draw_live_candidates(candidates, ages, b, world, p, key, i, tick):
+    """Session ``b``'s ``M`` distinct live candidates for ``tick``, as a candidate generator draws them
+    (:mod:`envs.pool`): ``p.popular`` among the trending list's valid entries, ``p.fresh`` among the newest live
+    items (the fresh window) and the rest among the other live items, the last two skipping trending items; each
+    source an arithmetic progression with a random start and a random stride coprime to its size, so the cost is
+    O(M + K) whatever the catalogue's size. Writes row ``b`` of ``candidates`` and of ``ages`` (ticks since
+    publication); reads :data:`LIVE_CANDIDATE_DRAWS` uniforms from position ``i``."""
+    w = world.window[0]
+    slots = world.items.shape[0]
+    a, i = uniform(key, i)
+    c, i = uniform(key, i)
+    n = min(p.popular, w.trending)
+    if n > 0:
+        start, stride = int(a * w.trending), coprime_stride(c, w.trending)
+        for j in range(n):
+            candidates[b, j] = world.trending[(start + j * stride) % w.trending]
+    n, i = _draw_range(candidates, b, n, n + p.fresh, w.fresh, w.end, world.in_trending, slots, key, i)
+    n, i = _draw_range(candidates, b, n, candidates.shape[1], w.first, w.fresh, world.in_trending, slots, key, i)
+    for j in range(candidates.shape[1]):
+        ages[b, j] = tick - world.items[candidates[b, j]].published
+    return i
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _draw_range(candidates, b, n, target, first, end, skip, slots, key, i):
+    """Fill row ``b`` of ``candidates`` from column ``n`` up to ``target`` (or until the range runs out) with the
+    slots of serials ``first .. end − 1`` not marked in ``skip``, in a random progression over the range. Reads two
+    uniforms; returns the new column count and the cursor."""
+    a, i = uniform(key, i)
+    c, i = uniform(key, i)
+    size = end - first
+    if size <= 0 or n >= target:
+        return n, i
+    x, stride = int(a * size), coprime_stride(c, size)
+    for _ in range(size):
+        slot = (first + x) % slots
+        x += stride
+        x -= size * (x >= size)
+        if not skip[slot]:
+            candidates[b, n] = slot
+            n += 1
+            if n >= target:
+                break
+    return n, i
+
+
+@njit(cache=True, _nrt=False)
+def coprime_stride(u, size):
+    """A stride in ``[1, size)`` coprime to ``size`` from the uniform ``u`` (the first coprime one from
+    ``1 + ⌊u · (size − 1)⌋`` on, wrapping round); 1 when ``size`` ≤ 2."""
+    if size <= 2:
+        return 1
+    stride = 1 + int(u * (size - 1))
+    while _gcd(stride, size) != 1:
+        stride = stride + 1 if stride < size - 1 else 1
+    return stride
+
+
+@njit(cache=True, _nrt=False)
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
 
 
 @njit(cache=True, _nrt=False)
@@ -373,9 +499,10 @@ def step_session(b, key, actions, world, state, out, buffers, p, d, clock, impre
         for jj in range(j):
             if actions[b, jj] == actions[b, j]:
                 masked[b, j] = True
-        shown = world.items[candidate_item(state.progression, b, actions[b, j], num_items)]
-        utility[b, j] = item_utility(state.interests, state.fatigue, b, shown, p)
-    no_click, temperature, at = person.no_click, person.temperature, base + d.choice
+        shown = world.items[candidate_slot(state, b, actions[b, j], num_items, p.churn)]
+        utility[b, j] = item_utility(state.interests, state.fatigue, b, shown, p, clock)
+    no_click = np.float32(person.no_click + p.click_reluctance)  # float32 as the utilities: exact when 0
+    temperature, at = person.temperature, base + d.choice
     if p.choice_model == CASCADE:  # direct calls: a dispatching function in between slowed the kernel by 15%
         c, _ = choose_cascade(utility, masked, b, no_click, temperature, p.position_bias, key, at)
     else:
@@ -389,9 +516,9 @@ def step_session(b, key, actions, world, state, out, buffers, p, d, clock, impre
     session, records = state.session[b], buffers.records
     stars = 0.0
     if c >= 0:
-        item = candidate_item(state.progression, b, actions[b, c], num_items)
+        item = candidate_slot(state, b, actions[b, c], num_items, p.churn)
         satisfaction, engagement, stars, text_id = consumption(
-            utility[b, c], person, item, world.attrs, p, d, key, base, values, b
+            utility[b, c], person, item, world, p, d, key, base, values, b
         )
         if p.report_epsilon == 0:
             for s in range(world.signals.shape[0]):
@@ -421,22 +548,25 @@ def step_session(b, key, actions, world, state, out, buffers, p, d, clock, impre
     state.budget[b] -= spent
     out.terminated[b] = state.budget[b] <= 0 or state.mood[b] < person.leave
     out.truncated[b] = not out.terminated[b] and p.max_episode_steps > 0 and state.steps[b] >= p.max_episode_steps
-    draw_candidates(out.next_candidates, state.progression, b, num_items, world.strides, key, base + d.candidates)
+    draw_next(out.next_candidates, out.next_candidate_age, b, state, world, p, key, base + d.candidates, clock + 1)
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def consumption(utility, person, item, attrs, p, d, key, base, values, b):
-    """What a user (a :data:`USER_DTYPE` record) sends on consuming ``item`` of hidden ``utility``: row ``b`` of
-    ``values`` ``(B, ≥ S)`` gets the domain's implicit signals. Returns ``(satisfaction, engagement, stars,
-    text_id)``: the stars are 0 when the user does not rate, the text id -1 when no text is written. Reads the
-    satisfaction, response, rate, stars and text phases of the :class:`DrawLayout` ``d`` from ``base`` on."""
+def consumption(utility, person, item, world, p, d, key, base, values, b):
+    """What a user (a :data:`USER_DTYPE` record) sends on consuming ``item`` of hidden ``utility`` (``world``: a
+    :class:`World`): row ``b`` of ``values`` ``(B, ≥ S)`` gets the domain's implicit signals. Returns
+    ``(satisfaction, engagement, stars, text_id)``: the stars are 0 when the user does not rate, the text id -1
+    when no text is written. Reads the satisfaction, response, rate, stars and text phases of the
+    :class:`DrawLayout` ``d`` from ``base`` on."""
     satisfaction, _ = _satisfaction(utility, person.no_click, key, base + d.satisfaction)
-    engagement, may_rate, _ = respond(p.response, satisfaction, attrs, item, key, base + d.response, values, b)
+    engagement, may_rate, _ = respond(
+        p.response, world.response, satisfaction, world.attrs, item, key, base + d.response, values, b
+    )
     rate, _ = bernoulli(person.rating_propensity, key, base + d.rate)
     if not (may_rate and rate):
         return satisfaction, engagement, 0.0, -1
-    stars, _ = _stars(satisfaction, person.rating_bias, person.spam, p.rating_noise, key, base + d.stars)
-    text_id, _ = _text(stars, key, base + d.text)
+    stars, _ = _stars(satisfaction, person.rating_bias, person.spam, p, key, base + d.stars)
+    text_id, _ = _text(stars, p, key, base + d.text)
     return satisfaction, engagement, stars, (text_id if p.text_kind >= 0 else -1)
 
 
@@ -454,7 +584,7 @@ def _private_reports(b, chosen, stars, actions, world, state, masked, values, re
     for j in range(actions.shape[1]):
         if masked[b, j]:
             continue
-        item = candidate_item(state.progression, b, actions[b, j], world.items.shape[0])
+        item = candidate_slot(state, b, actions[b, j], world.items.shape[0], p.churn)
         at = base + j * per_slot * REPORT_DRAWS
         for s in range(world.signals.shape[0]):
             kind = world.signals[s]
@@ -473,7 +603,7 @@ def _private_reports(b, chosen, stars, actions, world, state, masked, values, re
         _emit(records, b, n, impression, user, session, item, j, RATING, private, clock)
         n += 1
         if p.text_kind >= 0:
-            text_id, _ = _text(private, key, at + REPORT_DRAWS) if category > 0 else (-1, 0)
+            text_id, _ = _text(private, p, key, at + REPORT_DRAWS) if category > 0 else (-1, 0)
             _emit(records, b, n, impression, user, session, item, j, p.text_kind, 1.0 if text_id >= 0 else 0.0, clock)
             records[b, n].text_id = text_id
             n += 1
@@ -518,21 +648,32 @@ def _emit(records, b, n, impression, user, session, item, position, kind, value,
 
 
 @njit(cache=True, _nrt=False)
-def _stars(satisfaction, bias, spam, noise_std, key, i):
-    """A 1..5 rating: ``1 + 4 · satisfaction`` + the user's bias + noise, rounded; spammers rate at random."""
+def _stars(satisfaction, bias, spam, p, key, i):
+    """A rating on the scale ``p.rating_low .. p.rating_high`` (steps of ``p.rating_step``): ``low + (high − low)
+    · satisfaction`` + the user's bias + noise of deviation ``p.rating_noise``, rounded to the scale's step and
+    clipped into it (on 1..5 whole stars: ``round(1 + 4 · satisfaction + bias + noise)``); with probability
+    ``p.rating_heaping`` rounded to whole stars instead (on a half-star scale, raters favour whole stars: the
+    heaping of real MovieLens ratings). Spammers rate uniformly at random (the uniform ``a`` a spammer's stars
+    read decides a rater's rounding)."""
     noise, i = normal(key, i)
     a, i = uniform(key, i)
+    low, step = p.rating_low, p.rating_step
     if spam:
-        return float(1 + int(a * 5)), i
-    return float(min(max(round(1.0 + 4.0 * satisfaction + bias + noise_std * noise), 1.0), 5.0)), i
+        return low + step * int(a * p.rating_values), i
+    x = low + (p.rating_high - low) * satisfaction + bias + p.rating_noise * noise
+    if a < p.rating_heaping:
+        return min(max(float(round(x)), low), p.rating_high), i
+    return min(max(low + step * round((x - low) / step), low), p.rating_high), i
 
 
 @njit(cache=True, _nrt=False)
-def _text(stars, key, i):
-    """Half the raters write a text: its ``text_id`` (a phrasing of the tone of ``stars``), or -1 for none."""
+def _text(stars, p, key, i):
+    """Half the raters write a text: its ``text_id`` (a phrasing of the tone of ``stars``, the tone the nearest of
+    :data:`TONES` even steps of the rating scale ``p``), or -1 for none."""
     write, i = bernoulli(0.5, key, i)
     phrasing, i = uniform(key, i)
-    return ((int(stars) - 1) * PHRASINGS + int(phrasing * PHRASINGS)) if write else -1, i
+    tone = round((stars - p.rating_low) / (p.rating_high - p.rating_low) * (TONES - 1))
+    return (tone * PHRASINGS + int(phrasing * PHRASINGS)) if write else -1, i
 
 
 @njit(cache=True, _nrt=False)

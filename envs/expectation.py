@@ -14,16 +14,16 @@ import numpy as np
 from numba import njit, prange
 
 from envs.draws import GOLDEN
-from envs.dynamics import RATING, SessionState, World, candidate_item, consumption, item_utility
+from envs.dynamics import RATING, SessionState, World, candidate_slot, consumption, item_utility
 
 DRAWS = 64
 """Consumptions simulated per candidate."""
 
 
 @njit(cache=True, parallel=True)
-def expected_rewards(world, state, params, draws, weight, neutral, samples, out):
-    """``out`` ``(B, M)``: the mean reward over ``samples`` consumptions of each session's candidates, sessions
-    spread over numba's threads.
+def expected_rewards(world, state, params, draws, weight, neutral, samples, tick, out):
+    """``out`` ``(B, M)``: the mean reward over ``samples`` consumptions of each session's candidates at ``tick``,
+    sessions spread over numba's threads.
 
     ``world``, ``state``: tuples of a :class:`~envs.dynamics.World` and a :class:`~envs.dynamics.SessionState`;
     ``params``: the kernel's :class:`~envs.dynamics.Dynamics` record; ``draws``: its
@@ -31,11 +31,11 @@ def expected_rewards(world, state, params, draws, weight, neutral, samples, out)
     value of each signal kind.
     """
     for b in prange(out.shape[0]):
-        _expected_rewards_of(b, world, state, params, draws, weight, neutral, samples, out)
+        _expected_rewards_of(b, world, state, params, draws, weight, neutral, samples, tick, out)
 
 
 @njit(cache=True)
-def _expected_rewards_of(b, world, state, params, draws, weight, neutral, samples, out):
+def _expected_rewards_of(b, world, state, params, draws, weight, neutral, samples, tick, out):
     """Row ``b`` of :func:`expected_rewards`."""
     world, state = World(*world), SessionState(*state)
     p, d = params[0], draws[0]
@@ -44,12 +44,12 @@ def _expected_rewards_of(b, world, state, params, draws, weight, neutral, sample
     person = world.people[state.user[b]]
     values = np.empty((1, signals.shape[0]))
     for j in range(out.shape[1]):
-        item = candidate_item(state.progression, b, j, world.items.shape[0])
-        utility = item_utility(state.interests, state.fatigue, b, world.items[item], p)
+        item = candidate_slot(state, b, j, world.items.shape[0], p.churn)
+        utility = item_utility(state.interests, state.fatigue, b, world.items[item], p, tick)
         total = 0.0
         for n in range(samples):
             key = np.uint64(n + 1) * GOLDEN  # the same keys for every candidate and session
-            _, _, stars, text_id = consumption(utility, person, item, world.attrs, p, d, key, 0, values, 0)
+            _, _, stars, text_id = consumption(utility, person, item, world, p, d, key, 0, values, 0)
             for s in range(signals.shape[0]):
                 total += weight[signals[s]] * (values[0, s] - neutral[signals[s]])
             if stars > 0:

@@ -75,10 +75,14 @@ OPINIONS = (
     ),
 )
 PHRASINGS = len(OPINIONS[0])
+TONES = len(OPINIONS)
+"""Tones of opinion text, lowest first: a rating's tone is the nearest of ``TONES`` even steps of its scale (on 1..5
+whole stars, its number of stars)."""
 
 
 def opinion_text(text_id: int) -> str | None:
-    """The review/comment text of a record's ``text_id``; its tone matches ``text_id // PHRASINGS + 1`` stars."""
+    """The review/comment text of a record's ``text_id``; its tone is ``text_id // PHRASINGS`` of :data:`TONES`
+    (``text_id // PHRASINGS + 1`` stars on a 1..5 scale)."""
     if text_id < 0:
         return None
     return OPINIONS[text_id // PHRASINGS][text_id % PHRASINGS]

@@ -1,8 +1,8 @@
 """Each domain's manual, written from its :class:`~envs.domain.Domain`: the numbers cannot drift from the data.
 
 The sections follow Gymnasium's environment manuals (Description, Action Space, Observation Space, Rewards,
-Starting State, Episode End, Arguments, Version History), with the domain's signals and delays added. Every
-domain module appends its manual to its own docstring (``help(envs.domains.news)``).
+Starting State, Episode End, Arguments, Version History), with the domain's signals, its clock and items, and its
+delays added. Every domain module appends its manual to its own docstring (``help(envs.domains.news)``).
 """
 
 from __future__ import annotations
@@ -22,15 +22,18 @@ def manual(domain: Domain) -> str:
     sections = {
         "Description": domain.description,
         "Signals": signals_section(domain),
+        "Clock and Items": clock_section(domain),
         "Action Space": (
             "``MultiDiscrete([num_candidates] * slate_size)``: indices into ``obs['candidates']``, top slot "
             "first. A repeated index shows nothing in its later slot (``duplicates='mask'``, reported in "
             "``info['masked_positions']``) or raises (``'error'``)."
         ),
         "Observation Space": (
-            "``Dict``: ``candidates`` ``(M,)`` catalogue indices; ``candidate_features`` ``(M, d)`` (by default "
-            f"the category one-hot and the standardised log of {_listing(domain.attribute_names)}; or the "
-            "``item_features`` array you pass, e.g. BERT embeddings; absent when ``item_features=None``); "
+            "``Dict``: ``candidates`` ``(M,)`` catalogue indices (item slots); ``candidate_age`` ``(M,)`` ticks since "
+            "each candidate was published; ``candidate_features`` ``(M, d)`` (by default "
+            f"the category one-hot and the standardised log of {_listing(domain.attribute_names)}, with item churn "
+            "also the age over the lifetime; or the ``item_features`` array you pass, e.g. BERT embeddings, in a "
+            "static catalogue; absent when ``item_features=None``); "
             "``history`` ``(H,)`` items consumed this session (-1 pads); ``feedback`` ``(L, 6)`` records that "
             "arrived this step (columns :data:`envs.simulator.FEEDBACK_FIELDS`); ``user_id`` ``(1,)``."
         ),
@@ -38,7 +41,7 @@ def manual(domain: Domain) -> str:
             f"The sum over the records that arrived this step of ``weight · (value − neutral)``: "
             f"{rewards_phrase(domain.reward_weights)}; other signals weigh 0 (set ``reward_weights`` or "
             "``reward_signals`` to change it). Delays make the reward late: "
-            f"{delays_phrase(domain.default_delays)}."
+            f"{delays_phrase(domain.default_delays)} (in ticks)."
         ),
         "Starting State": (
             "A user not active elsewhere is drawn from the population; fatigue is zero, mood 1, the time budget "
@@ -54,7 +57,7 @@ def manual(domain: Domain) -> str:
             f'e.g. ``gymnasium.make("{env_id(domain)}", num_candidates=100, slate_size=10, delays="none")``.'
             + (f" {domain.arguments}" if domain.arguments else "")
         ),
-        "Version History": "\n".join(f"- v{v.number}: {v.changes}" for v in domain.versions),
+        "Version History": "\n".join(_version_line(v) for v in domain.versions),
     }
     return "\n\n".join(f"## {title}\n{text}" for title, text in sections.items())
 
@@ -62,10 +65,30 @@ def manual(domain: Domain) -> str:
 def signals_section(domain: Domain) -> str:
     """What the domain's users send: the implicit signals of its response model, then the explicit ones."""
     implicit = [_signal_phrase(kind) for kind in domain.implicit_signals]
-    explicit = [_signal_phrase(kind) for kind in SIGNALS.with_role(Role.RATING)]
+    low, high, step = domain.rating_scale
+    explicit = [
+        f"{SIGNALS.name(kind)} ({SIGNALS.info(kind).role.value}, {low:g} to {high:g} stars in steps of {step:g})"
+        for kind in SIGNALS.with_role(Role.RATING)
+    ]
     if domain.text_signal is not None:
         explicit.append(f"{_signal_phrase(domain.text_signal)}, written with some ratings in the rating's tone")
     return f"Implicit: {'; '.join(implicit)}. Explicit (rare): {'; '.join(explicit)}."
+
+
+def clock_section(domain: Domain) -> str:
+    """What a tick lasts, that every span is in ticks, and how items come and go."""
+    return (
+        f"One tick of the world clock is {_duration(domain.tick_seconds)}, about one step of a session. Every session "
+        "of a vector env lives on the same clock (one tick per batched step; the single env is the same world with "
+        "one session), and every span is counted in ticks: feedback delays, item lifetimes (``item_lifetime``), "
+        "candidate ages (``candidate_age``), freshness half-lives (``freshness_half_life``) and the time until a user "
+        "returns. With ``publish_rate=0`` the catalogue is static. With ``publish_rate > 0`` new items (generated "
+        "text carrying their hidden topics) are published at that many per tick into a ring of ``num_items`` slots, "
+        "each offered until ``item_lifetime`` ticks old (default: as long as its slot holds it), its appeal halving "
+        "every ``freshness_half_life`` ticks; candidates are drawn from the live items as a candidate generator "
+        "would (shares ``candidate_fresh`` of the newest, ``candidate_popular`` of the recently most consumed, the "
+        "rest at random), and ``info['published']`` lists the items published each step (:mod:`envs.pool`)."
+    )
 
 
 def rewards_phrase(weights: Mapping[str, float]) -> str:
@@ -87,6 +110,21 @@ def delays_phrase(delays: Mapping[str, object]) -> str:
         steps = f"{mean:g} step{'s' if mean != 1 else ''}"
         parts.append(f"{name} {'at once' if mean == 0 else f'geometric with mean {steps}' if geometric else steps}")
     return ", ".join(parts)
+
+
+def _version_line(version) -> str:
+    """``"- v1: <changes> Defaults: publish_rate=1, ..."`` (the defaults from the version's data)."""
+    defaults = ", ".join(f"``{k}={v!r}``" for k, v in version.defaults.items())
+    return f"- v{version.number}: {version.changes}" + (f" Defaults: {defaults}." if defaults else "")
+
+
+def _duration(seconds: float) -> str:
+    """``"one minute"``, ``"2 minutes"``, ``"45 seconds"``, ``"one hour"``."""
+    for unit, length in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= length and seconds % length == 0:
+            count = seconds // length
+            return f"one {unit}" if count == 1 else f"{count:g} {unit}s"
+    return f"{seconds:g} seconds"
 
 
 def _signal_phrase(kind: int) -> str:

@@ -17,8 +17,12 @@ A signal is *explicit* when the user spends effort to state an opinion (a rating
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -210,3 +214,49 @@ class SignalTable:
 SIGNALS = SignalTable(BUILT_IN)
 """The process-wide signal table."""
 register_signal = SIGNALS.register
+
+MAX_RATING_VALUES = 101
+"""The most star values a rating scale may have (each is a category of the private rating report)."""
+
+
+class RatingScale(NamedTuple):
+    """The stars a world's users rate with: ``low``, ``low + step``, ..., ``high``.
+
+    The generated domains rate on the rating signal's own row (1 to 5 whole stars, :meth:`of_signal`); a world
+    fitted to half-star data rates in half stars (MovieLens: 0.5 to 5 in steps of 0.5). The kernel's ratings, the
+    private rating report (one category per star value) and the tone of review text all follow the world's scale.
+    """
+
+    low: float
+    high: float
+    step: float
+
+    @classmethod
+    def of_signal(cls) -> RatingScale:
+        """The rating row's range and resolution: 1 to 5 whole stars."""
+        row = SIGNALS.info(Signal.RATING)
+        return cls(float(row.low), float(row.high), float(row.resolution))
+
+    @classmethod
+    def parse(cls, value: object, name: str = "rating_scale") -> RatingScale:
+        """``value`` ``(low, high, step)`` as a scale; refused, naming ``name`` and the value, unless low < high,
+        step > 0 and ``(high - low) / step`` is a whole number of at most :data:`MAX_RATING_VALUES` - 1 steps."""
+        expected = "(low, high, step) with low < high, step > 0 and (high - low) / step a whole number"
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+            raise ValueError(f"{name}={value!r}; expected {expected}")
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            raise ValueError(f"{name}={value!r}; expected three finite numbers {expected}")
+        low, high, step = (float(v) for v in value)
+        steps = (high - low) / step if step > 0 else -1.0
+        if not (low < high and step > 0 and abs(steps - round(steps)) < 1e-9 and steps < MAX_RATING_VALUES):
+            raise ValueError(f"{name}={value!r}; expected {expected} (at most {MAX_RATING_VALUES} star values)")
+        return cls(low, high, step)
+
+    @property
+    def values(self) -> int:
+        """How many star values the scale has (5 for 1..5 whole stars, 10 for 0.5..5 in half stars)."""
+        return round((self.high - self.low) / self.step) + 1
+
+    def stars(self) -> np.ndarray:
+        """``(values,)`` float64 the star values, lowest first."""
+        return self.low + self.step * np.arange(self.values)

@@ -11,6 +11,11 @@ A step is two compiled passes — the user dynamics (:mod:`envs.dynamics`) and t
 ``sim.mood``, ...; :attr:`Simulator.state` gathers them).
 Arrays handed out in observations are never written again by the simulator.
 
+The clock (:attr:`Simulator.clock`, :mod:`envs.clock`) counts the batched steps: one tick each, shared by every
+session. With ``publish_rate > 0`` the catalogue is a pool of item slots (:mod:`envs.pool`): each step first
+publishes the items of the next tick, then runs the kernel, which draws the next candidates from the live items;
+:meth:`Simulator.take_published` hands out what was published.
+
 Reward: a step's reward is the weighted feedback that arrived in it, ``Σ weight[kind] · (value − neutral[kind])``
 over its records. Feedback held for an absent user is delivered when the user's next session starts (in that
 start's feedback, :meth:`Simulator.start_sessions`); its reward is carried and paid with that session's first
@@ -19,6 +24,7 @@ step, so every delivered record's reward enters exactly one step's reward.
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 from operator import attrgetter
 from typing import NamedTuple
@@ -35,6 +41,7 @@ from envs.draws import draw_key, uniform
 from envs.dynamics import (
     CANDIDATE_DRAWS,
     ITEM_DTYPE,
+    LIVE_CANDIDATE_DRAWS,
     USER_DTYPE,
     DrawLayout,
     Dynamics,
@@ -45,16 +52,17 @@ from envs.dynamics import (
     allocate,
     allocator,
     as_record,
-    draw_candidates,
+    draw_next,
     item_utility,
     step,
     step_parallel,
 )
 from envs.expectation import DRAWS, expected_rewards
 from envs.feedback import DelayTable, FeedbackChannel
+from envs.pool import EMPTY_PUBLISHED, LIVE_DTYPE, ItemPool, Published
 from envs.privacy import report_epsilon
 from envs.responses import RESPONSES
-from envs.signals import SIGNALS, Signal
+from envs.signals import SIGNALS, RatingScale
 from envs.users import Population, UserParams
 
 
@@ -74,11 +82,13 @@ FEEDBACK_FIELDS = tuple(column.name.lower() for column in FeedbackColumn)
 _session_arrays = attrgetter(*SessionState._fields)
 """A simulator's session arrays as a plain tuple in :class:`~envs.dynamics.SessionState` order (the kernels'
 form of the group)."""
-OBSERVED = ("candidates", "history", "feedback_obs")
+OBSERVED = ("candidates", "candidate_age", "history", "feedback_obs")
 """The :class:`~envs.dynamics.SessionState` fields observations hand out views of (replaced, never written,
 once handed out)."""
 
 MAX_STRIDES = 1024
+STATIC_MAX_AGE = 2**62
+"""The highest ``candidate_age`` a static catalogue declares (every item is as old as the world)."""
 PARALLEL_FROM = 256
 """Batches of at least this many sessions are stepped on all of numba's threads."""
 
@@ -115,7 +125,8 @@ class ChoiceProblem(NamedTuple):
         utility: ``(B, M)`` hidden utility of each candidate.
         reward: ``(B, M)`` expected reward of the feedback a consumption of each candidate sends
             (:func:`envs.expectation.expected_rewards`).
-        no_click, temperature: ``(B,)`` each session's user's no-click utility and choice temperature.
+        no_click, temperature: ``(B,)`` each session's user's no-click utility in the choice (their own plus
+            ``click_reluctance``) and choice temperature.
         choice_model: ``"mnl"`` or ``"cascade"``; position_bias: the cascade's examination decay.
         misclick_rate: chance the user takes a random slot instead.
         may_mask: whether a repeated slot shows nothing (``duplicates="mask"``), so slots may be left empty.
@@ -138,8 +149,10 @@ class Simulator:
         domain: the domain (news, ecommerce, music, video or your own).
         config: validated world settings.
         num_envs: ``B``, sessions simulated at once.
-        catalog: items to recommend; generated from ``config`` when None.
-        item_features: ``"meta"``, an ``(num_items, d)`` array, or None (no feature observation).
+        catalog: items to recommend; generated from ``config`` when None (it must be None with item churn: new
+            items are the domain's generated ones).
+        item_features: ``"meta"``, an ``(num_items, d)`` array (refused with item churn: it could not describe
+            items published later), or None (no feature observation).
         max_episode_steps: truncate sessions after this many steps (None: never).
         population: the users; drawn from ``config`` when None (a fitted one for real-data worlds).
 
@@ -149,6 +162,9 @@ class Simulator:
         world: the :class:`~envs.dynamics.World` the kernels read.
         draws: the :class:`~envs.dynamics.DrawLayout` of a session's step.
         dims: the sizes of the kernel's dimensions (:data:`envs.dynamics.DIMENSIONS`).
+        clock: ticks since the world started (one per step, :mod:`envs.clock`).
+        pool: the item pool (:class:`envs.pool.ItemPool`) of a churning world, None for a static catalogue.
+        rating_scale: the stars users rate with (:class:`envs.signals.RatingScale`).
     """
 
     def __init__(
@@ -164,7 +180,13 @@ class Simulator:
         self.domain, self.config, self.num_envs = domain, config, num_envs
         if catalog is not None and not isinstance(catalog, Catalog):
             raise TypeError(f"catalog={catalog!r}; expected an envs.Catalog (e.g. Catalog.from_table(path)) or None")
-        self.catalog = catalog or Catalog.generate(domain, config.num_items, seed=config.population_seed)
+        _refuse_fixed_items(config, catalog, item_features)
+        self.pool = ItemPool(domain, config, ITEM_DTYPE, domain.attribute_names) if config.churns else None
+        self.catalog = (
+            self.pool.catalog
+            if self.pool
+            else catalog or Catalog.generate(domain, config.num_items, seed=config.population_seed)
+        )
         n_items, m = self.catalog.num_items, config.num_candidates
         if m > n_items:
             raise ValueError(f"num_candidates={m} exceeds the catalog's {n_items} items")
@@ -182,7 +204,11 @@ class Simulator:
             config.num_users,
             self.catalog.num_topics,
             config.population_seed,
-            UserParams(mean_rating_propensity=config.rating_propensity, spam_fraction=config.spam_fraction),
+            UserParams(
+                mean_patience=config.patience,
+                mean_rating_propensity=config.rating_propensity,
+                spam_fraction=config.spam_fraction,
+            ),
         )
         if len(self.population) != config.num_users or self.population.interests.shape[1] != self.catalog.num_topics:
             raise ValueError(
@@ -194,40 +220,60 @@ class Simulator:
         self.reward_weight = _reward_weights(domain, config)
         self.neutral = SIGNALS.neutral.copy()  # (S,) the value of each signal that earns no reward
         response = RESPONSES[domain.response]
-        rating = SIGNALS.info(Signal.RATING)
+        scale = RatingScale.parse(config.rating_scale) if config.rating_scale is not None else domain.rating_scale
+        self.rating_scale = scale
+        mix = self.pool.mix if self.pool else None
         reports = len(domain.implicit_signals) + 1  # an item's private reports: its implicit signals, its rating
         dynamics = Dynamics(
             choice_model=CHOICE_MODELS[config.choice_model],
             position_bias=config.position_bias,
             misclick_rate=config.misclick_rate,
             rating_noise=config.rating_noise,
+            rating_heaping=config.rating_heaping,
             quality_weight=config.quality_weight,
             fatigue_weight=config.fatigue_weight,
             fatigue_decay=config.fatigue_decay,
             drift_rate=config.drift_rate,
+            click_reluctance=config.click_reluctance,
             max_episode_steps=max_episode_steps or 0,
             text_kind=-1 if domain.text_signal is None else int(domain.text_signal),
             response=response.number,
             report_epsilon=report_epsilon(config.privacy_epsilon, reports) if config.privacy_epsilon else 0.0,
-            rating_low=rating.low,
-            rating_step=rating.resolution,
-            rating_values=round((rating.high - rating.low) / rating.resolution) + 1,
+            rating_low=scale.low,
+            rating_high=scale.high,
+            rating_step=scale.step,
+            rating_values=scale.values,
+            freshness=_freshness(config.freshness_half_life, self.population),
+            churn=int(config.churns),
+            fresh=mix.fresh if mix else 0,
+            popular=mix.popular if mix else 0,
+            candidate_draws=LIVE_CANDIDATE_DRAWS if config.churns else CANDIDATE_DRAWS,
         )
         self.world = World(
-            items=_item_records(self.catalog),
-            attrs=_attribute_matrix(domain, self.catalog),
+            items=self.pool.items if self.pool else _item_records(self.catalog),
+            attrs=self.pool.attrs if self.pool else _attribute_matrix(domain, self.catalog),
+            response=response.constants(domain.response, domain.response_params, config.response_params),
             people=_user_records(self.population),
             signals=np.array(domain.implicit_signals, dtype=np.int16),
             strides=_coprime_strides(n_items, np.random.default_rng([config.population_seed, 1])),
             binary=SIGNALS.binary.copy(),
             low=SIGNALS.low.astype(np.float64),
             high=SIGNALS.high.astype(np.float64),
+            window=self.pool.window if self.pool else np.zeros(1, LIVE_DTYPE),
+            trending=self.pool.trending if self.pool else np.zeros(0, np.int64),
+            in_trending=self.pool.in_trending if self.pool else np.zeros(0, np.bool_),
         )
         self._world = tuple(self.world)  # the kernels' form of each group (see envs.dynamics)
         self._params = as_record(dynamics)
         private = config.privacy_epsilon is not None
         slots = len(domain.implicit_signals) + 2  # records of a shown item: implicit signals, a rating, its text
-        self.draws = DrawLayout.of(dynamics.choice_model, config.slate_size, response.draws, slots if private else 0)
+        self.draws = DrawLayout.of(
+            dynamics.choice_model,
+            config.slate_size,
+            response.draws,
+            slots if private else 0,
+            dynamics.candidate_draws,
+        )
         self._draws = as_record(self.draws)
         self._kernel = step_parallel if num_envs >= PARALLEL_FROM else step
         records = config.slate_size * slots if private else slots  # under privacy, every shown item reports
@@ -262,8 +308,10 @@ class Simulator:
         feedback_high = np.array([highest[column] for column in FeedbackColumn], np.float32)
         feedback_low = np.zeros(len(FeedbackColumn), np.float32)
         feedback_low[FeedbackColumn.VALUE] = -np.inf if c.privacy_epsilon is not None else 0.0  # Laplace noise
+        oldest = self.pool.schedule.lifetime if self.pool else STATIC_MAX_AGE
         obs = {
             "candidates": spaces.Box(0, n_items - 1, (c.num_candidates,), np.int64),
+            "candidate_age": spaces.Box(0, oldest, (c.num_candidates,), np.int64),
             "history": spaces.Box(-1, n_items - 1, (c.history_length,), np.int64),
             "feedback": spaces.Box(
                 np.broadcast_to(feedback_low, (c.feedback_length, len(FEEDBACK_FIELDS))),
@@ -273,12 +321,23 @@ class Simulator:
             "user_id": spaces.Box(0, c.num_users - 1, (1,), np.int64),
         }
         if self.features is not None:
-            low, high = self.features.min(axis=0), self.features.max(axis=0)
-            shape = (c.num_candidates, self.features.shape[1])
+            low, high = self._feature_bounds()
+            shape = (c.num_candidates, len(low))
             obs["candidate_features"] = spaces.Box(
                 np.broadcast_to(low, shape), np.broadcast_to(high, shape), dtype=np.float32
             )
         return spaces.Dict(obs), spaces.MultiDiscrete([c.num_candidates] * c.slate_size)
+
+    def _feature_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(d,)`` bounds of each candidate feature column: those of the features in a static catalogue; with churn
+        (meta features of items to come), 0..1 for the category one-hot and the age column (``candidate_age`` over
+        the lifetime, last), unbounded for the standardised attributes."""
+        if self.pool is None:
+            return self.features.min(axis=0), self.features.max(axis=0)
+        low, high = np.zeros(self.features.shape[1] + 1, np.float32), np.ones(self.features.shape[1] + 1, np.float32)
+        numeric = slice(len(self.catalog.category_names), self.features.shape[1])
+        low[numeric], high[numeric] = -np.inf, np.inf
+        return low, high
 
     def _allocate(self) -> None:
         for name, array in allocate(SessionState, self.dims)._asdict().items():
@@ -291,17 +350,35 @@ class Simulator:
         self._next_session = 0
         self._next_impression = 0
         self._handed_out = False
+        self._published: list[np.ndarray] = []  # slots published since the last take_published
 
     @property
     def state(self) -> SessionState:
         """The sessions' arrays, by name (the attributes of the same names, not copies)."""
         return SessionState._make(_session_arrays(self))
 
-    def reset_world(self) -> None:
-        """A fresh world: drift undone, no sessions, no pending feedback, clock at 0."""
+    def reset_world(self, start_tick: int = 0) -> None:
+        """A fresh world: drift undone, no sessions, no pending feedback, the clock at ``start_tick`` and the items
+        live then in their slots (those whose item changes are handed out by the next :meth:`take_published`). A
+        churning world started at tick ``T`` holds the items a world started at 0 holds at ``T``: an evaluation
+        can start where training stopped, among items the learner has not met."""
+        if isinstance(start_tick, bool) or not isinstance(start_tick, (int, np.integer)) or start_tick < 0:
+            raise ValueError(f"start_tick={start_tick!r}; expected an integer >= 0 (a tick of the world clock)")
         self.population.restore()
         self.channel.clear()
         self._allocate()
+        self.clock = int(start_tick)
+        if self.pool:
+            self._published.append(self.pool.reset(self.clock))
+
+    def take_published(self) -> Published:
+        """The items published since the last call (slots whose item changed, with their current items), or
+        :data:`envs.pool.EMPTY_PUBLISHED`."""
+        slots = [s for s in self._published if len(s)]
+        self._published = []
+        if not slots:
+            return EMPTY_PUBLISHED
+        return self.pool.published(np.unique(np.concatenate(slots)))
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The whole mutable world as named arrays (for checkpoints; saved without pickle): every field of
@@ -310,6 +387,8 @@ class Simulator:
         state["counters"] = np.array([self.clock, self._next_session, self._next_impression], np.int64)
         state["population_interests"] = self.population.interests.copy()
         state.update({f"channel_{k}": v for k, v in self.channel.state_dict().items()})
+        if self.pool:
+            state.update({f"pool_{k}": v for k, v in self.pool.state_dict().items()})
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -333,6 +412,15 @@ class Simulator:
         self.channel.load_state_dict(
             {k.removeprefix("channel_"): v for k, v in state.items() if k.startswith("channel_")}
         )
+        if self.pool:
+            saved = {k.removeprefix("pool_"): v for k, v in state.items() if k.startswith("pool_")}
+            if set(saved) != set(self.pool.state_dict()):
+                raise ValueError(
+                    f"saved simulator state has pool arrays {sorted(saved)}; expected "
+                    f"{sorted(self.pool.state_dict())} (a checkpoint of a world without item churn?)"
+                )
+            self.pool.load_state_dict(saved, self.clock)
+        self._published = []  # what a restored agent knew at the checkpoint is the restored pool
         self._handed_out = True
 
     # ------------------------------------------------------------------ sessions
@@ -347,7 +435,10 @@ class Simulator:
                 setattr(self, name, getattr(self, name).copy())
         users = np.empty(len(envs), np.int64)
         state = _session_arrays(self)
-        _restart(envs, users, self._next_session, self._world, state, self.population.interests, draw_key(rng))
+        _restart(
+            envs, users, self._next_session, self._world, state, self.population.interests, draw_key(rng),
+            self._params, self.clock,
+        )  # fmt: skip
         self._next_session += len(envs)
         waiting = self.channel.release(users, self.env_of_user, self.clock)
         _score(waiting, self.reward_weight, self.neutral, self.carried, self.feedback_obs, self.buffers.filled)
@@ -364,14 +455,14 @@ class Simulator:
         reward = np.empty(self.candidates.shape)
         expected_rewards(
             self._world, _session_arrays(self), self._params, self._draws, self.reward_weight, self.neutral,
-            DRAWS, reward,
+            DRAWS, self.clock, reward,
         )  # fmt: skip
         people = self.world.people[self.user]
         c = self.config
         return ChoiceProblem(
             utility=self.candidate_utility(),
             reward=reward,
-            no_click=people["no_click"].astype(np.float64),
+            no_click=(people["no_click"] + np.float32(c.click_reluctance)).astype(np.float64),
             temperature=people["temperature"].astype(np.float64),
             choice_model=c.choice_model,
             position_bias=c.position_bias,
@@ -383,7 +474,7 @@ class Simulator:
         """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only
         (the kernel's own :func:`envs.dynamics.item_utility`)."""
         out = np.empty(self.candidates.shape, np.float32)
-        _utilities(self._world, _session_arrays(self), self._params, out)
+        _utilities(self._world, _session_arrays(self), self._params, self.clock, out)
         return out
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepOutcome:
@@ -394,6 +485,8 @@ class Simulator:
         b = actions.shape[0]
         if self.config.duplicates == "error":
             _refuse_repeats(actions)
+        if self.pool:
+            self._published.append(self.pool.advance(self.clock + 1))  # before the kernel draws from it
         out = self._new_output()
         emitted = self._kernel(
             draw_key(rng),
@@ -413,8 +506,11 @@ class Simulator:
         reward, self.carried = self.carried, np.zeros(b)  # the reward carried from the start is paid now
         self.feedback_obs = np.zeros(self.feedback_obs.shape, np.float32)
         _score(arrived, self.reward_weight, self.neutral, reward, self.feedback_obs, self.buffers.filled)
+        if self.pool:
+            self.pool.consumed(out.choice, actions, self.candidates, self.clock)
         self.clock += 1
         self.candidates, self.history = out.next_candidates, out.next_history
+        self.candidate_age = out.next_candidate_age
         self._handed_out = False
         return StepOutcome(
             reward=reward,
@@ -435,12 +531,18 @@ class Simulator:
         self._handed_out |= not isinstance(rows, np.ndarray)  # views of the live arrays went out
         obs = {
             "candidates": self.candidates[rows],
+            "candidate_age": self.candidate_age[rows],
             "history": self.history[rows],
             "feedback": self.feedback_obs[rows],
             "user_id": self.user[rows, None].copy(),
         }
         if self.features is not None:
             obs["candidate_features"] = self.features.take(obs["candidates"], axis=0)  # 3x faster than [...]
+            if self.pool:  # the age, over the lifetime, as the last column
+                age = obs["candidate_age"] / max(self.pool.schedule.lifetime, 1)
+                obs["candidate_features"] = np.concatenate(
+                    [obs["candidate_features"], age[..., None].astype(np.float32)], axis=-1
+                )
         return obs
 
 
@@ -465,19 +567,20 @@ def _score(records, weight, neutral, reward, feedback_obs, filled):
 
 
 @njit(cache=True)
-def _restart(envs, users, first_session, world, state, population_interests, key):
+def _restart(envs, users, first_session, world, state, population_interests, key, params, tick):
     """End the sessions in ``envs`` (as :func:`_end`) and start new ones there: the user of ``envs[r]``
     is drawn uniformly among those not active (written to ``users[r]``), and starts with interests from
-    the population, no fatigue, full mood, a time budget of their patience, no history, new candidates
-    and no feedback rows (the reward ``carried`` into the session's first step is kept: it may hold feedback
-    delivered at an earlier start that no step has paid yet). ``world``, ``state``: a
-    :class:`~envs.dynamics.World` and :class:`~envs.dynamics.SessionState` as tuples. Stream positions:
-    ``CANDIDATE_DRAWS · r`` on, the candidates of restart ``r``; after all of those, the user draws
-    (rejection sampling: redrawn while the user is active)."""
+    the population, no fatigue, full mood, a time budget of their patience, no history, new candidates (for
+    ``tick``) and no feedback rows (the reward ``carried`` into the session's first step is kept: it may hold
+    feedback delivered at an earlier start that no step has paid yet). ``world``, ``state``: a
+    :class:`~envs.dynamics.World` and :class:`~envs.dynamics.SessionState` as tuples; ``params``: the
+    :class:`~envs.dynamics.Dynamics` record. Stream positions: ``candidate_draws · r`` on, the candidates of restart
+    ``r``; after all of those, the user draws (rejection sampling: redrawn while the user is active)."""
     world, state = World(*world), SessionState(*state)
+    p = params[0]
     _end(envs, state, population_interests)
-    env_of_user, num_items = state.env_of_user, world.items.shape[0]
-    position = CANDIDATE_DRAWS * envs.shape[0]
+    env_of_user = state.env_of_user
+    position = p.candidate_draws * envs.shape[0]
     for r in range(envs.shape[0]):
         env, usr = envs[r], -1
         while usr < 0 or env_of_user[usr] >= 0:
@@ -490,7 +593,7 @@ def _restart(envs, users, first_session, world, state, population_interests, key
         state.mood[env], state.budget[env] = 1.0, world.people[usr].patience
         state.history[env] = -1
         state.feedback_obs[env] = 0.0
-        draw_candidates(state.candidates, state.progression, env, num_items, world.strides, key, CANDIDATE_DRAWS * r)
+        draw_next(state.candidates, state.candidate_age, env, state, world, p, key, p.candidate_draws * r, tick)
 
 
 @njit(cache=True)
@@ -506,14 +609,15 @@ def _end(envs, state, population_interests):
 
 
 @njit(cache=True)
-def _utilities(world, state, params, out):
-    """``out`` ``(B, M)``: the hidden utility of each session's candidates (``world``, ``state``: tuples of a
-    :class:`~envs.dynamics.World` and a :class:`~envs.dynamics.SessionState`)."""
+def _utilities(world, state, params, tick, out):
+    """``out`` ``(B, M)``: the hidden utility of each session's candidates at ``tick`` (``world``, ``state``: tuples
+    of a :class:`~envs.dynamics.World` and a :class:`~envs.dynamics.SessionState`)."""
     world, state = World(*world), SessionState(*state)
     p = params[0]
     for b in range(state.candidates.shape[0]):
         for j in range(state.candidates.shape[1]):
-            out[b, j] = item_utility(state.interests, state.fatigue, b, world.items[state.candidates[b, j]], p)
+            item = world.items[state.candidates[b, j]]
+            out[b, j] = item_utility(state.interests, state.fatigue, b, item, p, tick)
 
 
 def _refuse_repeats(actions: np.ndarray) -> None:
@@ -539,7 +643,33 @@ def _item_records(catalog: Catalog) -> np.ndarray:
     items = np.empty(catalog.num_items, ITEM_DTYPE)
     items["topic"], items["second"] = catalog.topic, catalog.secondary_topic
     items["weight"], items["quality"] = catalog.secondary_weight, catalog.quality
+    items["published"] = catalog.published
     return items
+
+
+def _freshness(half_life: float | None, population: Population) -> float:
+    """Utility an item loses per tick of age: ``ln 2 · τ̄ / half_life`` (``τ̄`` the mean choice temperature), so the
+    choice weight ``exp(u / τ̄)`` halves every half-life; 0 without a half-life."""
+    if half_life is None:
+        return 0.0
+    return math.log(2.0) * float(population.click_temperature.mean()) / half_life
+
+
+def _refuse_fixed_items(config: SimConfig, catalog: Catalog | None, item_features) -> None:
+    """With item churn, the items are the domain's generated ones and their features change with them."""
+    if not config.churns:
+        return
+    if catalog is not None:
+        raise ValueError(
+            f"publish_rate={config.publish_rate} with a catalog of your own; expected catalog=None (a churning world "
+            "publishes the domain's generated items) or publish_rate=0"
+        )
+    if item_features is not None and not isinstance(item_features, str):
+        raise ValueError(
+            f"publish_rate={config.publish_rate} with a fixed item_features array of shape {np.shape(item_features)}: "
+            "it cannot describe items published later; expected item_features='meta' or None (and encode the "
+            "texts of info['published'] as they appear)"
+        )
 
 
 def _user_records(population: Population) -> np.ndarray:

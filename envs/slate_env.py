@@ -11,8 +11,9 @@ from envs.actions import check_slates
 from envs.catalog import Catalog
 from envs.domain import Domain
 from envs.feedback import as_columns
+from envs.pool import EMPTY_PUBLISHED, Published
 from envs.users import Population
-from envs.world import make_simulator
+from envs.world import make_simulator, start_tick
 
 ONE = np.zeros(1, np.int64)
 
@@ -26,6 +27,11 @@ class SlateEnv(gym.Env):
     (population drift undone, pending feedback forgotten); ``reset()`` without a seed starts the next
     session in the same world, so users return with drifted interests and late feedback from their earlier
     sessions.
+
+    In a world with item churn (``publish_rate > 0``, :mod:`envs.pool`), ``info["published"]`` (a
+    :class:`envs.pool.Published`: slots, ids, texts) lists the items published since the last step or reset, present
+    when there are any; :attr:`published` holds the last one (empty when none), and :attr:`catalog` shows each
+    slot's current item.
 
     Args:
         domain: a registered domain's name (``"news"``, ...) or a :class:`~envs.domain.Domain`.
@@ -52,21 +58,26 @@ class SlateEnv(gym.Env):
         self.domain, self.config = self.sim.domain, self.sim.config
         self.observation_space = self.sim.observation_space
         self.action_space = self.sim.action_space
+        self.published: Published = EMPTY_PUBLISHED
 
     @property
     def catalog(self) -> Catalog:
+        """The catalogue view: each slot's current item."""
         return self.sim.catalog
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
-            self.sim.reset_world()
+            self.sim.reset_world(start_tick(options))
+        elif options:
+            raise ValueError(f"reset(options={options!r}) without a seed; expected options only with a seed")
         waiting = self.sim.start_sessions(ONE, self.np_random)
         info = {
             "feedback": as_columns(waiting),
             "pending_feedback": self.sim.channel.pending,
             "user_id": int(self.sim.user[0]),
         }
+        self._tell_published(info)
         return self._observation(), info
 
     def step(self, action):
@@ -85,6 +96,7 @@ class SlateEnv(gym.Env):
             "pending_feedback": self.sim.channel.pending,
             "choice": int(out.choice[0]),
         }
+        self._tell_published(info)
         return self._observation(), float(out.reward[0]), terminated, truncated, info
 
     @property
@@ -94,6 +106,13 @@ class SlateEnv(gym.Env):
         view = self.sim.step_records.view()
         view.flags.writeable = False
         return view
+
+    def _tell_published(self, info: dict) -> None:
+        """Put the items published since the last call into ``info["published"]`` (when there are any) and
+        :attr:`published`."""
+        self.published = self.sim.take_published()
+        if len(self.published.items):
+            info["published"] = self.published
 
     def candidate_utility(self) -> np.ndarray:
         """``(M,)`` hidden utility of the current candidates (for the oracle and metrics only)."""

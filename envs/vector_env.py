@@ -14,8 +14,9 @@ from envs.actions import check_slates
 from envs.catalog import Catalog
 from envs.domain import Domain
 from envs.feedback import EMPTY_FEEDBACK
+from envs.pool import EMPTY_PUBLISHED, Published
 from envs.users import Population
-from envs.world import make_simulator
+from envs.world import make_simulator, start_tick
 
 
 class Delivered(NamedTuple):
@@ -48,6 +49,11 @@ class SlateVectorEnv(VectorEnv):
     observation, a mapping like an observation of one session, where ``_final_obs[i]``). The records themselves
     vary in number per sub-env, so they are read from :attr:`delivered`; the world's pending count is
     :attr:`pending_feedback`.
+
+    In a world with item churn (``publish_rate > 0``, :mod:`envs.pool`), the items published since the last step or
+    reset are :attr:`published` (a :class:`envs.pool.Published`: slots, ids, texts; empty when none) and, when there
+    are any, ``info["published"]`` ``(N,)`` (object: every entry the same :class:`~envs.pool.Published`, the world
+    being shared, with ``_published`` all True); :attr:`catalog` shows each slot's current item.
     """
 
     metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -76,17 +82,23 @@ class SlateVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._all = np.arange(self.num_envs)
         self.delivered = Delivered(EMPTY_FEEDBACK, EMPTY_FEEDBACK)
+        self.published: Published = EMPTY_PUBLISHED
 
     @property
     def catalog(self) -> Catalog:
+        """The catalogue view: each slot's current item."""
         return self.sim.catalog
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
-            self.sim.reset_world()
+            self.sim.reset_world(start_tick(options))
+        elif options:
+            raise ValueError(f"reset(options={options!r}) without a seed; expected options only with a seed")
         self.delivered = Delivered(EMPTY_FEEDBACK, self.sim.start_sessions(self._all, self.np_random))
-        return self.sim.observation(), {"feedback_count": self._counts()}
+        info = {"feedback_count": self._counts()}
+        self._tell_published(info)
+        return self.sim.observation(), info
 
     def step(self, actions):
         slates = check_slates(actions, self.config.num_candidates, self.config.slate_size, self.num_envs)
@@ -106,7 +118,16 @@ class SlateVectorEnv(VectorEnv):
             released = self.sim.start_sessions(ended, self.np_random)
         self.delivered = Delivered(out.feedback, released)
         info["feedback_count"] = self._counts()
+        self._tell_published(info)
         return self.sim.observation(), out.reward, out.terminated, out.truncated, info
+
+    def _tell_published(self, info: dict[str, Any]) -> None:
+        """:attr:`published` from the simulator and, when it lists items, ``info["published"]`` with its mask."""
+        self.published = self.sim.take_published()
+        if len(self.published.items):
+            every = np.empty(self.num_envs, object)
+            every.fill(self.published)
+            info["published"], info["_published"] = every, np.ones(self.num_envs, bool)
 
     @property
     def eventual_feedback(self) -> np.ndarray:
@@ -136,6 +157,7 @@ class SlateVectorEnv(VectorEnv):
         self.sim.load_state_dict(state["simulator"])
         self.np_random.bit_generator.state = state["rng"]["bit_generator"]
         self.delivered = Delivered(EMPTY_FEEDBACK, EMPTY_FEEDBACK)
+        self.published = EMPTY_PUBLISHED
 
     def observation(self) -> dict[str, np.ndarray]:
         """The current observation (after :meth:`load_state_dict`, the one to act on)."""

@@ -58,3 +58,16 @@ def world_keywords(domain: Domain) -> tuple[str, ...]:
     if domain.world is None:
         return ()
     return tuple(p for p in inspect.signature(domain.world).parameters if p not in WORLD_ARGUMENTS)
+
+
+RESET_OPTIONS = ("start_tick",)
+"""What ``reset(seed=..., options=...)`` accepts: ``start_tick``, the tick the fresh world's clock starts at."""
+
+
+def start_tick(options: Mapping[str, Any] | None) -> int:
+    """The ``start_tick`` of a world reset's ``options`` (0 when absent); another key is refused, naming it."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise ValueError(f"reset options {unknown}; expected some of {list(RESET_OPTIONS)}")
+    return options.get("start_tick", 0)

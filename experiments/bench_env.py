@@ -1,7 +1,8 @@
 """Environment throughput benchmark (prints figures; not a test).
 
     python experiments/bench_env.py            # single env, every domain, two sizes, vs a numpy loop
-    python experiments/bench_env.py --vector   # batched env: users x catalogue x slate, vs a numpy ceiling
+    python experiments/bench_env.py --vector   # batched env: users x catalogue x slate, vs a numpy ceiling;
+                                               # then item churn on next to off (goal: >= 0.8 of the static rate)
 
 Figures are medians of 3 repeats; random slates are drawn ahead of time so only the env is timed.
 """
@@ -55,8 +56,12 @@ def bench_single(steps: int) -> None:
             print(f"{env_id:<26}{m:>5}{k:>4}{rate:>12,.0f}{1e6 / rate:>10.1f}{ref:>12,.0f}{rate / ref:>7.2f}")
 
 
-def vector_rate(num_envs: int, num_items: int, m: int, k: int, features, steps: int) -> float:
-    """User-steps per second of the batched news env."""
+CHURN = {"publish_rate": 1.0, "freshness_half_life": 2160.0}
+"""Item churn for the on/off comparison: a new item a tick (a ring of 10,000 slots lasts ~10,000 ticks)."""
+
+
+def vector_rate(num_envs: int, num_items: int, m: int, k: int, features, steps: int, **churn) -> float:
+    """User-steps per second of the batched news env (``churn``: item churn settings, none for a static one)."""
     env = gym.make_vec(
         "FeedbackRec/News-v0",
         num_envs=num_envs,
@@ -66,6 +71,7 @@ def vector_rate(num_envs: int, num_items: int, m: int, k: int, features, steps: 
         slate_size=k,
         num_users=max(10 * num_envs, 1000),
         item_features=features,
+        **churn,
     )
     slates = random_slates(np.random.default_rng(0), num_envs, m, k)
     env.reset(seed=0)
@@ -121,6 +127,7 @@ def bench_vector(steps: int) -> None:
                 )
     rate = vector_rate(1024, 10_000, 100, 10, "meta", max(steps // 1024, 20))
     print(f"{1024:>6}{10_000:>10,}{100:>5}{10:>4}{'meta':>9}{rate:>15,.0f}")
+    bench_churn(steps)
     env = gym.make_vec("FeedbackRec/News-v0", num_envs=1024, vectorization_mode="vector_entry_point", num_users=10_000)
     sim = env.unwrapped.sim
     state_bytes = sum(
@@ -141,6 +148,17 @@ def bench_vector(steps: int) -> None:
     )
     print(f"session state: {state_bytes / 1024:,.0f} bytes per user (1,024 users, M=20)")
     print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+
+
+def bench_churn(steps: int) -> None:
+    """Item churn on next to off, measured alternately (the machine's pace drifts between runs)."""
+    print(f"item churn ({CHURN}) vs a static catalogue, 1,024 users, 10,000 items, M=100, k=10, no features")
+    print(f"{'':>6}{'static':>15}{'churn':>15}{'ratio':>7}  (goal >= 0.8)")
+    n = max(steps // 1024, 20)
+    for _ in range(REPEATS):
+        static = vector_rate(1024, 10_000, 100, 10, None, n)
+        churned = vector_rate(1024, 10_000, 100, 10, None, n, **CHURN)
+        print(f"{'':>6}{static:>15,.0f}{churned:>15,.0f}{churned / static:>7.2f}")
 
 
 def main() -> None:

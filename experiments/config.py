@@ -102,9 +102,14 @@ def world_arguments(env: DictConfig) -> tuple[str, dict[str, Any]]:
 
 def world_default(name: str, *, _parent_: DictConfig) -> Any:
     """The value that world ``env.id`` gives setting ``name`` when it is given none, for this config's world keywords:
-    ``rating_noise: ${world_default:rating_noise}`` records the noise MovieLens fits to ``env.ratings``. (A default
-    that depends on the sizes is read at the smallest ones.)"""
+    ``rating_noise: ${world_default:rating_noise}`` records the noise MovieLens fits to ``env.ratings``, and
+    ``publish_rate: ${world_default:publish_rate}`` the item churn of ``FeedbackRec/News-v1`` (a default of the
+    registered version, :class:`envs.domain.Version`). (A default that depends on the sizes is read at the smallest
+    ones.)"""
     env_id = _parent_.id
+    version_defaults = gym.spec(env_id).kwargs
+    if name in version_defaults:
+        return version_defaults[name]
     return _world_defaults(env_id, tuple((k, _parent_[k]) for k in world_keywords(env_id)))[name]
 
 

@@ -24,13 +24,16 @@ For MovieLens, three simulations of the fitted world, each user in their own ses
   produces by itself.
 
 For the generated domains, random and oracle slates over each domain's defaults give the click-through
-rate, ratings per consumed item and session length.
+rate, ratings per consumed item and session length; then each calibrated figure of their versions (e-commerce
+funnel and session length against OTTO, music skips against Spotify's skip challenge, news clicks per list against
+MIND) next to its public reference, under random slates (:data:`CALIBRATION`).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import hydra
@@ -45,17 +48,17 @@ import experiments.config  # noqa: F401  (registers the env schema that conf/ co
 from agents.base import Task
 from agents.oracle import OracleAgent
 from agents.random import RandomAgent
-from envs.domains.movielens import MovieLensWorld, load_world
-from envs.fit import total_variation
+from envs.domains.movielens import HALF_STARS, MovieLensWorld, load_world
+from envs.fit import WHOLE_STARS, star_index, total_variation
 from envs.ratings import HELD_OUT, TRAIN
-from envs.signals import Signal
+from envs.signals import RatingScale, Signal
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
 
 log = logging.getLogger("feedbackrec.realism")
 
-MOVIELENS = "FeedbackRec/MovieLens-v0"
+MOVIELENS = "FeedbackRec/MovieLens-"  # every version: -v0 rates in whole stars, -v1 in the data's half stars
 TV_TARGET, GINI_TARGET = 0.05, 0.05
 DOMAIN_EPISODES = 500  # sessions per generated domain and policy
 MAX_STEPS_PER_QUOTA = 20  # a consumption simulation stops after this many steps per item of the largest quota
@@ -65,9 +68,10 @@ MAX_STEPS_PER_QUOTA = 20  # a consumption simulation stops after this many steps
 def main(cfg: DictConfig) -> None:
     out = Path(HydraConfig.get().runtime.output_dir)
     sections = []
-    if cfg.env.id == MOVIELENS:
+    if cfg.env.id.startswith(MOVIELENS):
         sections.append(movielens_section(cfg, out))
     sections.append(domain_section(cfg.seed))
+    sections.append(calibration_section(cfg.seed))
     report = "\n\n".join(["# Realism report", *sections]) + "\n"
     (out / "report.md").write_text(report, encoding="utf-8")
     print(report)
@@ -79,8 +83,9 @@ def main(cfg: DictConfig) -> None:
 
 def movielens_section(cfg: DictConfig, out: Path) -> str:
     """Simulate the fitted world against its held-out fold; plots into ``out``; returns Markdown."""
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items() if k != "id"}
-    world = load_world(kwargs.pop("ratings", None))
+    kwargs = OmegaConf.to_container(cfg.env, resolve=True)  # "id" included: the world_env's id
+    scale = kwargs.get("rating_scale")
+    world = load_world(kwargs.pop("ratings", None), WHOLE_STARS if scale is None else RatingScale.parse(scale))
     kwargs["num_users"] = world.table.num_users  # every real user once
     num_items = kwargs.get("num_items", 2000)
     real = held_out_pairs(world, num_items, kwargs.get("population_seed", 0))
@@ -91,7 +96,7 @@ def movielens_section(cfg: DictConfig, out: Path) -> str:
     uniform = simulate_consumption(kwargs, quota, None, cfg.seed)
     catalog = world.catalog(num_items)
     figures = {
-        "rating_histogram.png": plot_ratings(real["stars"], simulated),
+        "rating_histogram.png": plot_ratings(real["stars"], simulated, world.fit.scale),
         "user_mean_rating.png": plot_user_means(real, simulated),
         "popularity_curve.png": plot_popularity(real["item"], consumed, uniform, num_items),
         "genre_share.png": plot_genres(world.genre_names, catalog, real["item"], consumed),
@@ -105,8 +110,9 @@ def movielens_section(cfg: DictConfig, out: Path) -> str:
 def held_out_pairs(world: MovieLensWorld, num_items: int, population_seed: int) -> dict[str, np.ndarray]:
     """The held-out ratings of catalogue movies, per simulated user (each copies one real user).
 
-    Returns ``user`` (simulated user), ``item`` (catalogue index), ``stars`` (1..5), each ``(n,)``, sorted
-    by user; and ``train_item`` ``(m,)``, the catalogue items of the training ratings."""
+    Returns ``user`` (simulated user), ``item`` (catalogue index), ``stars`` (on the fit's scale: 1..5, or the
+    data's half stars), each ``(n,)``, sorted by user; and ``train_item`` ``(m,)``, the catalogue items of the
+    training ratings."""
     table = world.table
     item_of_movie = np.full(table.num_movies, -1)
     item_of_movie[world.by_popularity[:num_items]] = np.arange(num_items)
@@ -120,7 +126,7 @@ def held_out_pairs(world: MovieLensWorld, num_items: int, population_seed: int) 
     return {
         "user": users[order],
         "item": items[keep][order],
-        "stars": table.stars()[keep][order],
+        "stars": (table.rating if world.fit.scale == HALF_STARS else table.stars())[keep][order],
         "train_item": items[train],
     }
 
@@ -143,7 +149,7 @@ def world_env(kwargs: dict, **overrides) -> gym.vector.VectorEnv:
     """The MovieLens vector env with one session per user, every movie a candidate, no delays."""
     settings = {**kwargs, "num_candidates": kwargs.get("num_items", 2000), "delays": "none", **overrides}
     return gym.make_vec(
-        MOVIELENS,
+        settings.pop("id"),
         num_envs=settings["num_users"],
         vectorization_mode="vector_entry_point",
         item_features=None,
@@ -223,9 +229,9 @@ def gini(counts: np.ndarray) -> float:
     return float((2.0 * np.arange(1, n + 1) @ c) / (n * c.sum()) - (n + 1) / n)
 
 
-def star_histogram(stars: np.ndarray) -> np.ndarray:
-    """``(5,)`` share of 1..5 stars."""
-    return np.bincount(np.asarray(stars, dtype=np.int64) - 1, minlength=5)[:5] / len(stars)
+def star_histogram(stars: np.ndarray, scale: RatingScale = WHOLE_STARS) -> np.ndarray:
+    """``(V,)`` share of each star value of ``scale`` (1..5 whole stars: ``(5,)``)."""
+    return np.bincount(star_index(stars, scale), minlength=scale.values)[: scale.values] / len(stars)
 
 
 def genre_shares(catalog, items: np.ndarray) -> np.ndarray:
@@ -242,11 +248,11 @@ def user_means(users: np.ndarray, stars: np.ndarray) -> np.ndarray:
     return totals[counts > 0] / counts[counts > 0]
 
 
-def plot_ratings(real: np.ndarray, simulated: np.ndarray):
+def plot_ratings(real: np.ndarray, simulated: np.ndarray, scale: RatingScale):
     figure, ax = plt.subplots(figsize=(5, 3.5))
-    stars = np.arange(1, 6)
-    ax.bar(stars - 0.2, star_histogram(real), 0.4, label="real (held out)")
-    ax.bar(stars + 0.2, star_histogram(simulated), 0.4, label="simulated")
+    stars, width = scale.stars(), 0.4 * scale.step
+    ax.bar(stars - width / 2, star_histogram(real, scale), width, label="real (held out)")
+    ax.bar(stars + width / 2, star_histogram(simulated, scale), width, label="simulated")
     ax.set(xlabel="stars", ylabel="share of ratings", title="Rating histogram")
     ax.legend()
     return figure
@@ -286,8 +292,8 @@ def plot_genres(genres: tuple[str, ...], catalog, real: np.ndarray, consumed: np
 
 
 def movielens_markdown(world, catalog, real, simulated, consumed, uniform) -> str:
-    n = catalog.num_items
-    tv = total_variation(star_histogram(real["stars"]), star_histogram(simulated))
+    n, scale = catalog.num_items, world.fit.scale
+    tv = total_variation(star_histogram(real["stars"], scale), star_histogram(simulated, scale))
     counts = {name: np.bincount(items, minlength=n) for name, items in (("real", real["item"]), ("sim", consumed))}
     real_gini, sim_gini = gini(counts["real"]), gini(counts["sim"])
     uniform_gini = gini(np.bincount(uniform, minlength=n))
@@ -308,11 +314,11 @@ def movielens_markdown(world, catalog, real, simulated, consumed, uniform) -> st
         ("genre share of consumption, total variation", f"{genre_tv:.3f}", "", ""),
     ]
     table = "\n".join(["| measure | value | target | |", "|---|---|---|---|", *(f"| {' | '.join(r)} |" for r in rows)])
-    real_hist, sim_hist = star_histogram(real["stars"]), star_histogram(simulated)
+    real_hist, sim_hist = star_histogram(real["stars"], scale), star_histogram(simulated, scale)
     stars = "\n".join(
         [
-            "| stars | 1 | 2 | 3 | 4 | 5 |",
-            "|---|---|---|---|---|---|",
+            "| stars | " + " | ".join(f"{s:g}" for s in scale.stars()) + " |",
+            "|---" * (scale.values + 1) + "|",
             "| real | " + " | ".join(f"{p:.3f}" for p in real_hist) + " |",
             "| simulated | " + " | ".join(f"{p:.3f}" for p in sim_hist) + " |",
         ]
@@ -378,6 +384,104 @@ def session_statistics(env_id: str, make_agent, seed: int) -> tuple[float, float
         lengths += active
         active &= ~(terminated | truncated)
     return clicks / lengths.sum(), ratings / max(clicks, 1), float(lengths.mean())
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+CALIBRATION_SESSIONS = 2000  # first sessions of this many users per world, random slates, no delays
+MIND_LIST = 37  # headlines per MIND impression list: 5,843,444 shown in MIND-small's train impressions (≈37 each)
+CALIBRATION_TOLERANCE = 0.25  # relative
+
+
+class Reference(NamedTuple):
+    """A public figure a default world is calibrated to."""
+
+    measure: str
+    value: float
+    source: str
+
+
+CALIBRATION = {
+    "Ecommerce": (
+        Reference("clicks → carts", 16.9 / 194.7, "OTTO RecSys dataset: 194.7M clicks, 16.9M carts, 5.1M orders"),
+        Reference("clicks → orders", 5.1 / 194.7, "OTTO RecSys dataset"),
+        Reference("events per session", 16.8, "OTTO RecSys dataset: 12.9M sessions, 216.7M events"),
+    ),
+    "Music": (Reference("plays skipped", 0.5, "Spotify Sequential Skip Prediction Challenge: about half"),),
+    "News": (
+        Reference(
+            f"clicks per session of {MIND_LIST}-headline lists",
+            1.5,
+            "MIND (Wu et al., ACL 2020): about 1.5 clicks per impression list of about 37 headlines",
+        ),
+    ),
+}
+"""Per generated domain: the figures of public data its latest version is calibrated to."""
+
+
+def calibration_section(seed: int) -> str:
+    """Each calibrated figure of the generated domains, by version, against its public reference."""
+    rows = []
+    for title, references in CALIBRATION.items():
+        domain = next(d for d in envs.DOMAINS.values() if d.title == title)
+        for version in domain.versions:
+            env_id = f"FeedbackRec/{title}-v{version.number}"
+            measured = calibration_figures(title, env_id, seed)
+            for reference in references:
+                value = measured[reference.measure]
+                error = value / reference.value - 1
+                verdict = _verdict(abs(error) <= CALIBRATION_TOLERANCE)
+                rows.append(
+                    f"| {env_id} | {reference.measure} | {value:.3f} | {reference.value:.3f} | {error:+.0%} | "
+                    f"{verdict} | {reference.source} |"
+                )
+    header = [
+        "| world | measure | simulated | reference | error | ±25% | reference's source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return f"""## Calibration to public data
+
+Logging policy: uniformly random slates (the defaults' {envs.SimConfig().num_candidates} candidates and slates of
+{envs.SimConfig().slate_size}, except news: lists of {MIND_LIST} headlines, all candidates shown, as MIND's impression
+lists), the first session of {CALIBRATION_SESSIONS} users, no delays. Funnel rates are counts of the signal over
+clicks (plays); events are clicks, carts and orders; a session of the simulator is one visit. The ``-v0`` rows show
+the world before its calibration.
+
+{chr(10).join([*header, *rows])}"""
+
+
+def calibration_figures(title: str, env_id: str, seed: int) -> dict[str, float]:
+    """The calibrated measures of one world (see :data:`CALIBRATION`) under random slates."""
+    sizes = {"num_candidates": MIND_LIST, "slate_size": MIND_LIST} if title == "News" else {}
+    counts, sessions = first_session_counts(env_id, seed, **sizes)
+    clicks = counts[Signal.CLICK] + counts[Signal.PLAY]
+    carts, orders = counts[Signal.ADD_TO_CART], counts[Signal.PURCHASE]
+    return {
+        "clicks → carts": carts / max(clicks, 1),
+        "clicks → orders": orders / max(clicks, 1),
+        "events per session": (clicks + carts + orders) / sessions,
+        "plays skipped": counts[Signal.SKIP] / max(clicks, 1),
+        f"clicks per session of {MIND_LIST}-headline lists": clicks / sessions,
+    }
+
+
+def first_session_counts(env_id: str, seed: int, **kwargs) -> tuple[np.ndarray, int]:
+    """``(counts, sessions)``: per signal kind ``(S,)`` the positive records of the first session of each of
+    :data:`CALIBRATION_SESSIONS` users under uniformly random slates, and the number of sessions."""
+    env = gym.make_vec(
+        env_id, num_envs=CALIBRATION_SESSIONS, vectorization_mode="vector_entry_point", delays="none", **kwargs
+    )
+    agent = RandomAgent(Task.of(env), seed=seed)
+    obs, _ = env.reset(seed=seed)
+    active = np.ones(env.num_envs, bool)
+    counts = np.zeros(envs.signals.SIGNALS.count, np.int64)
+    while active.any():
+        obs, _, terminated, truncated, _ = env.step(agent.act(obs))
+        feedback = env.unwrapped.delivered.arrived
+        mine = active[feedback["env_index"]] & (feedback["value"] > 0)
+        counts += np.bincount(feedback["kind"][mine], minlength=len(counts)).astype(np.int64)
+        active &= ~(terminated | truncated)
+    return counts, env.num_envs
 
 
 if __name__ == "__main__":

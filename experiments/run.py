@@ -80,6 +80,8 @@ METRICS = (
     "coverage",
     *STREAM_METRICS,
     *ONLINE_NAMES,
+    "cold_start_ctr",
+    "fresh_share",
 )
 
 
@@ -91,6 +93,7 @@ def validate(cfg: DictConfig) -> None:
         "train.num_envs": 1,
         "train.checkpoint_every": 0,
         "eval.episodes": 1,
+        "eval.fresh_ticks": 1,
         "eval.seed": 0,
         "eval.stream_every": 0,
         "eval.regret_every": 0,
@@ -163,7 +166,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     validate(cfg)
     start = time.perf_counter()
     env_id, kwargs = world_arguments(cfg.env)
-    catalog = gym.make(env_id, **kwargs).unwrapped.catalog
+    churns = bool(kwargs.get("publish_rate"))  # a churning world's items are its own, made from population_seed
+    catalog = None if churns else gym.make(env_id, **kwargs).unwrapped.catalog
+    if churns and cfg.features.item_features == "bert":
+        raise ValueError(
+            f"features.item_features=bert with env.publish_rate={kwargs['publish_rate']}: embeddings fixed at the "
+            "start cannot describe items published later; expected features.item_features=meta or none (the BERT "
+            "agent encodes the text of info['published'] as items appear)"
+        )
     features = item_features(cfg, catalog)
     train_env = make_env(cfg, cfg.train.num_envs, catalog, features)
     task = Task.of(train_env)
@@ -190,11 +200,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     train_seconds = time.perf_counter() - start
     loop_seconds = time.perf_counter() - loop_start
 
-    metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, evaluation=True), seed=cfg.eval.seed)
+    # a churning world is evaluated fresh_ticks after training stopped: its freshest items are new to the learner
+    start_tick = train_env.unwrapped.sim.clock + cfg.eval.fresh_ticks if churns else 0
+    protocol = {"seed": cfg.eval.seed, "fresh_ticks": cfg.eval.fresh_ticks, "start_tick": start_tick}
+    metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, evaluation=True), **protocol)
     (output_dir / "eval_episodes.json").write_text(json.dumps(metrics.pop("episode_rewards")))
     if cfg.eval.baselines:
         floor, ceiling = (
-            evaluate(baseline, make_env(cfg, cfg.eval.episodes, catalog, features, True), cfg.eval.seed, regret=False)
+            evaluate(baseline, make_env(cfg, cfg.eval.episodes, catalog, features, True), **protocol, regret=False)
             for baseline in (RandomAgent(task, seed=cfg.seed), OracleAgent(task))
         )
         metrics["normalized_score"] = normalized_score(

@@ -166,9 +166,16 @@ def catalog_embeddings(
     model is loaded only when some text is not cached yet. ``cache_dir`` defaults to
     :func:`models.cache.default_cache_dir`.
     """
+    return text_embeddings(list(catalog.texts), encoder, cache_dir)
+
+
+def text_embeddings(
+    texts: list[str], encoder: str | Path | TextEncoder = MINILM, cache_dir: str | Path | None = None
+) -> np.ndarray:
+    """``(len(texts), D)`` float32 embeddings of ``texts`` through the on-disk cache (see
+    :func:`catalog_embeddings`): the texts of items published during a run are encoded as they appear."""
     identity = encoder.identity if isinstance(encoder, TextEncoder) else encoder_identity(encoder)
     cache = EmbeddingCache(identity, cache_dir)
-    texts = list(catalog.texts)
     vectors, missing = cache.lookup(texts)
     if missing.any():
         model = encoder if isinstance(encoder, TextEncoder) else TextEncoder.load(encoder)

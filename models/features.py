@@ -233,6 +233,10 @@ class ItemStats:
         self.consumed = np.zeros(num_items)
         self.feedback = np.zeros((num_items, SIGNALS.count))
 
+    def forget(self, items: np.ndarray) -> None:
+        """New items in the slots ``items`` ``(n,)``: no impressions, consumptions or feedback yet."""
+        self.shown[items], self.consumed[items], self.feedback[items] = 0.0, 0.0, 0.0
+
     def count_shown(self, items: np.ndarray) -> None:
         """Count one impression of each of ``items`` (any shape)."""
         np.add.at(self.shown, items.ravel(), 1.0)

@@ -147,6 +147,14 @@ class RecommenderNet(nn.Module):
         else:
             self.match_table[torch.as_tensor(items, device=matched.device)] = matched
 
+    @torch.no_grad()
+    def replace_items(self, items: torch.Tensor, vectors: torch.Tensor, attributes: torch.Tensor) -> None:
+        """New items in the catalogue slots ``items`` ``(n,)``: their text embeddings ``(n, D)`` and attributes
+        ``(n, A)`` enter the item table, and the slots' learnt item bias is forgotten."""
+        self.match_table[items] = self.match_vectors(vectors.float())
+        self.item_attributes[items] = attributes.float()
+        self.item_bias.weight[items] = 0.0
+
     def match_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         """Unit vectors ``(..., m)`` for text matching: ``vectors`` ``(..., D)`` on their top ``m`` principal axes."""
         return F.normalize((vectors - self.match_mean) @ self.match_basis, dim=-1)

@@ -19,7 +19,7 @@ import numpy as np
 import peft
 import torch
 
-from models.encoder import TextEncoder, catalog_embeddings
+from models.encoder import TextEncoder, catalog_embeddings, text_embeddings
 
 FINETUNE_MODES = ("head", "lora", "adalora", "full")
 LORA_TARGETS = ("query", "key", "value")
@@ -53,7 +53,7 @@ class TextTower:
     ) -> None:
         if finetune not in FINETUNE_MODES:
             raise ValueError(f"unknown finetune {finetune!r}; expected one of {FINETUNE_MODES}")
-        self.finetune, self.texts = finetune, list(catalog.texts)
+        self.finetune, self.texts, self.cache_dir = finetune, list(catalog.texts), cache_dir
         self.encoder = TextEncoder.load(encoder, device)
         self.pretrained_vectors = catalog_embeddings(catalog, self.encoder, cache_dir)
         """``(num_items, D)`` float32 embeddings by the pretrained encoder (read from the on-disk cache)."""
@@ -117,6 +117,20 @@ class TextTower:
         self.steps += 1
         if self.finetune == "adalora":
             self.encoder.model.base_model.update_and_allocate(self.steps)
+
+    def replace(self, items: np.ndarray, texts: list[str]) -> np.ndarray:
+        """New texts for the catalogue indices ``items`` ``(n,)`` (items published in their slots); returns their
+        embeddings ``(n, D)``: the pretrained encoder's through the on-disk cache, or the fine-tuned encoder's
+        (not cached: they change as it trains)."""
+        for item, text in zip(items.tolist(), texts, strict=True):
+            self.texts[item] = text
+        if self.trains:
+            vectors = self.encoder.encode(list(texts))
+        else:
+            vectors = text_embeddings(list(texts), self.encoder, self.cache_dir)
+            self.pretrained_vectors[items] = vectors
+        self.vectors[items] = vectors
+        return vectors
 
     def encode_all(self) -> np.ndarray:
         """``(num_items, D)`` float32 embeddings of every text by the encoder as fine-tuned so far (also kept

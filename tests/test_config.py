@@ -48,6 +48,10 @@ CHANGED = {
     "privacy_epsilon": 1.0,
     "delays": "none",
     "reward_weights": {"click": 2.0},
+    "item_lifetime": 1000,
+    "freshness_half_life": 720.0,
+    "response_params": {"read_noise": 0.1},
+    "rating_scale": [0.5, 5.0, 0.5],
 }
 """Valid values other than the default, for the fields a rule cannot pick one for."""
 
@@ -146,10 +150,17 @@ def changed(field: dataclasses.Field) -> object:
     raise AssertionError(f"add a valid value other than the default of SimConfig.{field.name} to CHANGED")
 
 
+def _override_text(value: object) -> str:
+    """``value`` as a Hydra command-line value (a mapping as ``{key: value, ...}``)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def test_every_simconfig_field_is_set_with_env_dot_its_name():
     values = {f.name: changed(f) for f in dataclasses.fields(SimConfig)}
     assert all(value != getattr(SimConfig(), name) for name, value in values.items())
-    text = {name: "{click: 2.0}" if isinstance(v, dict) else str(v) for name, v in values.items()}
+    text = {name: _override_text(v) for name, v in values.items()}
     cfg = composed("agent=random", *(f"env.{name}={value}" for name, value in text.items()))
     assert recorded_env(cfg) == values
     assert built_env(cfg) == values

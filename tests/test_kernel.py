@@ -35,6 +35,8 @@ from envs.responses import RESPONSES, respond
 from tests.conftest import SMALL
 
 KEYS = [draw_key(np.random.default_rng(seed)) for seed in range(300)]
+PARAMS = gym.make("FeedbackRec/News-v0", **SMALL).unwrapped.sim._params[0]
+"""A kernel parameter record (1..5 whole stars) for the phase functions that read the rating scale."""
 
 
 def choose(model, utility, masked, b, no_click, temperature, position_bias, key, i, scratch):
@@ -62,8 +64,10 @@ def worst_case_choice_draws(model: int, k: int) -> int:
 def response_draws(number: int) -> int:
     """The most draws of one consumption under response model ``number``, over satisfactions and keys."""
     attrs, values = np.ones((1, 4), np.float32), np.empty((1, 8))
+    name = next(name for name, spec in RESPONSES.items() if spec.number == number)
+    constants = RESPONSES[name].constants(name)
     return max(
-        respond(number, satisfaction, attrs, 0, key, 3, values, 0)[2] - 3
+        respond(number, constants, satisfaction, attrs, 0, key, 3, values, 0)[2] - 3
         for satisfaction in (0.01, 0.5, 0.99)
         for key in KEYS
     )
@@ -75,7 +79,7 @@ def report_draws() -> int:
         most_draws(randomised_response, 1.0, 0.5),
         most_draws(laplace_report, 10.0, 0.0, 20.0, 0.5),
         most_draws(categorical_response, 2, 6, 0.5),
-        max(most_draws(_text, stars) for stars in (1.0, 5.0)),
+        max(most_draws(_text, stars, PARAMS) for stars in (1.0, 5.0)),
     )
 
 
@@ -90,8 +94,8 @@ def phase_draws(choice_model: int, k: int, response: int, reports_per_slot: int)
         "satisfaction": most_draws(_satisfaction, 1.0, 0.5),
         "response": response_draws(response),
         "rate": most_draws(bernoulli, 0.5),
-        "stars": max(most_draws(_stars, 0.7, 0.2, spam, 0.5) for spam in (False, True)),
-        "text": max(most_draws(_text, stars) for stars in (1.0, 5.0)),
+        "stars": max(most_draws(_stars, 0.7, 0.2, spam, PARAMS) for spam in (False, True)),
+        "text": max(most_draws(_text, stars, PARAMS) for stars in (1.0, 5.0)),
         "reports": k * reports_per_slot * report_draws(),
         "candidates": max(draw_candidates(candidates, progression, 0, 20, strides, key, 3) - 3 for key in KEYS),
     }

