@@ -59,7 +59,7 @@ class BertSettings:
     encoder_lr: float = 1e-4
     batch_size: int = 256
     buffer_size: int = 50_000
-    replay_ratio: float = 1.0
+    replay_ratio: float = 1.5
     update_every: int = 1
     grad_clip: float = 1.0
     dim: int = 32
