@@ -280,11 +280,11 @@ def test_oracle_beats_random(env_id, choice_model):
         )
 
     task = Task.of(make())
-    oracle = evaluate(OracleAgent(task), make(), seed=11)
+    oracle = evaluate(OracleAgent(task), make(), seed=11, regret=False)  # its regret is 0: tests/test_oracle.py
     random = evaluate(RandomAgent(task, seed=0), make(), seed=11)
     gain = np.array(oracle["episode_rewards"]) - np.array(random["episode_rewards"])
     assert gain.mean() > 1.96 * gain.std(ddof=1) / np.sqrt(len(gain))
-    assert oracle["regret_mean"] == pytest.approx(0.0, abs=1e-9) and random["regret_mean"] > 0
+    assert random["regret_mean"] > 0
 
 
 def test_cascade_clicks_favour_the_top_slots():
