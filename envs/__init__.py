@@ -7,7 +7,6 @@ Importing this package registers one environment id per built-in domain and vers
 manual is the docstring of its module in :mod:`envs.domains`.
 """
 
-from envs import threads  # noqa: F401, I001  (first: picks numba's threading layer before any kernel runs)
 from envs import domains  # noqa: F401  (registers the built-in domains)
 from envs.catalog import Catalog
 from envs.config import SimConfig

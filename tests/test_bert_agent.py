@@ -365,6 +365,23 @@ def test_same_seed_same_run(cache_dir):
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
 
 
+def test_the_agent_keeps_torch_on_its_threads_whatever_changed_them(cache_dir):
+    """An OpenMP launch elsewhere in the process (the simulator's kernels) may change torch's thread count; the
+    agent sets its own back before it acts and before it learns."""
+    env = make_env()
+    agent = make_agent(env, cache_dir, cpu_threads=1)
+    obs, _ = env.reset(seed=0)
+    agent.attach(env)
+    before = torch.get_num_threads()
+    try:
+        for work in (lambda: agent.act(obs), agent.update):
+            torch.set_num_threads(2)
+            work()
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_thousand_sessions_train_side_by_side_the_same_way_twice(cache_dir):
     """1,024 sessions at once (the learner-speed benchmark's largest batch): three batched steps through the online
     loop take the minibatch steps their impressions call for, and a second run with the same seed ends with the
