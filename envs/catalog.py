@@ -106,10 +106,15 @@ class Catalog:
         """A synthetic catalogue whose item text is written from the domain's topic vocabularies."""
         if int(num_items) != num_items or num_items < 1:
             raise ValueError(f"num_items must be an integer >= 1, got {num_items!r}")
-        items = ItemDraws.draw(domain, num_items, np.random.default_rng(seed))
+        return cls.of_draws(domain, ItemDraws.draw(domain, num_items, np.random.default_rng(seed)))
+
+    @classmethod
+    def of_draws(cls, domain: Domain, items: ItemDraws, serials: np.ndarray | None = None, **extra) -> Catalog:
+        """The catalogue of generated ``items`` (ids from ``serials`` ``(n,)`` when given, see
+        :class:`_GeneratedIds`); ``extra`` sets further fields."""
         return cls(
             domain=domain.name,
-            item_ids=_GeneratedIds(domain.name[:2], num_items),
+            item_ids=_GeneratedIds(domain.name[:2], len(items.topic), serials),
             texts=_GeneratedTexts(domain, items),
             categories=items.topic,
             category_names=tuple(t.name for t in domain.topics),
@@ -119,6 +124,7 @@ class Catalog:
             secondary_weight=items.secondary_weight,
             quality=items.quality,
             num_topics=len(domain.topics),
+            **extra,
         )
 
     @classmethod

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from envs.catalog import Catalog, ItemDraws, _GeneratedIds, _GeneratedTexts
+from envs.catalog import Catalog, ItemDraws
 from envs.clock import Schedule
 from envs.config import SimConfig
 from envs.domain import Domain
@@ -152,20 +152,8 @@ class ItemPool:
         self.meta = _meta_rows(first, len(domain.topics), self._stats)
         self.attrs = np.empty((n, len(attribute_names)), np.float32)
         self._write(self.serial, first)
-        self.catalog = Catalog(
-            domain=domain.name,
-            item_ids=_GeneratedIds(domain.name[:2], n, self.serial),
-            texts=_GeneratedTexts(domain, first),
-            categories=first.topic,
-            category_names=tuple(t.name for t in domain.topics),
-            attributes=first.attributes,
-            topic=first.topic,
-            secondary_topic=first.secondary,
-            secondary_weight=first.secondary_weight,
-            quality=first.quality,
-            num_topics=len(domain.topics),
-            published=self.items["published"],
-            _meta=[self.meta],
+        self.catalog = Catalog.of_draws(
+            domain, first, self.serial, published=self.items["published"], _meta=[self.meta]
         )
         self.window = np.zeros(1, LIVE_DTYPE)
         self.trending = np.zeros(self.mix.trending, np.int64)
