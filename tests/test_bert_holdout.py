@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import tests.test_bert_agent
 from agents.base import Task
 from agents.bert import BertAgent
 from agents.labels import Immediate
@@ -16,17 +17,8 @@ from agents.loop import run_online
 from envs.signals import Signal
 from models.network import predicted_stars
 
-WORLD = {"num_items": 120, "num_users": 60, "num_candidates": 10, "slate_size": 3, "rating_propensity": 0.9}
-SETTINGS = {
-    "encoder": "tiny",
-    "batch_size": 16,
-    "buffer_size": 4000,
-    "dim": 8,
-    "hidden": 16,
-    "memory_size": 4,
-    "holdout_fraction": 0.3,
-    "device": "cpu",
-}
+WORLD = {**tests.test_bert_agent.WORLD, "rating_propensity": 0.9}
+SETTINGS = {**tests.test_bert_agent.FAST, "holdout_fraction": 0.3}
 STEPS = 480  # user-steps: 60 batched steps of 8 sessions
 
 
