@@ -276,7 +276,7 @@ def test_oracle_beats_random(env_id, choice_model):
 
     def make():
         return gym.make_vec(
-            env_id, num_envs=100, vectorization_mode="vector_entry_point", choice_model=choice_model, **SMALL
+            env_id, num_envs=60, vectorization_mode="vector_entry_point", choice_model=choice_model, **SMALL
         )
 
     task = Task.of(make())
