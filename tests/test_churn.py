@@ -21,11 +21,12 @@ from agents.linucb import LinUCBAgent
 from agents.loop import run_online, tell_published
 from agents.popularity import PopularityAgent
 from agents.random import RandomAgent
-from envs import Signal, as_records
+from envs import Signal
 from envs.draws import draw_key
 from envs.dynamics import LIVE_CANDIDATE_DRAWS, World, draw_live_candidates
 from envs.pool import ITEM_BLOCK, Published
 from models.encoder import text_embeddings
+from tests.test_feedback import run_world
 
 FAST = {"num_items": 300, "num_users": 200, "publish_rate": 2.0, "item_lifetime": 60}
 """A world whose items turn over every 60 ticks: 120 live, 2 new per tick."""
@@ -111,17 +112,8 @@ def test_single_env_info_carries_the_published_items():
 def test_every_record_is_delivered_exactly_once_while_items_turn_over(
     click_delay, rating_delay, steps, reset_every, seed
 ):
-    env = gym.make("FeedbackRec/News-v0", delays={"click": click_delay, "rating": rating_delay}, max_delay=40, **FAST)
-    rng = np.random.default_rng(seed)
-    _, info = env.reset(seed=seed)
-    delivered = [as_records(info["feedback"])]
-    for t in range(steps):
-        _, _, terminated, truncated, info = env.step(rng.permutation(20)[:5])
-        delivered.append(as_records(info["feedback"]))
-        if terminated or truncated or (reset_every and t % reset_every == reset_every - 1):
-            _, info = env.reset()
-            delivered.append(as_records(info["feedback"]))
-    delivered = np.concatenate(delivered)
+    delays = {"click": click_delay, "rating": rating_delay}
+    env, delivered = run_world("FeedbackRec/News-v0", delays, steps, reset_every, None, seed, max_delay=40, **FAST)
     channel = env.unwrapped.sim.channel
     pending = channel.pending_records()
     counts = np.bincount(delivered["kind"], minlength=len(Signal)) + np.bincount(pending["kind"], minlength=len(Signal))

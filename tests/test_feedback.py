@@ -104,10 +104,11 @@ def test_many_pending_records_grow_the_wheel_and_arrive_in_scheduling_order():
     )
 
 
-def run_world(env_id: str, delays: dict, steps: int, reset_every: int, privacy, seed: int):
-    """Step a world with random slates and forced early resets; return the env and every record
-    delivered (at steps and at resets)."""
-    env = gym.make(env_id, delays=delays, privacy_epsilon=privacy, max_delay=30, **SMALL)
+def run_world(env_id: str, delays: dict, steps: int, reset_every: int, privacy, seed: int, **world):
+    """Step a world (``SMALL`` and ``max_delay=30`` unless ``world`` says otherwise) with random slates and forced
+    early resets; return the env and every record delivered (at steps and at resets)."""
+    world = {**SMALL, "max_delay": 30, **world}
+    env = gym.make(env_id, delays=delays, privacy_epsilon=privacy, **world)
     rng = np.random.default_rng(seed)
     _, info = env.reset(seed=seed)
     delivered = [as_records(info["feedback"])]
