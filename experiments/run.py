@@ -137,12 +137,15 @@ def item_features(cfg: DictConfig, catalog) -> str | np.ndarray | None:
     return None if choice == "none" else "meta"
 
 
-def make_env(cfg: DictConfig, num_envs: int, catalog, features, evaluation: bool = False):
+def make_env(cfg: DictConfig, num_envs: int, catalog, features, evaluation_of=None):
     """The batched environment of ``cfg.env`` over ``catalog``: built with every ``env.*`` setting as recorded
-    (training), or with :data:`EVALUATION`'s in place of delays, reward and privacy (evaluation)."""
+    (training), or, given the training env as ``evaluation_of``, with :data:`EVALUATION`'s in place of delays,
+    reward and privacy and with the training world's population (a population's size is part of its draws: the
+    default one grows with the batch, so an evaluation batch of another size would meet other people under the
+    same user ids)."""
     env_id, kwargs = world_arguments(cfg.env)
-    if evaluation:
-        kwargs.update(EVALUATION)
+    if evaluation_of is not None:
+        kwargs.update(EVALUATION, num_users=evaluation_of.unwrapped.sim.config.num_users)
     return gym.make_vec(
         env_id,
         num_envs=num_envs,
@@ -203,11 +206,11 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     # a churning world is evaluated fresh_ticks after training stopped: its freshest items are new to the learner
     start_tick = train_env.unwrapped.sim.clock + cfg.eval.fresh_ticks if churns else 0
     protocol = {"seed": cfg.eval.seed, "fresh_ticks": cfg.eval.fresh_ticks, "start_tick": start_tick}
-    metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, evaluation=True), **protocol)
+    metrics = evaluate(agent, make_env(cfg, cfg.eval.episodes, catalog, features, train_env), **protocol)
     (output_dir / "eval_episodes.json").write_text(json.dumps(metrics.pop("episode_rewards")))
     if cfg.eval.baselines:
         floor, ceiling = (
-            evaluate(baseline, make_env(cfg, cfg.eval.episodes, catalog, features, True), **protocol, regret=False)
+            evaluate(baseline, make_env(cfg, cfg.eval.episodes, catalog, features, train_env), **protocol, regret=False)
             for baseline in (RandomAgent(task, seed=cfg.seed), OracleAgent(task))
         )
         metrics["normalized_score"] = normalized_score(

@@ -120,26 +120,27 @@ def engagement_features(
     )
     has_text = np.isfinite(sentiment)
     depth, depth_known = consumption_depth(values, arrived, seconds)
-    columns = [
-        np.where(rated, (stars - user_mean) / 2.0, 0.0),
-        np.where(rated, (stars - 3.0) / 2.0, 0.0),
-        rated,
-        np.broadcast_to((user_mean - 3.0) / 2.0, rated.shape),
-        np.where(has_text, (np.nan_to_num(sentiment, nan=3.0) - 3.0) / 2.0, 0.0),
-        has_text,
-        depth,
-        depth_known,
-    ]
-    for kind in SIGNALS.with_role(Role.ACTION):
-        columns += [np.where(arrived[..., kind], values[..., kind], 0.0), arrived[..., kind]]
-    for kind in SIGNALS.with_role(Role.AMOUNT):
-        amount = np.log1p(np.maximum(values[..., kind], 0.0)) / LOG_SCALE
-        columns += [np.where(arrived[..., kind], amount, 0.0), arrived[..., kind]]
-    columns += [
-        arrived[..., list(SIGNALS.with_role(Role.CONSUMPTION))].any(-1),
-        np.log1p(np.maximum(age, 0)) / LOG_SCALE,
-    ]
-    return (np.stack(columns, axis=-1) * valid[..., None]).astype(np.float32)
+    out = np.empty((*valid.shape, len(feature_names())), np.float32)
+    out[..., 0] = np.where(rated, (stars - user_mean) / 2.0, 0.0)
+    out[..., 1] = np.where(rated, (stars - 3.0) / 2.0, 0.0)
+    out[..., 2] = rated
+    out[..., 3] = (user_mean - 3.0) / 2.0
+    out[..., 4] = np.where(has_text, (np.nan_to_num(sentiment, nan=3.0) - 3.0) / 2.0, 0.0)
+    out[..., 5] = has_text
+    out[..., 6] = depth
+    out[..., 7] = depth_known
+    column = 8
+    actions, amounts = (list(SIGNALS.with_role(role)) for role in (Role.ACTION, Role.AMOUNT))
+    for kinds, scale in ((actions, None), (amounts, LOG_SCALE)):  # a value and a mask column per signal
+        got = arrived[..., kinds]
+        value = values[..., kinds] if scale is None else np.log1p(np.maximum(values[..., kinds], 0.0)) / scale
+        out[..., column : column + 2 * len(kinds) : 2] = np.where(got, value, 0.0)
+        out[..., column + 1 : column + 2 * len(kinds) : 2] = got
+        column += 2 * len(kinds)
+    out[..., column] = arrived[..., list(SIGNALS.with_role(Role.CONSUMPTION))].any(-1)
+    out[..., column + 1] = np.log1p(np.maximum(age, 0)) / LOG_SCALE
+    out *= valid[..., None]
+    return out
 
 
 def slate_labels(

@@ -154,14 +154,14 @@ class FeedbackReplay:
     def engagements(self, keys: np.ndarray) -> Engagements:
         """Look up engagement ``keys`` ``(N, P)`` (-1 pads); overwritten ones come back invalid."""
         serial = np.where(keys >= 0, keys // self.slate_size, -1)
-        pos = np.where(keys >= 0, keys % self.slate_size, 0)
         rows = np.maximum(serial, 0) % self.capacity
         valid = (serial >= 0) & (self.serial[rows] == serial)
+        slots = rows * self.slate_size + np.where(keys >= 0, keys % self.slate_size, 0)
         return Engagements(
-            items=np.where(valid, self.items[rows, pos], 0),
-            values=self.values[rows, pos],
-            arrived=(self.arrived_at[rows, pos] >= 0) & valid[..., None],
-            text=np.where(valid, self.text[rows, pos], -1),
+            items=np.where(valid, _take_slots(self.items, slots), 0),
+            values=_take_slots(self.values, slots),
+            arrived=(_take_slots(self.arrived_at, slots) >= 0) & valid[..., None],
+            text=np.where(valid, _take_slots(self.text, slots), -1),
             step=self.step[rows],
             valid=valid,
         )
@@ -221,6 +221,12 @@ class FeedbackReplay:
             if name != "counters":
                 getattr(self, name)[...] = value
         self.added, self.epoch_start = (int(x) for x in state["counters"])
+
+
+def _take_slots(table: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """``table[row, position]`` of a ``(capacity, k, ...)`` table at flat ``slots = row * k + position`` (any
+    shape): one ``np.take`` over the flattened rows, several times faster than indexing by two arrays."""
+    return np.take(table.reshape(-1, *table.shape[2:]), slots, axis=0)
 
 
 def first_occurrences(keys: np.ndarray) -> np.ndarray:

@@ -68,7 +68,9 @@ def recorded_env(cfg) -> dict:
 
 def built_env(cfg, evaluation: bool = False) -> dict:
     """The ``SimConfig`` the runner's (training or evaluation) environment was built with."""
-    return dataclasses.asdict(run.make_env(cfg, 2, None, "meta", evaluation).unwrapped.config)
+    env = run.make_env(cfg, 2, None, "meta")
+    env = run.make_env(cfg, 2, None, "meta", env) if evaluation else env
+    return dataclasses.asdict(env.unwrapped.config)
 
 
 def recorded_agent(cfg) -> dict:

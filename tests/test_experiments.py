@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -67,7 +68,7 @@ def test_every_feedback_and_delay_option_builds_a_training_env(feedback, delay):
     assert sim.config.privacy_epsilon == cfg.feedback.privacy_epsilon
     if feedback == "explicit":
         assert sim.reward_weight[[i for i in range(len(sim.reward_weight)) if i != 12]].max() == 0.0
-    evaluation = run.make_env(cfg, 2, None, "meta", evaluation=True).unwrapped.sim
+    evaluation = run.make_env(cfg, 2, None, "meta", env).unwrapped.sim
     assert evaluation.channel.delays.mean.max() == 0 and evaluation.config.privacy_epsilon is None
 
 
@@ -168,3 +169,13 @@ def test_config_table_lists_every_setting():
     table = run.config_table(cfg)
     assert "| `train.steps` | `100000` |" in table and "| `env.id` | `FeedbackRec/News-v0` |" in table
     assert OmegaConf.select(cfg, "train.steps") == 100000
+
+
+def test_the_evaluation_world_holds_the_training_population_whatever_its_batch():
+    """A population's size is part of its draws, and the default grows with the batch: training 1,200 sessions
+    (1,200 users) and evaluating 2 must meet the same people under the same ids."""
+    cfg = composed("agent=random", "env.num_items=300")
+    training = run.make_env(cfg, 1200, None, "meta").unwrapped.sim
+    evaluation = run.make_env(cfg, 2, None, "meta", run.make_env(cfg, 1200, None, "meta")).unwrapped.sim
+    assert evaluation.config.num_users == training.config.num_users == 1200
+    np.testing.assert_array_equal(evaluation.population.interests, training.population.interests)
