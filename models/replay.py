@@ -143,13 +143,22 @@ class FeedbackReplay:
         return found, first
 
     def _remember(self, rows: np.ndarray, pos: np.ndarray) -> None:
+        """The engagements at ``rows``, ``pos`` ``(n,)`` (new keys, in arrival order) enter their users' memories:
+        each memory keeps the last ``P`` of its old keys followed by its new ones."""
         keep = ~self.holdout[rows]
-        keys = self.serial[rows[keep]] * self.slate_size + pos[keep]
-        for user, key in zip(self.user[rows[keep]].tolist(), keys.tolist(), strict=True):
-            memory = self.user_memory[user]
-            if key not in memory:
-                memory[:-1] = memory[1:]
-                memory[-1] = key
+        users, keys = self.user[rows[keep]], self.serial[rows[keep]] * self.slate_size + pos[keep]
+        if not len(keys):
+            return
+        order = np.argsort(users, kind="stable")
+        users, keys = users[order], keys[order]
+        held, start, count = np.unique(users, return_index=True, return_counts=True)
+        p, most = self.user_memory.shape[1], int(count.max())
+        joined = np.full((len(held), most + p), -1, np.int64)  # per user: padding, old keys, new keys
+        shift = (most - count)[:, None]
+        np.put_along_axis(joined, shift + np.arange(p), self.user_memory[held], axis=1)
+        who = np.repeat(np.arange(len(held)), count)
+        joined[who, shift[who, 0] + p + np.arange(len(keys)) - start[who]] = keys
+        self.user_memory[held] = joined[:, -p:]
 
     def engagements(self, keys: np.ndarray) -> Engagements:
         """Look up engagement ``keys`` ``(N, P)`` (-1 pads); overwritten ones come back invalid."""
