@@ -183,11 +183,14 @@ class BertAgent(Agent):
 
     def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
         """For the shown items of slates ``action`` ``(B, k)``: ``click`` ``(B, k)`` the probability of consumption
-        (the click head, calibrated by the label strategy) and ``rating`` ``(B, k)`` the predicted stars."""
+        (the click head, calibrated by the label strategy), ``purchase`` ``(B, k)`` that of a purchase and
+        ``rating`` ``(B, k)`` the predicted stars."""
         items = np.take_along_axis(obs["candidates"], action, axis=1)
         outputs = self._heads(items, obs["history"], obs["user_id"][:, 0])
         click = self.label.calibrate(torch.sigmoid(outputs[..., HEADS.index("click")]))
-        return {"click": click.cpu().numpy(), "rating": predicted_stars(outputs, self.global_rating).cpu().numpy()}
+        purchase = torch.sigmoid(outputs[..., HEADS.index("purchase")])
+        stars = predicted_stars(outputs, self.global_rating)
+        return {"click": click.cpu().numpy(), "purchase": purchase.cpu().numpy(), "rating": stars.cpu().numpy()}
 
     @torch.inference_mode()
     def _heads(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> torch.Tensor:

@@ -156,9 +156,11 @@ def slate_labels(
     ``click``: 1 if the item was consumed (any feedback arrived), else 0 — always labelled; whether an
     impression is old enough to count its silence as a negative is the sampler's choice. ``value``: the
     reward its arrived feedback earned, on consumed items. ``rating``: stars, where rated. ``depth``:
-    consumed share, where known.
+    consumed share, where known. ``purchase``: 1 if the item was bought (a positive purchase arrived), else 0 —
+    always labelled.
     """
     consumed = arrived.any(-1)
+    bought = arrived[..., Signal.PURCHASE] & (values[..., Signal.PURCHASE] > 0)
     depth, depth_known = consumption_depth(values, arrived, seconds)
     rated = arrived[..., Signal.RATING]
     return {
@@ -170,6 +172,8 @@ def slate_labels(
         "rating_mask": rated,
         "depth": depth,
         "depth_mask": depth_known,
+        "purchase": bought.astype(np.float32),
+        "purchase_mask": np.ones_like(consumed),
     }
 
 

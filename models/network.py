@@ -24,7 +24,8 @@ Fusion of the sources (``fusion``):
 
 Heads (:data:`HEADS`): ``click`` (logit that a shown item is consumed; BCE), ``value`` (reward its
 feedback earns once consumed, in units of its running scale; squared error), ``depth`` (consumed share;
-BCE) — these three come out of
+BCE), ``purchase`` (logit that a shown item is bought: the conversion of the delayed-feedback literature,
+whose label arrives late; BCE; never positive in a domain without purchases) — these four come out of
 the fusion, each with a per-item bias — and ``rating`` (stars, as ``(stars - 3) / 2``; squared error).
 Ratings are rare (a few percent of consumptions), too few to train a head of their own without
 overfitting, so the rating head is a linear read-out of the other three predictions (which see every
@@ -45,13 +46,15 @@ from torch.nn import functional as F
 
 from models.features import USER_RATING
 
-HEADS = ("click", "value", "rating", "depth")
-FUSED_HEADS = ("click", "value", "depth")
+HEADS = ("click", "value", "rating", "depth", "purchase")
+FUSED_HEADS = ("click", "value", "depth", "purchase")
 """The heads the fusion predicts; ``rating`` is read out of them."""
 WHOLE_TABLE_ITEMS = 65_536
 """Catalogues up to this size are projected whole for a batch (see :meth:`RecommenderNet.embed_items`)."""
 MATCH_DIM = 64
 """Principal axes of the catalogue's BERT embeddings kept for text matching (cosines at a sixth of the cost)."""
+RATING_INPUTS = 5
+"""Inputs of the rating read-out (see :func:`_rating_inputs`)."""
 VALUE_MOMENTUM = 0.99
 """Momentum of the running mean square of value labels behind :meth:`RecommenderNet.value_scale`."""
 FUSIONS = ("concat", "weighted", "multitask")
@@ -125,7 +128,7 @@ class RecommenderNet(nn.Module):
         self.register_buffer("value_moment", torch.zeros(()))
         self.register_buffer("value_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("labels_seen", torch.zeros(len(FUSED_HEADS), dtype=torch.long))
-        self.rating_readout = nn.Linear(len(FUSED_HEADS) + 2, 1)
+        self.rating_readout = nn.Linear(RATING_INPUTS, 1)
         self.engagement_weight = nn.Linear(num_features, 1)
         nn.init.constant_(self.engagement_weight.bias, math.log(math.e - 1.0))
         widths = {  # each source's (per pair, per user) width; a source's per-user part is shared by its K items
@@ -293,6 +296,7 @@ def head_losses(
         "value": ((out["value"] - labels["value"]) / value_scale) ** 2,
         "rating": (out["rating"] - (labels["rating"] - rating_center) / 2.0) ** 2,
         "depth": F.binary_cross_entropy_with_logits(out["depth"], labels["depth"], reduction="none"),
+        "purchase": F.binary_cross_entropy_with_logits(out["purchase"], labels["purchase"], reduction="none"),
     }
     losses = {}
     for head, loss in per_item.items():

@@ -310,6 +310,17 @@ def test_slate_labels_value_feedback_with_the_reward_weights():
     assert labels["rating_mask"].tolist() == [[True, False, False]] and labels["rating"][0, 0] == 5
 
 
+def test_slate_labels_mark_bought_items_as_purchases_on_every_shown_item():
+    shown = [feedback(click=1, purchase=1, purchase_amount=20), feedback(click=1, add_to_cart=1), feedback()]
+    labels = slate_labels(
+        np.stack([v for v, _ in shown])[None],
+        np.stack([a for _, a in shown])[None],
+        np.full((1, 3), np.nan),
+        np.zeros(SIGNALS.count, np.float32),
+    )
+    assert labels["purchase"].tolist() == [[1, 0, 0]] and labels["purchase_mask"].all()
+
+
 def test_reward_weights_are_recovered_from_step_rewards():
     rng = np.random.default_rng(0)
     truth = np.zeros(SIGNALS.count)
@@ -471,7 +482,7 @@ def test_every_fusion_scores_every_head_and_learns(fusion):
     out = net(batch)
     assert out.shape == (3, 4, len(HEADS)) and expected_reward(out).shape == (3, 4)
     good = (batch.items % 2 == 0).float()
-    labels = {"click": good, "value": 2 * good, "depth": good, "rating": 1 + 4 * good}
+    labels = {"click": good, "value": 2 * good, "depth": good, "rating": 1 + 4 * good, "purchase": good}
     labels |= {f"{h}_mask": torch.ones(3, 4, dtype=torch.bool) for h in HEADS}
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2)
     first = None
