@@ -256,13 +256,14 @@ def text_similarity(text: torch.Tensor, past: torch.Tensor, weight: torch.Tensor
         seen: ``(N, H)`` bool, real history entries.
     """
     p = weight.shape[1]
-    cosine = text @ past.transpose(1, 2)
-    memory, history = cosine.split([p, cosine.shape[2] - p], dim=2)
-    weighted = (memory * weight[:, None]).sum(-1) / weight.sum(-1, keepdim=True).clamp_min(1e-6)
-    closest = memory.masked_fill(weight[:, None] <= 0, -1.0).amax(-1).clamp_min(0.0)
-    seen = seen[:, None].float()
-    session = (history * seen).sum(-1) / seen.sum(-1).clamp_min(1.0)
-    return torch.stack([weighted, closest, session, history[..., -1] * seen[..., -1]], dim=-1)
+    memory, history = past.split([p, past.shape[1] - p], dim=1)
+    cosine = text @ memory.transpose(1, 2)  # (N, K, P): the maximum needs each; the means need only mean vectors
+    weighted = (cosine * weight[:, None]).sum(-1) / weight.sum(-1, keepdim=True).clamp_min(1e-6)
+    closest = cosine.masked_fill(weight[:, None] <= 0, -1.0).amax(-1).clamp_min(0.0)
+    seen = seen.float()
+    session = (history * seen[..., None]).sum(1) / seen.sum(1, keepdim=True).clamp_min(1.0)
+    last = history[:, -1] * seen[:, -1:]
+    return torch.cat([weighted[..., None], closest[..., None], text @ torch.stack([session, last], dim=-1)], dim=-1)
 
 
 def expected_reward(outputs: torch.Tensor, calibrate=None) -> torch.Tensor:
@@ -410,8 +411,29 @@ class MultitaskFusion(nn.Module):
     def __init__(self, widths: dict[str, tuple[int, int]], hidden: int) -> None:
         super().__init__()
         self.trunk = PairUserLinear(_width(widths, SOURCES, 0), _width(widths, SOURCES, 1), hidden)
-        self.heads = nn.ModuleList(_mlp(hidden, max(hidden // 4, 1), 1, layers=1) for _ in FUSED_HEADS)
+        self.heads = HeadStack(hidden, max(hidden // 4, 1), len(FUSED_HEADS))
 
     def forward(self, pair: dict[str, torch.Tensor], user: dict[str, torch.Tensor]) -> torch.Tensor:
-        shared = F.gelu(self.trunk(*_parts(pair, user, SOURCES)))
-        return torch.cat([head(shared) for head in self.heads], dim=-1)
+        return self.heads(F.gelu(self.trunk(*_parts(pair, user, SOURCES))))
+
+
+class HeadStack(nn.Module):
+    """``heads`` one-hidden-layer MLPs ``width -> hidden -> 1`` on the same input, computed together: their hidden
+    layers as one matrix product, their outputs as one weighted sum (the same functions as separate heads, at one
+    call for all of them).
+
+    Args:
+        width: input width; hidden: each head's hidden width; heads: how many.
+    """
+
+    def __init__(self, width: int, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.hidden = heads, hidden
+        self.first = nn.Linear(width, heads * hidden)
+        self.out_weight = nn.Parameter(torch.empty(heads, hidden).uniform_(-(hidden**-0.5), hidden**-0.5))
+        self.out_bias = nn.Parameter(torch.empty(heads).uniform_(-(hidden**-0.5), hidden**-0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., heads)`` from ``x`` ``(..., width)``."""
+        hidden = F.gelu(self.first(x)).unflatten(-1, (self.heads, self.hidden))
+        return (hidden * self.out_weight).sum(-1) + self.out_bias

@@ -504,12 +504,11 @@ def test_scores_depend_on_the_users_memory_and_session():
 
 def test_the_rating_head_reads_only_heads_that_have_seen_labels():
     net, batch = network("multitask"), user_batch()
-    depth = net.fuse.heads[FUSED_HEADS.index("depth")][-1]
     labels = {h: torch.zeros(2) for h in HEADS} | {f"{h}_mask": torch.tensor([True, True]) for h in HEADS}
     net.track_labels(labels | {"depth_mask": torch.tensor([False, False])})
     before = net(batch)[..., HEADS.index("rating")]
     with torch.no_grad():
-        depth.bias += 5.0
+        net.item_bias.weight[:, FUSED_HEADS.index("depth")] += 5.0
     torch.testing.assert_close(net(batch)[..., HEADS.index("rating")], before)
     net.track_labels(labels)
     assert not torch.allclose(net(batch)[..., HEADS.index("rating")], before)
