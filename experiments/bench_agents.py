@@ -2,6 +2,7 @@
 
     python experiments/bench_agents.py                         # every agent at 16, 256 and 1,024 sessions
     python experiments/bench_agents.py --agents bert,linucb --sessions 1024 --steps 20000
+    python experiments/bench_agents.py --agents bert --sessions 1024 --bert replay_ratio=0.5,cpu_threads=2
 
 User-steps per second of the online training loop (act → env.step → observe → update) for each agent and
 number of concurrent sessions, next to the environment alone stepped with random slates in the same run, and
@@ -19,6 +20,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+import yaml
 from threadpoolctl import threadpool_limits
 
 import envs  # noqa: F401  (registers the environments)
@@ -31,8 +33,8 @@ from agents.thompson import ThompsonAgent
 from models.encoder import default_device
 
 AGENTS = {
-    "bert": lambda task: BertAgent(task, label=Wait()),
-    "bert-lora": lambda task: BertAgent(task, label=Wait(), finetune="lora"),
+    "bert": lambda task, **settings: BertAgent(task, label=Wait(), **settings),
+    "bert-lora": lambda task, **settings: BertAgent(task, label=Wait(), **{"finetune": "lora", **settings}),
     "linucb": lambda task: LinUCBAgent(task, label=Wait()),
     "thompson": lambda task: ThompsonAgent(task, label=Wait()),
     "ppo": lambda task: SB3Agent(task, algorithm="ppo", hyperparameters={"n_steps": 16, "batch_size": 256}),
@@ -61,16 +63,16 @@ def env_rate(sessions: int, steps: int) -> float:
     return calls * sessions / (time.perf_counter() - start)
 
 
-def loop_rate(name: str, sessions: int, steps: int, warmup: int = 5) -> tuple[float, dict[str, float]]:
+def loop_rate(name: str, sessions: int, steps: int, warmup: int = 5, **settings) -> tuple[float, dict[str, float]]:
     """User-steps per second of the training loop and milliseconds per batched step in each part (BLAS on one
-    thread, as in :func:`agents.loop.run_online`)."""
+    thread, as in :func:`agents.loop.run_online`); ``settings`` go to the BERT agents."""
     with threadpool_limits(limits=1, user_api="blas"):
-        return _loop_rate(name, sessions, steps, warmup)
+        return _loop_rate(name, sessions, steps, warmup, settings)
 
 
-def _loop_rate(name: str, sessions: int, steps: int, warmup: int) -> tuple[float, dict[str, float]]:
+def _loop_rate(name: str, sessions: int, steps: int, warmup: int, settings: dict) -> tuple[float, dict[str, float]]:
     env = make_env(sessions, None if name.startswith("bert") else "meta")
-    agent = AGENTS[name](Task.of(env))
+    agent = AGENTS[name](Task.of(env), **settings) if name.startswith("bert") else AGENTS[name](Task.of(env))
     if name == "ppo":
         start = time.perf_counter()
         agent.learn(env, steps, seed=0)
@@ -102,7 +104,9 @@ def main() -> None:
     parser.add_argument("--agents", default=",".join(AGENTS), help=f"comma-separated, of {', '.join(AGENTS)}")
     parser.add_argument("--sessions", default="16,256,1024", help="concurrent sessions (train.num_envs)")
     parser.add_argument("--steps", type=int, default=20_000, help="user-steps per measurement")
+    parser.add_argument("--bert", default="", help="BERT agent settings, e.g. replay_ratio=0.5,cpu_threads=2")
     args = parser.parse_args()
+    settings = dict(_setting(item, parser) for item in args.bert.split(",") if item)
     names = args.agents.split(",")
     unknown = sorted(set(names) - set(AGENTS))
     if unknown:
@@ -114,9 +118,17 @@ def main() -> None:
         alone = env_rate(sessions, args.steps)
         for name in names:
             steps = args.steps if not name.startswith("bert-lora") else min(args.steps, 40 * sessions)
-            rate, parts = loop_rate(name, sessions, steps)
+            rate, parts = loop_rate(name, sessions, steps, **settings)
             split = "  ".join(f"{part} {ms:.1f}" for part, ms in parts.items())
             print(f"{name:<10}{sessions:>9}{rate:>14,.0f}{alone:>12,.0f}   {split}", flush=True)
+
+
+def _setting(item: str, parser: argparse.ArgumentParser) -> tuple[str, object]:
+    """``name=value`` of ``--bert``, the value read as YAML would read it (numbers, null, true)."""
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        parser.error(f"--bert {item!r}: expected name=value")
+    return name, yaml.safe_load(value)
 
 
 if __name__ == "__main__":
