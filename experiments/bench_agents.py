@@ -7,8 +7,9 @@
 User-steps per second of the online training loop (act → env.step → observe → update) for each agent and
 number of concurrent sessions, next to the environment alone stepped with random slates in the same run, and
 where the time goes (act / env / observe / update, milliseconds per batched step). The BERT agent reads the
-real MiniLM embeddings from the on-disk cache (head mode) or fine-tunes the encoder (``bert-lora``), on the
-device it would choose (printed). PPO runs Stable-Baselines3's own loop, so only its total is printed.
+real MiniLM embeddings from the on-disk cache (head mode) or fine-tunes the encoder (``bert-lora``,
+``bert-adalora``), on the device it would choose (printed). PPO runs Stable-Baselines3's own loop, so only its
+total is printed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from models.encoder import default_device
 AGENTS = {
     "bert": lambda task, **settings: BertAgent(task, label=Wait(), **settings),
     "bert-lora": lambda task, **settings: BertAgent(task, label=Wait(), **{"finetune": "lora", **settings}),
+    "bert-adalora": lambda task, **settings: BertAgent(task, label=Wait(), **{"finetune": "adalora", **settings}),
     "linucb": lambda task: LinUCBAgent(task, label=Wait()),
     "thompson": lambda task: ThompsonAgent(task, label=Wait()),
     "ppo": lambda task: SB3Agent(task, algorithm="ppo", hyperparameters={"n_steps": 16, "batch_size": 256}),
@@ -117,7 +119,7 @@ def main() -> None:
     for sessions in (int(s) for s in args.sessions.split(",")):
         alone = env_rate(sessions, args.steps)
         for name in names:
-            steps = args.steps if not name.startswith("bert-lora") else min(args.steps, 40 * sessions)
+            steps = args.steps if name == "bert" or not name.startswith("bert") else min(args.steps, 40 * sessions)
             rate, parts = loop_rate(name, sessions, steps, **settings)
             split = "  ".join(f"{part} {ms:.1f}" for part, ms in parts.items())
             print(f"{name:<10}{sessions:>9}{rate:>14,.0f}{alone:>12,.0f}   {split}", flush=True)
