@@ -92,6 +92,10 @@ def test_typos_and_bad_values_stop_before_any_work():
         run.validate(composed("eval.episodes=0"))
     with pytest.raises(ValueError, match=r"features.item_features='glove'; expected one of"):
         run.validate(composed("features.item_features=glove"))
+    with pytest.raises(ValueError, match=r"train.warmup_policy='greedy'; expected one of \['popularity', 'random'\]"):
+        run.validate(composed("train.warmup_policy=greedy"))
+    with pytest.raises(ValueError, match=r"train.warmup_steps=-1; expected an integer >= 0"):
+        run.validate(composed("train.warmup_steps=-1"))
 
 
 def sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
