@@ -9,6 +9,17 @@ the table, so partial sweeps report what they have and a cell with missing seeds
 as complete. Plots: normalised score against delay, one line per feedback strategy and one panel per
 agent (``score_vs_delay.png``), and training reward curves per agent from the TensorBoard logs
 (``reward_curves.png``).
+
+A sweep over ``label`` (strategies including ``vanilla`` and ``oracle``) and ``delay`` — ``experiment=delay_correction``
+— also gets a *delay correction* section, per world (the other swept settings, e.g. ``study_env``), delay and label
+strategy, over the seeds that the strategy, ``vanilla`` and ``oracle`` all finished (paired): the streaming AUC of the
+strategy's positive (``stream_auc_purchase`` where the runs have it, else ``stream_auc_click``);
+``R-AUC = (m − vanilla) / (oracle − vanilla)`` (Yang et al., AAAI 2021), with the same for PR-AUC, as the ratio of the
+mean paired differences; its 95% interval a percentile bootstrap over seeds (:data:`BOOTSTRAP` resamples of the
+common seeds with replacement, each the ratio of its mean differences, drawn from ``numpy.random.default_rng(0)``:
+the same report every time); the paired difference against ``vanilla`` (mean ± 95% t-interval over seeds); the online
+regret (``online_regret_mean``) and its paired difference against ``vanilla``. Plots: R-AUC and online regret against
+delay, a line per strategy and a panel per world (``r_auc_vs_delay.png``, ``regret_vs_delay.png``).
 """
 
 from __future__ import annotations
@@ -30,7 +41,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 COLUMNS = ("normalized_score", "episode_reward_mean", "ctr", "rating_mean", "regret_mean", "ndcg_at_k", "coverage")
 LOWER_IS_BETTER = {"regret_mean"}
-DELAY_ORDER = ("none", "short", "realistic", "long")
+DELAY_ORDER = ("none", "short", "realistic", "long", "very_long")
+FLOOR, CEILING = "vanilla", "oracle"
+"""The label strategies R-AUC is measured between (``conf/label/``)."""
+BOOTSTRAP = 2000
+"""Resamples of the seeds behind a ratio's interval."""
 
 
 def load_jobs(sweep: Path) -> list[dict]:
@@ -205,6 +220,137 @@ def plot_reward_curves(jobs: list[dict], path: Path) -> bool:
     return True
 
 
+def delay_runs(jobs: list[dict], keys: list[str]) -> dict[tuple, dict[str, dict[str, dict]]]:
+    """``{(world, delay): {label: {seed: metrics}}}`` of the finished jobs; ``world`` is the text of ``study_env`` and
+    the other swept settings that vary, but ``label`` and ``delay`` (e.g. ``study_env=ecommerce_purchase``)."""
+    named = {k for job in jobs for k in job["overrides"] if k == "study_env"}
+    others = sorted(named | set(keys) - {"label", "delay"})
+    runs: dict[tuple, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for job in jobs:
+        if job["metrics"] is not None:
+            o = job["overrides"]
+            world = " ".join(f"{k}={o.get(k, '')}" for k in others) or "all"
+            runs[world, o.get("delay", "")][o.get("label", "")][o.get("seed", "0")] = job["metrics"]
+    return runs
+
+
+def positive_head(by_label: dict[str, dict[str, dict]]) -> str | None:
+    """``purchase`` when the floor's runs have a streaming purchase AUC, else ``click`` when they have a click AUC."""
+    floor = by_label.get(FLOOR, {}).values()
+    for head in ("purchase", "click"):
+        if floor and all(m.get(f"stream_auc_{head}") is not None for m in floor):
+            return head
+    return None
+
+
+def paired(by_label: dict[str, dict[str, dict]], labels: tuple[str, ...], metric: str) -> np.ndarray:
+    """``(len(labels), n)`` the ``metric`` of each of ``labels`` on the ``n`` seeds where all of them have it."""
+    seeds = set.intersection(*(
+        {s for s, m in by_label.get(label, {}).items() if m.get(metric) is not None} for label in labels
+    ))  # fmt: skip
+    ordered = sorted(seeds, key=lambda s: (len(s), s))
+    return np.array([[by_label[label][s][metric] for s in ordered] for label in labels], float).reshape(len(labels), -1)
+
+
+def ratio_interval(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """``R = mean(m − v) / mean(o − v)`` of ``values`` ``(3, n)`` (rows m, v, o; columns paired seeds) and its 95%
+    percentile-bootstrap interval over seeds (NaN where undefined: no seeds, a single seed, no gap)."""
+    m, v, o = values
+    if not len(m) or np.mean(o - v) == 0:
+        return math.nan, math.nan, math.nan
+    point = float(np.mean(m - v) / np.mean(o - v))
+    if len(m) < 2:
+        return point, math.nan, math.nan
+    draws = rng.integers(0, len(m), (BOOTSTRAP, len(m)))
+    gap = (o - v)[draws].mean(1)
+    ratios = (m - v)[draws].mean(1)[gap != 0] / gap[gap != 0]
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def _interval(point: float, low: float, high: float) -> str:
+    if not math.isfinite(point):
+        return "n/a"
+    return f"{point:.2f} [{low:.2f}, {high:.2f}]" if math.isfinite(low) else f"{point:.2f} (CI undefined)"
+
+
+def _mean_ci(values: np.ndarray, sign: str = "+") -> str:
+    """Mean ± 95% t-interval of ``values`` ``(n,)``, signed (``sign="+"``) or not (``""``)."""
+    if not len(values):
+        return "n/a"
+    mean, ci = mean_ci(list(values))
+    return f"{mean:{sign}.4f} ± {ci:.4f}" if math.isfinite(ci) else f"{mean:{sign}.4f} (1 seed)"
+
+
+def delay_correction(jobs: list[dict], keys: list[str]) -> tuple[list[str], dict]:
+    """The delay-correction table (see the module docstring) and its figures for the plots: ``{world: {label:
+    [(delay, r_auc, low, high, regret, regret_ci)]}}``."""
+    rng = np.random.default_rng(0)
+    lines = [
+        "| world | delay | label | n | AUC | R-AUC [95%] | ΔAUC vs vanilla | R-PR-AUC [95%] | online regret "
+        "| Δregret vs vanilla |",
+        "|" + "---|" * 10,
+    ]
+    figures: dict = defaultdict(lambda: defaultdict(list))
+    runs = delay_runs(jobs, keys)
+    for world, delay in sorted(runs, key=lambda c: (c[0], _cell_order((c[1],)))):
+        by_label = runs[world, delay]
+        head = positive_head(by_label)
+        for label in sorted(by_label, key=lambda name: (name != CEILING, name != FLOOR, name)):
+            row, auc = [world, delay, label], f"stream_auc_{head}"
+            regret = paired(by_label, (label,), "online_regret_mean")[0]
+            regret_mean, regret_ci = mean_ci(list(regret)) if len(regret) else (math.nan, math.nan)
+            if head is None or CEILING not in by_label:
+                lines.append("| " + " | ".join([*row, str(len(regret)), "n/a", "n/a", "n/a", "n/a",
+                                                _mean_ci(regret, ""), "n/a"]) + " |")  # fmt: skip
+                continue
+            values = paired(by_label, (label, FLOOR, CEILING), auc)
+            r_auc = ratio_interval(values, rng)
+            r_pr = ratio_interval(paired(by_label, (label, FLOOR, CEILING), f"stream_pr_auc_{head}"), rng)
+            regrets = paired(by_label, (label, FLOOR), "online_regret_mean")
+            lines.append("| " + " | ".join([
+                *row, str(values.shape[1]), f"{values[0].mean():.4f}" if values.size else "n/a", _interval(*r_auc),
+                _mean_ci(values[0] - values[1]), _interval(*r_pr), _mean_ci(regret, ""),
+                _mean_ci(regrets[0] - regrets[1]),
+            ]) + " |")  # fmt: skip
+            figures[world][label].append((delay, *r_auc, regret_mean, regret_ci))
+    return lines, figures
+
+
+def plot_against_delay(figures: dict, path: Path, what: str) -> bool:
+    """``what`` (``r_auc`` or ``regret``) against delay, a line per label strategy (R-AUC: the corrections only, the
+    floor and ceiling being 0 and 1 by definition), a panel per world."""
+    if not figures:
+        return False
+    worlds = sorted(figures)
+    figure, axes = plt.subplots(1, len(worlds), figsize=(5.5 * len(worlds), 4), squeeze=False)
+    for axis, world in zip(axes[0], worlds, strict=True):
+        for label, points in sorted(figures[world].items()):
+            if what == "r_auc" and label in (FLOOR, CEILING):
+                continue
+            points = sorted((DELAY_ORDER.index(p[0]), *p[1:]) for p in points if p[0] in DELAY_ORDER)
+            x, point, low, high, regret, regret_ci = (np.array(v, float) for v in zip(*points, strict=True))
+            if what == "r_auc":
+                keep = np.isfinite(point)
+                spread = np.nan_to_num(np.array([point - low, high - point])[:, keep])
+                axis.errorbar(x[keep], point[keep], yerr=spread, marker="o", capsize=3, label=label)
+            else:
+                axis.errorbar(x, regret, yerr=np.nan_to_num(regret_ci), marker="o", capsize=3, label=label)
+        axis.set_xticks(range(len(DELAY_ORDER)), DELAY_ORDER, rotation=20)
+        axis.set_title(world, fontsize=9)
+        axis.set_xlabel("feedback delay")
+        axis.grid(alpha=0.3)
+        if what == "r_auc":
+            axis.axhline(0.0, color="grey", lw=0.8)
+            axis.axhline(1.0, color="grey", lw=0.8, ls="--")
+    axes[0][0].set_ylabel("R-AUC = (m − vanilla) / (oracle − vanilla)" if what == "r_auc" else "online regret / step")
+    axes[0][-1].legend(title="label", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
 def report(sweep: Path) -> Path:
     """Write ``report.md`` and the plots into ``sweep``; returns the report's path."""
     if not sweep.is_dir():
@@ -235,6 +381,13 @@ def report(sweep: Path) -> Path:
         ("score_vs_delay.png", plot_score_vs_delay(summary, keys, sweep / "score_vs_delay.png")),
         ("reward_curves.png", plot_reward_curves(jobs, sweep / "reward_curves.png")),
     ]
+    if any({"label", "delay"} <= job["overrides"].keys() for job in jobs):
+        correction, figures = delay_correction(jobs, keys)
+        lines += ["", "## Delay correction", "", *correction]
+        plots += [
+            (f"{what}_vs_delay.png", plot_against_delay(figures, sweep / f"{what}_vs_delay.png", what))
+            for what in ("r_auc", "regret")
+        ]
     lines += ["", *(f"![{name}]({name})" for name, made in plots if made)]
     path = sweep / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -74,7 +76,22 @@ def test_every_feedback_and_delay_option_builds_a_training_env(feedback, delay):
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(experiment):
     cfg = composed(f"experiment={experiment}", hydra_config=True)
-    assert cfg.hydra.mode.name == "MULTIRUN" and "feedback" in cfg.hydra.sweeper.params
+    assert cfg.hydra.mode.name == "MULTIRUN" and "seed" in cfg.hydra.sweeper.params
+    assert {"feedback", "label"} & cfg.hydra.sweeper.params.keys()
+
+
+@pytest.mark.parametrize(
+    ("world", "env_id", "positive"),
+    [
+        ("ecommerce_purchase", "FeedbackRec/Ecommerce-v0", "purchase"),
+        ("news_churn", "FeedbackRec/News-v1", "consumption"),
+    ],
+)
+def test_a_study_env_sets_the_world_and_the_positive_signal_of_every_strategy(world, env_id, positive):
+    cfg = composed("experiment=delay_correction", f"study_env={world}", "label=es_dfm", "delay=very_long")
+    assert cfg.env.id == env_id and cfg.env.delay_scale == 10.0 and cfg.agent._target_ == "agents.linucb.LinUCBAgent"
+    assert run.instantiate(cfg.agent.label).describe() == "es_dfm(window=10)" + ("" if positive == "consumption"
+                                                                                 else " on purchase")  # fmt: skip
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "local_processes", "slurm_cpu", "ray_local"])
@@ -172,3 +189,61 @@ def test_config_table_lists_every_setting():
     table = run.config_table(cfg)
     assert "| `train.steps` | `100000` |" in table and "| `env.id` | `FeedbackRec/News-v0` |" in table
     assert OmegaConf.select(cfg, "train.steps") == 100000
+
+
+def correction_jobs(tmp_path: Path) -> list[dict]:
+    """Seeds 0-2 of vanilla, oracle and fnw on one world and delay (AUC gaps oracle − vanilla 0.1 a seed, fnw −
+    vanilla 0.05, 0.04, 0.06: R-AUC 0.5), and a seed 3 of vanilla and oracle alone (not paired: left out)."""
+    auc = {"vanilla": [0.5, 0.52, 0.54, 0.9], "oracle": [0.6, 0.62, 0.64, 0.1], "fnw": [0.55, 0.56, 0.60]}
+    regret = {"vanilla": [0.3, 0.3, 0.3, 9.0], "oracle": [0.2, 0.2, 0.2, 9.0], "fnw": [0.25, 0.27, 0.26]}
+    return [
+        {"dir": tmp_path, "error": None,
+         "overrides": {"study_env": "ecommerce_purchase", "label": label, "delay": "long", "seed": str(seed)},
+         "metrics": {"stream_auc_purchase": a, "stream_pr_auc_purchase": a / 10, "stream_auc_click": None,
+                     "online_regret_mean": regret[label][seed]}}
+        for label, values in auc.items() for seed, a in enumerate(values)
+    ]  # fmt: skip
+
+
+def test_r_auc_is_the_ratio_of_the_paired_gaps_with_a_bootstrap_interval_over_common_seeds(tmp_path):
+    lines, figures = report.delay_correction(correction_jobs(tmp_path), ["label"])
+    (fnw,) = [line for line in lines if "| fnw |" in line]
+    cells = [c.strip() for c in fnw.strip("|").split("|")]
+    assert cells[:4] == ["study_env=ecommerce_purchase", "long", "fnw", "3"]
+    point, low, high = (float(v) for v in re.findall(r"-?\d+\.\d+", cells[5]))
+    assert point == pytest.approx(0.5) and 0.4 <= low < point < high <= 0.6  # within the per-seed ratios
+    assert cells[6].startswith("+0.0500 ± ") and cells[7].startswith("0.50 [")  # ΔAUC; PR-AUC scaled alike
+    assert cells[8].startswith("0.2600 ± ") and cells[9].startswith("-0.0400 ± ")  # regret; paired Δ on seeds 0-2
+    (oracle,) = [line for line in lines if "| oracle |" in line]
+    assert "1.00 [1.00, 1.00]" in oracle and "| 4 |" in oracle  # seed 3 pairs the oracle with vanilla
+    ((delay, *r_auc, regret, _),) = figures["study_env=ecommerce_purchase"]["fnw"]
+    assert delay == "long" and r_auc[0] == pytest.approx(0.5) and regret == pytest.approx(0.26)
+    again, _ = report.delay_correction(correction_jobs(tmp_path), ["label"])
+    assert again == lines  # a seeded bootstrap
+
+
+def test_a_ratio_without_a_gap_or_with_one_seed_has_no_interval():
+    rng = np.random.default_rng(0)
+    assert all(math.isnan(v) for v in report.ratio_interval(np.array([[0.5], [0.5], [0.5]]), rng))
+    point, low, high = report.ratio_interval(np.array([[0.55], [0.5], [0.6]]), rng)
+    assert point == pytest.approx(0.5) and math.isnan(low) and math.isnan(high)
+
+
+@pytest.mark.slow
+def test_a_tiny_delay_correction_multirun_and_its_report(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "run.py"), "experiment=delay_correction_small",
+         f"hydra.sweep.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = report.report(tmp_path).read_text()
+    section = text.split("## Delay correction")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| study_env=")]
+    assert len(rows) == 6  # 3 strategies x 2 delays, each on 2 paired seeds
+    assert all("| 2 |" in row for row in rows)
+    long_fnw = next(row for row in rows if "| long | fnw |" in row)
+    assert re.search(r"\| -?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\] \|", long_fnw)  # an R-AUC with its interval
+    for png in ("r_auc_vs_delay.png", "regret_vs_delay.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5_000
