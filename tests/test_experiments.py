@@ -88,8 +88,10 @@ def test_every_experiment_composes(experiment):
     ],
 )
 def test_a_study_env_sets_the_world_and_the_positive_signal_of_every_strategy(world, env_id, positive):
-    cfg = composed("experiment=delay_correction", f"study_env={world}", "label=es_dfm", "delay=very_long")
+    cfg = composed("experiment=delay_correction", f"study_env={world}", "label=es_dfm", "delay=very_long",
+                   "env.num_items=300", "env.num_users=50")  # fmt: skip
     assert cfg.env.id == env_id and cfg.env.delay_scale == 10.0 and cfg.agent._target_ == "agents.linucb.LinUCBAgent"
+    assert run.make_env(cfg, 2, None, "meta").unwrapped.sim.channel.delays.max_steps <= cfg.env.max_delay
     assert run.instantiate(cfg.agent.label).describe() == "es_dfm(window=10)" + ("" if positive == "consumption"
                                                                                  else " on purchase")  # fmt: skip
 
