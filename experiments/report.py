@@ -20,6 +20,11 @@ common seeds with replacement, each the ratio of its mean differences, drawn fro
 the same report every time); the paired difference against ``vanilla`` (mean ± 95% t-interval over seeds); the online
 regret (``online_regret_mean``) and its paired difference against ``vanilla``. Plots: R-AUC and online regret against
 delay, a line per strategy and a panel per world (``r_auc_vs_delay.png``, ``regret_vs_delay.png``).
+
+A sweep over ``feedback`` with ``explicit`` among its strategies gets a *power* section: per delay (and agent), the
+paired difference of ``normalized_score`` between each other strategy and ``explicit`` over their common seeds, and
+the seeds a paired two-sided t-test at 5% would need to detect a difference that large with 80% power, were the
+per-seed spread what was measured (:func:`seeds_for_power`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 from scipy import stats
+from scipy.stats import nct
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 COLUMNS = ("normalized_score", "episode_reward_mean", "ctr", "rating_mean", "regret_mean", "ndcg_at_k", "coverage")
@@ -351,6 +357,47 @@ def plot_against_delay(figures: dict, path: Path, what: str) -> bool:
     return True
 
 
+def seeds_for_power(differences: np.ndarray, power: float = 0.8, alpha: float = 0.05, most: int = 10_000) -> float:
+    """The fewest seeds ``n`` at which a paired two-sided t-test at level ``alpha`` detects the mean of the paired
+    ``differences`` ``(n0,)`` with probability ``power``, the true mean and spread being the measured ones: the power
+    at ``n`` is ``P(|T| > t_{1−α/2, n−1})`` for ``T`` noncentral t with ``n − 1`` degrees of freedom and noncentrality
+    ``√n · mean / sd`` (scipy's ``nct``). NaN when fewer than 2 differences or no spread; ``inf`` beyond ``most``."""
+    if len(differences) < 2 or np.std(differences, ddof=1) == 0:
+        return math.nan
+    effect = abs(np.mean(differences)) / np.std(differences, ddof=1)
+    for n in range(2, most + 1):
+        critical = stats.t.ppf(1 - alpha / 2, n - 1)
+        shift = effect * math.sqrt(n)
+        if nct.sf(critical, n - 1, shift) + nct.cdf(-critical, n - 1, shift) >= power:
+            return float(n)
+    return math.inf
+
+
+def feedback_power(jobs: list[dict], keys: list[str], baseline: str = "explicit") -> list[str]:
+    """The power section (see the module docstring): a row per cell other than ``feedback`` and per strategy."""
+    groups: dict[tuple, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    others = [k for k in keys if k != "feedback"]
+    for job in jobs:
+        score = (job["metrics"] or {}).get("normalized_score")
+        if score is not None:
+            o = job["overrides"]
+            groups[tuple(o.get(k, "") for k in others)][o.get("feedback", "")][o.get("seed", "0")] = score
+    lines = [
+        "| "
+        + " | ".join([*others, "feedback", "n", f"Δ normalized_score vs {baseline}", "seeds for 80% power"])
+        + " |",
+        "|" + "---|" * (len(others) + 4),
+    ]
+    for cell in sorted(groups, key=_cell_order):
+        for strategy in sorted(set(groups[cell]) - {baseline}):
+            common = sorted(set(groups[cell][strategy]) & set(groups[cell].get(baseline, {})))
+            differences = np.array([groups[cell][strategy][s] - groups[cell][baseline][s] for s in common])
+            needed = seeds_for_power(differences)
+            shown = "n/a" if math.isnan(needed) else "> 10,000" if math.isinf(needed) else f"{needed:.0f}"
+            lines.append("| " + " | ".join([*cell, strategy, str(len(common)), _mean_ci(differences), shown]) + " |")
+    return lines
+
+
 def report(sweep: Path) -> Path:
     """Write ``report.md`` and the plots into ``sweep``; returns the report's path."""
     if not sweep.is_dir():
@@ -381,6 +428,8 @@ def report(sweep: Path) -> Path:
         ("score_vs_delay.png", plot_score_vs_delay(summary, keys, sweep / "score_vs_delay.png")),
         ("reward_curves.png", plot_reward_curves(jobs, sweep / "reward_curves.png")),
     ]
+    if any(job["overrides"].get("feedback") == "explicit" for job in jobs) and "feedback" in keys:
+        lines += ["", "## Power: each feedback strategy against explicit", "", *feedback_power(jobs, keys)]
     if any({"label", "delay"} <= job["overrides"].keys() for job in jobs):
         correction, figures = delay_correction(jobs, keys)
         lines += ["", "## Delay correction", "", *correction]
