@@ -99,7 +99,7 @@ def test_a_study_env_sets_the_world_and_the_positive_signal_of_every_strategy(wo
 @pytest.mark.parametrize("launcher", ["joblib", "local_processes", "slurm_cpu", "ray_local"])
 def test_launcher_configs_compose(launcher):
     if launcher == "ray_local" and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
-        pytest.skip("hydra-ray-launcher not installed (pip install 'feedbackrec[ray]')")
+        pytest.skip("the ray extra is not installed (make test installs it; pip install -e '.[ray]')")
     cfg = composed(f"hydra/launcher={launcher}", hydra_config=True)
     assert "Launcher" in cfg.hydra.launcher._target_
 
@@ -159,8 +159,9 @@ def test_a_failing_job_does_not_take_down_the_sweep(tmp_path):
 
 @pytest.mark.slow
 def test_ray_launcher_runs_a_small_sweep_locally(tmp_path):
-    pytest.importorskip("ray")
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    reason = "the ray extra is not installed (make test installs it; pip install -e '.[ray]')"
+    pytest.importorskip("ray", reason=reason)
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason=reason)
     result = sweep(
         tmp_path, "hydra/launcher=ray_local", "hydra.sweeper.params.agent=popularity", "hydra.sweeper.params.delay=none"
     )

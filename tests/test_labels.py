@@ -27,6 +27,7 @@ from agents.labels import (
     Wait,
 )
 from agents.linucb import LinUCBAgent
+from agents.thompson import ThompsonAgent
 from envs.feedback import FEEDBACK_DTYPE
 from envs.signals import Signal
 from models.replay import FeedbackReplay
@@ -507,13 +508,13 @@ def record(impression: int, position: int, item: int, kind: int, value: float, u
     return out
 
 
-def purchase_timeline(label: LabelStrategy, steps: int = 12, theta: float = 0.02):
+def purchase_timeline(label: LabelStrategy, steps: int = 12, theta: float = 0.02, bandit=LinUCBAgent):
     """LinUCB on one e-commerce session, the same slate each step, its model frozen at ``θ = theta`` everywhere
     (no solve), so the weights' ``p`` is known; the slate of step 0 gets its clicks at once and :data:`PURCHASES`.
     Returns the agent, ``x`` ``(3, D)`` of the step-0 slate's items and their ``p`` ``(3,)``."""
     env = gym.make_vec("FeedbackRec/Ecommerce-v0", num_envs=1, vectorization_mode="vector_entry_point", num_items=200,
                        num_users=20, delays="none")  # fmt: skip
-    agent = LinUCBAgent(Task.of(env), seed=0, label=label)
+    agent = bandit(Task.of(env), seed=0, label=label)
     agent.model.theta = np.full(len(agent.theta), theta)
     obs, _ = env.reset(seed=1)
     agent.attach(env)
@@ -575,8 +576,9 @@ def test_linucb_under_purchase_regresses_the_purchases_with_the_strategys_weight
     np.testing.assert_allclose(agent.model.target, np.asarray(labels(p), float) @ x)
 
 
-def test_linucb_under_purchase_predicts_and_ranks_by_the_purchase_probability():
-    agent, _, _ = purchase_timeline(Immediate(positive="purchase"), steps=9)
+@pytest.mark.parametrize("bandit", [LinUCBAgent, ThompsonAgent])
+def test_the_bandits_under_purchase_predict_and_rank_by_the_purchase_probability(bandit):
+    agent, _, _ = purchase_timeline(Immediate(positive="purchase"), steps=9, bandit=bandit)
     agent.update()
     env = gym.make_vec("FeedbackRec/Ecommerce-v0", num_envs=1, vectorization_mode="vector_entry_point", num_items=200,
                        num_users=20)  # fmt: skip
