@@ -17,9 +17,10 @@ strategy's positive (``stream_auc_purchase`` where the runs have it, else ``stre
 ``R-AUC = (m − vanilla) / (oracle − vanilla)`` (Yang et al., AAAI 2021), with the same for PR-AUC, as the ratio of the
 mean paired differences; its 95% interval a percentile bootstrap over seeds (:data:`BOOTSTRAP` resamples of the
 common seeds with replacement, each the ratio of its mean differences, drawn from ``numpy.random.default_rng(0)``:
-the same report every time); the paired difference against ``vanilla`` (mean ± 95% t-interval over seeds); the online
-regret (``online_regret_mean``) and its paired difference against ``vanilla``. Plots: R-AUC and online regret against
-delay, a line per strategy and a panel per world (``r_auc_vs_delay.png``, ``regret_vs_delay.png``).
+the same report every time; marked ``(no gap)`` where the 95% t-interval of ``oracle − vanilla`` holds 0); the paired
+difference against ``vanilla`` (mean ± 95% t-interval over seeds); the online regret (``online_regret_mean``) and its
+paired difference against ``vanilla``. Plots: R-AUC and online regret against delay, a line per strategy and a panel
+per world (``r_auc_vs_delay.png``, ``regret_vs_delay.png``).
 
 A sweep over ``feedback`` with ``explicit`` among its strategies gets a *power* section: per delay (and agent), the
 paired difference of ``normalized_score`` between each other strategy and ``explicit`` over their common seeds, and
@@ -274,6 +275,15 @@ def ratio_interval(values: np.ndarray, rng: np.random.Generator) -> tuple[float,
     return point, float(low), float(high)
 
 
+def has_gap(gaps: np.ndarray) -> bool:
+    """Whether the paired ``oracle − vanilla`` ``gaps`` ``(n,)`` have a 95% t-interval that excludes 0 (else a ratio
+    over them says nothing: the report marks it ``(no gap)``)."""
+    if len(gaps) < 2:
+        return False
+    mean, ci = mean_ci(list(gaps))
+    return bool(abs(mean) > ci)
+
+
 def _interval(point: float, low: float, high: float) -> str:
     if not math.isfinite(point):
         return "n/a"
@@ -314,8 +324,10 @@ def delay_correction(jobs: list[dict], keys: list[str]) -> tuple[list[str], dict
             r_auc = ratio_interval(values, rng)
             r_pr = ratio_interval(paired(by_label, (label, FLOOR, CEILING), f"stream_pr_auc_{head}"), rng)
             regrets = paired(by_label, (label, FLOOR), "online_regret_mean")
+            flag = "" if has_gap(values[2] - values[1]) else " (no gap)"
+            mean_auc = f"{values[0].mean():.4f}" if values.size else "n/a"
             lines.append("| " + " | ".join([
-                *row, str(values.shape[1]), f"{values[0].mean():.4f}" if values.size else "n/a", _interval(*r_auc),
+                *row, str(values.shape[1]), mean_auc, _interval(*r_auc) + flag,
                 _mean_ci(values[0] - values[1]), _interval(*r_pr), _mean_ci(regret, ""),
                 _mean_ci(regrets[0] - regrets[1]),
             ]) + " |")  # fmt: skip

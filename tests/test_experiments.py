@@ -215,6 +215,7 @@ def test_r_auc_is_the_ratio_of_the_paired_gaps_with_a_bootstrap_interval_over_co
     cells = [c.strip() for c in fnw.strip("|").split("|")]
     assert cells[:4] == ["study_env=ecommerce_purchase", "long", "fnw", "3"]
     point, low, high = (float(v) for v in re.findall(r"-?\d+\.\d+", cells[5]))
+    assert "(no gap)" not in cells[5]
     assert point == pytest.approx(0.5) and 0.33 <= low < point < high <= 0.75  # within the per-seed ratios (2 d.p.)
     assert cells[6].startswith("+0.0500 ± ") and cells[7].startswith("0.50 [")  # ΔAUC; PR-AUC scaled alike
     assert cells[8].startswith("0.2600 ± ") and cells[9].startswith("-0.0400 ± ")  # regret; paired Δ on seeds 0-2
@@ -231,6 +232,8 @@ def test_a_ratio_without_a_gap_or_with_one_seed_has_no_interval():
     assert all(math.isnan(v) for v in report.ratio_interval(np.array([[0.5], [0.5], [0.5]]), rng))
     point, low, high = report.ratio_interval(np.array([[0.55], [0.5], [0.6]]), rng)
     assert point == pytest.approx(0.5) and math.isnan(low) and math.isnan(high)
+    assert report.has_gap(np.array([0.1, 0.12, 0.08])) and not report.has_gap(np.array([0.1, -0.1, 0.02]))
+    assert not report.has_gap(np.array([0.1]))  # one seed: no interval, no gap shown
 
 
 @pytest.mark.slow
