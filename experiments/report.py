@@ -300,7 +300,7 @@ def _mean_ci(values: np.ndarray, sign: str = "+") -> str:
 
 def delay_correction(jobs: list[dict], keys: list[str]) -> tuple[list[str], dict]:
     """The delay-correction table (see the module docstring) and its figures for the plots: ``{world: {label:
-    [(delay, r_auc, low, high, regret, regret_ci)]}}``."""
+    [(delay, r_auc, low, high, regret, regret_ci, gap)]}}`` (``gap``: whether oracle − vanilla has one)."""
     rng = np.random.default_rng(0)
     lines = [
         "| world | delay | label | n | AUC | R-AUC [95%] | ΔAUC vs vanilla | R-PR-AUC [95%] | online regret "
@@ -331,30 +331,33 @@ def delay_correction(jobs: list[dict], keys: list[str]) -> tuple[list[str], dict
                 _mean_ci(values[0] - values[1]), _interval(*r_pr), _mean_ci(regret, ""),
                 _mean_ci(regrets[0] - regrets[1]),
             ]) + " |")  # fmt: skip
-            figures[world][label].append((delay, *r_auc, regret_mean, regret_ci))
+            figures[world][label].append((delay, *r_auc, regret_mean, regret_ci, not flag))
     return lines, figures
 
 
 def plot_against_delay(figures: dict, path: Path, what: str) -> bool:
-    """``what`` (``r_auc`` or ``regret``) against delay, a line per label strategy (R-AUC: the corrections only, the
-    floor and ceiling being 0 and 1 by definition), a panel per world."""
+    """``what`` (``r_auc`` or ``regret``) against the delays swept, a line per label strategy (R-AUC: the corrections
+    only, the floor and ceiling being 0 and 1 by definition, and only where oracle − vanilla has a gap), a panel per
+    world."""
     if not figures:
         return False
     worlds = sorted(figures)
+    present = {p[0] for world in figures.values() for points in world.values() for p in points}
+    delays = [d for d in DELAY_ORDER if d in present]
     figure, axes = plt.subplots(1, len(worlds), figsize=(5.5 * len(worlds), 4), squeeze=False)
     for axis, world in zip(axes[0], worlds, strict=True):
         for label, points in sorted(figures[world].items()):
             if what == "r_auc" and label in (FLOOR, CEILING):
                 continue
-            points = sorted((DELAY_ORDER.index(p[0]), *p[1:]) for p in points if p[0] in DELAY_ORDER)
-            x, point, low, high, regret, regret_ci = (np.array(v, float) for v in zip(*points, strict=True))
+            points = sorted((delays.index(p[0]), *p[1:]) for p in points if p[0] in delays)
+            x, point, low, high, regret, regret_ci, gap = (np.array(v, float) for v in zip(*points, strict=True))
             if what == "r_auc":
-                keep = np.isfinite(point)
+                keep = np.isfinite(point) & (gap > 0)  # a ratio over no gap says nothing
                 spread = np.nan_to_num(np.array([point - low, high - point])[:, keep])
                 axis.errorbar(x[keep], point[keep], yerr=spread, marker="o", capsize=3, label=label)
             else:
                 axis.errorbar(x, regret, yerr=np.nan_to_num(regret_ci), marker="o", capsize=3, label=label)
-        axis.set_xticks(range(len(DELAY_ORDER)), DELAY_ORDER, rotation=20)
+        axis.set_xticks(range(len(delays)), delays, rotation=20)
         axis.set_title(world, fontsize=9)
         axis.set_xlabel("feedback delay")
         axis.grid(alpha=0.3)

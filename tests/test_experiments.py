@@ -221,8 +221,8 @@ def test_r_auc_is_the_ratio_of_the_paired_gaps_with_a_bootstrap_interval_over_co
     assert cells[8].startswith("0.2600 ± ") and cells[9].startswith("-0.0400 ± ")  # regret; paired Δ on seeds 0-2
     (oracle,) = [line for line in lines if "| oracle |" in line]
     assert "1.00 [1.00, 1.00]" in oracle and "| 4 |" in oracle  # seed 3 pairs the oracle with vanilla
-    ((delay, *r_auc, regret, _),) = figures["study_env=ecommerce_purchase"]["fnw"]
-    assert delay == "long" and r_auc[0] == pytest.approx(0.5) and regret == pytest.approx(0.26)
+    ((delay, *r_auc, regret, _, gap),) = figures["study_env=ecommerce_purchase"]["fnw"]
+    assert delay == "long" and r_auc[0] == pytest.approx(0.5) and regret == pytest.approx(0.26) and gap
     again, _ = report.delay_correction(correction_jobs(tmp_path), ["label"])
     assert again == lines  # a seeded bootstrap
 
