@@ -138,8 +138,10 @@ def test_small_sweep_reports_every_cell_and_plots(tmp_path):
     result = sweep(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     text = report.report(tmp_path).read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| agent")]
+    main, power = text.split("\n## Power: each feedback strategy against explicit\n")
+    rows = [line for line in main.splitlines() if line.startswith("| ") and not line.startswith("| agent")]
     assert len(rows) == 8  # 2 agents x 2 feedback strategies x 2 delays, 1 seed each
+    assert len([line for line in power.splitlines() if line.startswith("| ") and "| implicit | 1 |" in line]) == 4
     for png in ("score_vs_delay.png", "reward_curves.png"):
         data = (tmp_path / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5_000
@@ -248,6 +250,8 @@ def test_a_tiny_delay_correction_multirun_and_its_report(tmp_path):
     section = text.split("## Delay correction")[1]
     rows = [line for line in section.splitlines() if line.startswith("| study_env=")]
     assert len(rows) == 6  # 3 strategies x 2 delays, each on 2 paired seeds
+    metrics = [job["metrics"] for job in report.load_jobs(tmp_path)]
+    assert all(m["stream_auc_purchase"] is not None and m["stream_auc_click"] is None for m in metrics)  # purchases
     assert all("| 2 |" in row for row in rows)
     long_fnw = next(row for row in rows if "| long | fnw |" in row)
     assert re.search(r"\| -?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\] \|", long_fnw)  # an R-AUC with its interval
