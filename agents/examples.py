@@ -30,11 +30,18 @@ SILENT = -1
 class ExampleLog:
     """Examples scheduled by ``strategy``, at most ``capacity`` (the oldest are overwritten).
 
+    ``learns`` names the positive signals (:data:`agents.labels.POSITIVES`) that the learner keeping the log tells
+    it of in :meth:`positives` and labels its copies with; a strategy set on another is refused.
+
     Attributes:
         ref, slot, kind, start, as_of: ``(capacity,)`` per example (``ref`` -1: empty).
     """
 
-    def __init__(self, strategy: LabelStrategy, capacity: int) -> None:
+    def __init__(self, strategy: LabelStrategy, capacity: int, learns: tuple[str, ...] = ("consumption",)) -> None:
+        if strategy.positive not in learns:
+            raise ValueError(
+                f"label.positive={strategy.positive!r}, but this learner learns positives of {learns} only"
+            )
         self.strategy, self.capacity = strategy, int(capacity)
         self.ref = np.full(capacity, -1, np.int64)
         self.slot = np.full(capacity, -1, np.int16)
@@ -50,8 +57,9 @@ class ExampleLog:
             self._add(refs, np.full(len(refs), -1), copy, step)
 
     def positives(self, refs: np.ndarray, slots: np.ndarray, elapsed: np.ndarray, step: int) -> None:
-        """Shown items ``(refs, slots)`` ``(n,)`` whose first positive arrived at ``step``, ``elapsed`` ``(n,)``
-        steps after they were shown: count their delays, schedule the copies the strategy adds for them."""
+        """Shown items ``(refs, slots)`` ``(n,)`` whose first positive (of the strategy's positive signal) arrived at
+        ``step``, ``elapsed`` ``(n,)`` steps after they were shown: count their delays, schedule the copies the
+        strategy adds for them."""
         self.delays.add(elapsed)
         added = self.strategy.at_positive(elapsed) if len(refs) else None
         if added is not None:

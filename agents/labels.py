@@ -11,12 +11,14 @@ arrived by then) and a kind that its per-example weight depends on. Copies are s
 
 A copy is *live* when its labels are whatever has arrived by the time it trains (a late positive corrects it in
 place), *frozen* when they are those that had arrived when it became trainable, *negative* when every item it
-covers is labelled silent whatever has arrived (the fake negative of the corrections below). A *positive* is a
-shown item's first feedback record (its consumption, the click head's label); its *elapsed* time is the steps
-between showing and that arrival. The per-example weights (:meth:`LabelStrategy.weights`) see the learner's
-current probability ``p`` that each covered item is positive (no gradient flows through it), the copy's label,
-and the :class:`ArrivalDelays` of the positives arrived so far (the delay model the importance-weighted
-corrections learn from arrived data).
+covers is labelled silent whatever has arrived (the fake negative of the corrections below). A *positive* is the
+arrival of a shown item's first record of the strategy's positive signal (:attr:`LabelStrategy.positive`):
+``consumption`` (the default), its first feedback record of any kind (the click head's label); ``purchase``, its
+first purchase record with a value > 0 (the conversion of the delayed-feedback literature, late in e-commerce).
+Its *elapsed* time is the steps between showing and that arrival. The per-example weights
+(:meth:`LabelStrategy.weights`) see the learner's current probability ``p`` that each covered item is positive (no
+gradient flows through it), the copy's label, and the :class:`ArrivalDelays` of the positives arrived so far (the
+delay model the importance-weighted corrections learn from arrived data).
 
 The strategies, one class each (``p``: the learner's probability of a positive, ``c``: a waiting window):
 
@@ -40,10 +42,15 @@ Select one with ``label=<name>`` (Hydra group ``conf/label/``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+
+from envs.signals import Signal
+
+POSITIVES = ("consumption", "purchase")
+"""The positive signals a strategy may be set on (``label.positive``)."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +100,13 @@ class ArrivalDelays:
         self.counts[...] = state["counts"]
 
 
+@dataclass(frozen=True)
 class LabelStrategy:
     """Base of the label strategies; a subclass names its copies and, where they differ from 1, their weights.
 
     Attributes:
+        positive: the signal whose arrival is a positive, one of :data:`POSITIVES` (keyword only;
+            ``label.positive``).
         name: the ``label=<name>`` option.
         kinds: the names of the copies' kinds (``Copy.kind`` indexes it).
         at_show: the copies of every impression, scheduled when it is shown.
@@ -104,10 +114,21 @@ class LabelStrategy:
             (:attr:`agents.base.Transition.eventual`) instead of the records that arrive.
     """
 
+    positive: str = field(default="consumption", kw_only=True)
     name: ClassVar[str]
     kinds: ClassVar[tuple[str, ...]]
     eventual: ClassVar[bool] = False
-    at_show: tuple[Copy, ...]
+
+    def __post_init__(self) -> None:
+        if self.positive not in POSITIVES:
+            raise ValueError(f"label positive={self.positive!r}; expected one of {POSITIVES}")
+
+    def positive_records(self, records: np.ndarray) -> np.ndarray:
+        """``(E,)`` bool: which feedback ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) are of the positive
+        signal: every record under ``consumption``; under ``purchase``, purchase records with a value > 0."""
+        if self.positive == "consumption":
+            return np.ones(len(records), bool)
+        return (records["kind"] == Signal.PURCHASE) & (records["value"] > 0)
 
     def at_positive(self, elapsed: np.ndarray) -> tuple[Copy, np.ndarray] | None:
         """A copy of each shown item whose first positive arrived ``elapsed`` ``(n,)`` steps after it was shown,
@@ -129,7 +150,11 @@ class LabelStrategy:
 
     def describe(self) -> str:
         """One line for logs and reports."""
-        return self.name
+        return self.name + self._on()
+
+    def _on(self) -> str:
+        """The positive signal for :meth:`describe`, when it is not the default."""
+        return "" if self.positive == "consumption" else f" on {self.positive}"
 
 
 def _check_steps(name: str, value: object, low: int = 0) -> None:
@@ -177,6 +202,7 @@ class Wait(LabelStrategy):
     kinds: ClassVar[tuple[str, ...]] = ("live",)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_steps("window", self.window)
 
     @property
@@ -184,7 +210,7 @@ class Wait(LabelStrategy):
         return (Copy(kind=0, delay=int(self.window), live=True),)
 
     def describe(self) -> str:
-        return f"wait(window={self.window})"
+        return f"wait(window={self.window}){self._on()}"
 
 
 @dataclass(frozen=True)
@@ -261,6 +287,7 @@ class ElapsedSampling(LabelStrategy):
     kinds: ClassVar[tuple[str, ...]] = ("window", "late_positive")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_steps("window", self.window)
 
     @property
@@ -276,7 +303,7 @@ class ElapsedSampling(LabelStrategy):
         return np.where(positive, 1.0 + p_dp, (1.0 + p_dp) * real_negative)
 
     def describe(self) -> str:
-        return f"es_dfm(window={self.window})"
+        return f"es_dfm(window={self.window}){self._on()}"
 
 
 @dataclass(frozen=True)
@@ -302,6 +329,7 @@ class RealNegatives(LabelStrategy):
     kinds: ClassVar[tuple[str, ...]] = ("window", "positive", "real_negative")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_steps("window", self.window)
         _check_steps("horizon", self.horizon, low=int(self.window) + 1)
 
@@ -320,7 +348,7 @@ class RealNegatives(LabelStrategy):
         return np.where((kind[:, None] == 2) & positive, 0.0, weight)  # a positive is no real negative
 
     def describe(self) -> str:
-        return f"defer(window={self.window}, horizon={self.horizon})"
+        return f"defer(window={self.window}, horizon={self.horizon}){self._on()}"
 
 
 LABEL_STRATEGIES: dict[str, type[LabelStrategy]] = {

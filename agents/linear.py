@@ -4,19 +4,21 @@ An item ``v`` (its ``candidate_features`` row, ``(d,)``) shown to a user summed 
 ``(3d,)`` — engagement profile, this session's consumption, latest consumed item; see
 :mod:`agents.context` — is described by ``x = [1, v, p ⊙ v, s ⊙ v, l ⊙ v]`` ``(1 + 4d,)``: item effects,
 and how much the item resembles the user's taste, their session and their very last pick. The model is
-ridge regression of an item's arrived credit (:mod:`agents.credit`) on ``x``, kept as sufficient
-statistics ``A = λI + Σ x xᵀ`` and ``b = Σ r x``.
+ridge regression of an item's label on ``x``, kept as sufficient statistics ``A = λI + Σ x xᵀ`` and ``b = Σ r x``:
+its arrived credit (:mod:`agents.credit`) when the label strategy's positive is ``consumption`` (the default), or
+whether it was bought (1 from its first purchase record with a value > 0, else 0) when it is ``purchase`` — then
+the model is a linear probability model of the conversion, and the bandits rank candidates by it.
 
 Delays follow the label strategy (:mod:`agents.labels`), as they do for the BERT agent. A copy of a shown item
 enters the statistics when it becomes trainable: ``A += w x xᵀ`` and ``b += w c x``, with ``c`` the credit
-that had arrived for it by then (0 for a negative copy) and ``w`` the strategy's weight (the model's probability
-of a positive is ``clip(x·θ, 0, 1)``, its positives the items with a record); a *live* copy is corrected in
-place afterwards, each later record adding ``w c x``. Under the ``oracle`` strategy the credit is that of the
-eventual records, given when the slate is shown; the arrived records then only update the user context. For
-least squares, live labels are exactly "label, and correct later": once all feedback is in, the statistics
-equal those of an oracle that knew the final labels. Impressions are remembered for ``feedback_window``
-slates; credit arriving later than that (e.g. waiting for the user's next session) is dropped and counted as
-``stale_records``.
+that had arrived for it by then (its label; 0 for a negative copy) and ``w`` the strategy's weight (the model's
+probability of a positive is ``clip(x·θ, 0, 1)``, its positives the items with a record of the positive signal);
+a *live* copy is corrected in place afterwards, each later record adding ``w c x`` (its change of the label).
+Under the ``oracle`` strategy the labels are those of the eventual records, given when the slate is shown; the
+arrived records then only update the user context. For least squares, live labels are exactly "label, and
+correct later": once all feedback is in, the statistics equal those of an oracle that knew the final labels.
+Impressions are remembered for ``feedback_window`` slates; credit arriving later than that (e.g. waiting for the
+user's next session) is dropped and counted as ``stale_records``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from agents.base import Task, Transition, top_k
 from agents.context import PARTS, UserContext
 from agents.credit import FeedbackAgent, record_credit
 from agents.examples import LIVE, SILENT, ExampleLog
-from agents.labels import Immediate, LabelStrategy
+from agents.labels import POSITIVES, Immediate, LabelStrategy
 from agents.persistence import Counters
+from envs.registry import get_domain
+from envs.signals import Signal
 from models.replay import first_occurrences
 
 
@@ -142,7 +146,9 @@ class LinearBandit(FeedbackAgent):
         self.context = UserContext(task)
         self.model = RidgeRegression(1 + (PARTS + 1) * self.context.dim, ridge)
         self.impressions = ImpressionLog(self.feedback_window, PARTS * self.context.dim, task.slate_size)
-        self.examples = ExampleLog(self.label, 4 * self.feedback_window)
+        if self.label.positive == "purchase" and Signal.PURCHASE not in get_domain(task.domain).implicit_signals:
+            raise ValueError(f"label.positive='purchase', but the {task.domain} domain has no purchase signal")
+        self.examples = ExampleLog(self.label, 4 * self.feedback_window, learns=POSITIVES)
         self.clock, self.stale = 0, 0
 
     @property
@@ -186,17 +192,23 @@ class LinearBandit(FeedbackAgent):
         self.context.features[published.items] = 0.0
 
     def _credit(self, records: np.ndarray, reward: np.ndarray) -> None:
-        """Add arrived ``records``' ``reward`` ``(E,)`` to their shown items; live copies already in the
-        statistics are corrected; a shown item's first record schedules the strategy's positive copies."""
+        """Add arrived ``records``' labels to their shown items — their ``reward`` ``(E,)`` under ``consumption``,
+        1 for a shown item's first purchase under ``purchase`` — correcting the live copies already in the
+        statistics; a shown item's first positive schedules the strategy's positive copies."""
         log = self.impressions
         rows = log.rows_of(records["impression_id"].astype(np.int64))
         self.stale += int((rows < 0).sum())
         known = rows >= 0
         rows, pos, reward = rows[known], records["position"][known].astype(np.int64), reward[known]
-        first = ~log.touched[rows, pos] & first_occurrences(rows * log.items.shape[1] + pos)
-        log.touched[rows, pos] = True
-        np.add.at(log.credit, (rows, pos), reward)
-        self.model.correct(self._x(rows, pos), log.live_weight[rows, pos] * reward)
+        positive = self.label.positive_records(records[known])
+        first = np.zeros(len(rows), bool)
+        first[positive] = ~log.touched[rows[positive], pos[positive]] & first_occurrences(
+            rows[positive] * log.items.shape[1] + pos[positive]
+        )
+        log.touched[rows[positive], pos[positive]] = True
+        label = reward if self.label.positive == "consumption" else first.astype(np.float64)
+        np.add.at(log.credit, (rows, pos), label)
+        self.model.correct(self._x(rows, pos), log.live_weight[rows, pos] * label)
         rows, pos = rows[first], pos[first]
         self.examples.positives(log.ids[rows], pos, self.clock - log.step[rows], self.clock)
 
@@ -219,13 +231,15 @@ class LinearBandit(FeedbackAgent):
         np.add.at(log.live_weight, (rows[row][live], pos[live]), weight[live])
 
     def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
-        """``{"click": (B, k)}`` the probability that each shown item of slates ``action`` ``(B, k)`` is consumed:
-        the ridge mean ``x·θ`` of its credit through the clipped identity link (the model regresses credit, so
-        this ranks items as the model does but is calibrated only where a consumption's credit is about 1),
-        calibrated by the label strategy."""
+        """The probability ``(B, k)`` that each shown item of slates ``action`` ``(B, k)`` is a positive: the ridge
+        mean ``x·θ`` of its label through the clipped identity link, calibrated by the label strategy; keyed
+        ``click`` under ``consumption`` (the model regresses credit, so this ranks items as the model does but is
+        calibrated only where a consumption's credit is about 1), ``purchase`` under ``purchase`` (a linear
+        probability model of the conversion)."""
         items = np.take_along_axis(obs["candidate_features"], action[..., None], axis=1)
         mean = interactions(self.context.describe(obs), items) @ self.theta
-        return {"click": self.label.calibrate(np.clip(mean, 1e-6, 1.0 - 1e-6))}
+        head = "click" if self.label.positive == "consumption" else "purchase"
+        return {head: self.label.calibrate(np.clip(mean, 1e-6, 1.0 - 1e-6))}
 
     def _x(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """``x`` ``(n, D)`` of the shown items ``(rows, pos)`` ``(n,)`` of the impression log."""

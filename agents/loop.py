@@ -4,8 +4,10 @@ Reads top to bottom: restore or reset, then for each batched step act → step �
 ``update_every`` steps) update, with TensorBoard scalars under ``rollout/``, ``train/`` (the latest
 losses) and ``time/``, and a checkpoint (agent, environment, loop counters) every ``checkpoint_every``
 user-steps. A :class:`agents.stream.StreamingEvaluation` given as ``stream`` sees each slate before the env steps
-and each transition before the agent observes it (it is checkpointed with the loop). :func:`train` is the runner's
-entry: an agent's own training procedure when it has one (:class:`agents.base.SelfTraining`), this loop otherwise.
+and each transition before the agent observes it (it is checkpointed with the loop). A :class:`Warmup` puts a logged
+period first: a logging policy serves the first user-steps, the agent observes and learns from them, the streaming
+evaluation sees none. :func:`train` is the runner's entry: an agent's own training procedure when it has one
+(:class:`agents.base.SelfTraining`), this loop otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ from agents.persistence import read_state, write_state
 from agents.stream import StreamingEvaluation
 
 LOG_EVERY_STEPS = 1_000
+
+
+@dataclass
+class Warmup:
+    """A logged period before the streamed part, as the delayed-feedback literature pretrains on logs before it
+    streams (Yang et al., AAAI 2021: 30 days of logs): ``policy`` (a logging policy, e.g. random or popularity)
+    serves the first ``steps`` user-steps; the learner observes them and learns from them as from its own slates
+    (they are logged slates it did not choose), and no streaming evaluation sees them (``stream_*`` and
+    ``online_*`` score the streamed part alone). The policy observes them too (a popularity policy learns)."""
+
+    policy: Agent
+    steps: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 0:
+            raise ValueError(f"train.warmup_steps={self.steps!r}; expected an integer >= 0 (user-steps)")
 
 
 @dataclass
@@ -55,13 +73,19 @@ def train(
     checkpoints: Checkpoints | None = None,
     checkpoint_every: int = 0,
     stream: StreamingEvaluation | None = None,
+    warmup: Warmup | None = None,
 ) -> int:
     """Train ``agent`` on vector ``env`` for ``total_steps`` user-steps (see :meth:`SelfTraining.learn` for the
-    arguments): by its own procedure when it is :class:`SelfTraining` (which ``stream`` does not see), else by
-    :func:`run_online`. Returns the user-steps taken."""
+    arguments): by its own procedure when it is :class:`SelfTraining` (which ``stream`` does not see, and which
+    refuses a ``warmup``), else by :func:`run_online`. Returns the user-steps taken."""
     if isinstance(agent, SelfTraining):
+        if warmup is not None and warmup.steps:
+            raise ValueError(
+                f"train.warmup_steps={warmup.steps}, but {type(agent).__name__} runs its own training procedure; "
+                "expected train.warmup_steps=0"
+            )
         return agent.learn(env, total_steps, seed, log, checkpoints, checkpoint_every)
-    return run_online(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, stream=stream)
+    return run_online(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, stream=stream, warmup=warmup)
 
 
 def run_online(
@@ -74,24 +98,28 @@ def run_online(
     checkpoint_every: int = 0,
     progress: bool = True,
     stream: StreamingEvaluation | None = None,
+    warmup: Warmup | None = None,
 ) -> int:
-    """Interact with vector ``env`` until ``total_steps`` user-steps; returns the user-steps taken.
+    """Interact with vector ``env`` until ``total_steps`` user-steps after the ``warmup``'s (none by default);
+    returns the user-steps taken, the warmup's included.
 
     ``log`` is a ``torch.utils.tensorboard.SummaryWriter`` or None. With ``checkpoints``, the loop
     resumes from the latest checkpoint when there is one, and writes one every ``checkpoint_every``
     user-steps (0: never) and at the end. ``progress``: a tqdm bar, when stderr is a terminal. ``stream``: the
-    streaming evaluation to feed, or None.
+    streaming evaluation to feed, or None. ``warmup``: a logged period first (:class:`Warmup`), or None.
 
     numpy's BLAS runs on one thread meanwhile: its threads and the simulator's compiled threads otherwise take the
     same cores from each other (a linear bandit's 45 × 45 Gram update measured 5 ms alone, 124 ms beside them).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, progress, stream)
+        return _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, progress, stream, warmup)
 
 
-def _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, progress, stream) -> int:
+def _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, progress, stream, warmup) -> int:
     """:func:`run_online`'s loop."""
-    state, obs = restore_or_reset(agent, env, seed, checkpoints, stream)
+    policy, logged = (warmup.policy, warmup.steps) if warmup is not None else (None, 0)
+    total_steps += logged
+    state, obs = restore_or_reset(agent, env, seed, checkpoints, stream, policy)
     batch, start, first = env.num_envs, time.perf_counter(), state.steps
     last_log = last_save = first
     bar = tqdm(
@@ -104,12 +132,17 @@ def _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, prog
     )
     losses: dict[str, float] = {}  # the latest update's, logged at every log step
     while state.steps < total_steps:
-        action = agent.act(obs)
-        if stream is not None:
-            stream.before_step(env, action)
+        serving = policy if state.steps < logged else None  # the logging policy, in the warmup
+        scored = stream if serving is None else None
+        action = (serving or agent).act(obs)
+        if scored is not None:
+            scored.before_step(env, action)
         step = Transition.of(env, obs, action, env.step(action))
-        if stream is not None:
-            stream.after_step(agent, step)
+        if scored is not None:
+            scored.after_step(agent, step)
+        if serving is not None:
+            serving.observe(step)
+            tell_published(serving, env)
         agent.observe(step)
         tell_published(agent, env)
         state.steps, state.calls = state.steps + batch, state.calls + 1
@@ -127,32 +160,40 @@ def _run(agent, env, total_steps, log, seed, checkpoints, checkpoint_every, prog
             )
         if checkpoints and checkpoint_every and state.steps - last_save >= checkpoint_every:
             last_save = state.steps
-            save(checkpoints, agent, env, state, stream)
+            save(checkpoints, agent, env, state, stream, policy)
     bar.close()
     if checkpoints:
-        save(checkpoints, agent, env, state, stream)
+        save(checkpoints, agent, env, state, stream, policy)
     return state.steps
 
 
 def restore_or_reset(
-    agent: Agent, env, seed: int, checkpoints: Checkpoints | None, stream: StreamingEvaluation | None = None
+    agent: Agent,
+    env,
+    seed: int,
+    checkpoints: Checkpoints | None,
+    stream: StreamingEvaluation | None = None,
+    policy: Agent | None = None,
 ) -> tuple[LoopState, dict]:
-    """Continue from the latest checkpoint (agent, env, counters, the streaming evaluation), or reset ``env`` with
-    ``seed``."""
+    """Continue from the latest checkpoint (agent, env, counters, the streaming evaluation, a warmup's logging
+    ``policy``), or reset ``env`` with ``seed``."""
     latest = checkpoints.latest() if checkpoints else None
+    agents = [agent] if policy is None else [agent, policy]
     if latest is None:
         obs, _ = env.reset(seed=seed)
-        agent.attach(env)
-        tell_published(agent, env)
+        for one in agents:
+            one.attach(env)
+            tell_published(one, env)
         return LoopState(returns=[0.0] * env.num_envs, lengths=[0] * env.num_envs), obs
     env.reset(seed=seed)
     env.unwrapped.load_state_dict(read_state(latest / "env"))
-    agent.attach(env)  # before loading: the saved agent continues the saved env's impression ids
-    agent.load(latest / "agent")
+    for one, directory in zip(agents, ("agent", "policy"), strict=False):
+        one.attach(env)  # before loading: the saved agent continues the saved env's impression ids
+        one.load(latest / directory)
+        tell_published(one, env)
     state = LoopState(**json.loads((latest / "loop.json").read_text()))
     if stream is not None:
         stream.load_state_dict(read_state(latest / "stream"))
-    tell_published(agent, env)
     return state, env.unwrapped.observation()
 
 
@@ -186,9 +227,15 @@ def tell_published(agent: Agent, env) -> None:
 
 
 def save(
-    checkpoints: Checkpoints, agent: Agent, env, state: LoopState, stream: StreamingEvaluation | None = None
+    checkpoints: Checkpoints,
+    agent: Agent,
+    env,
+    state: LoopState,
+    stream: StreamingEvaluation | None = None,
+    policy: Agent | None = None,
 ) -> Path:
-    """Write a checkpoint of the agent, the environment, the loop counters and the streaming evaluation."""
+    """Write a checkpoint of the agent, the environment, the loop counters, the streaming evaluation and a warmup's
+    logging ``policy``."""
 
     def write(directory: Path) -> None:
         write_state(directory / "env", env.unwrapped.state_dict())
@@ -197,6 +244,9 @@ def save(
         (directory / "loop.json").write_text(json.dumps(state.__dict__))
         (directory / "agent").mkdir()
         agent.save(directory / "agent")
+        if policy is not None:
+            (directory / "policy").mkdir()
+            policy.save(directory / "policy")
 
     return checkpoints.save(state.steps, write)
 

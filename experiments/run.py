@@ -10,7 +10,9 @@ interpolations that carry the feedback strategy's defaults into ``env.*`` and ``
 (TensorBoard: training curves, ``eval/*``, HParams and the config as a table), ``checkpoints/``,
 ``metrics.json`` (the policy evaluation's metrics, :mod:`agents.evaluation`, and the streaming evaluation's during
 training, :mod:`agents.stream`: ``stream_*``, ``online_reward_mean``, ``online_regret_mean``; or ``failure.json``
-when the job failed); returns ``cfg.objective`` for Hydra sweepers.
+when the job failed); returns ``cfg.objective`` for Hydra sweepers. ``train.warmup_steps`` user-steps of a logged
+period served by ``train.warmup_policy`` (random or popularity) come before the ``train.steps`` that are streamed
+and scored (:class:`agents.loop.Warmup`); ``env_steps`` counts both.
 ``resume=true`` continues from the last checkpoint of the same output directory.
 
 How settings combine: a group supplies defaults, and a value on the command line always wins (Hydra applies
@@ -46,8 +48,9 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.base import Agent, Task
 from agents.checkpoint import CheckpointError, Checkpoints
 from agents.evaluation import evaluate, normalized_score
-from agents.loop import train
+from agents.loop import Warmup, train
 from agents.oracle import OracleAgent
+from agents.popularity import PopularityAgent
 from agents.random import RandomAgent
 from agents.stream import METRIC_NAMES as STREAM_METRICS
 from agents.stream import ONLINE_NAMES, StreamingEvaluation
@@ -65,6 +68,8 @@ EVALUATION = {
     **{name: getattr(SimConfig(), name) for name in ("reward_weights", "reward_signals", "privacy_epsilon")},
 }
 """Settings of every evaluation env, whatever training used: no delays, the domain's own reward, no privacy."""
+WARMUP_POLICIES = {"random": RandomAgent, "popularity": PopularityAgent}
+"""The logging policies a run's warmup (``train.warmup_steps``) may be served by (``train.warmup_policy``)."""
 METRICS = (
     "episode_reward_mean",
     "episode_reward_ci95",
@@ -92,6 +97,7 @@ def validate(cfg: DictConfig) -> None:
         "train.steps": 1,
         "train.num_envs": 1,
         "train.checkpoint_every": 0,
+        "train.warmup_steps": 0,
         "eval.episodes": 1,
         "eval.fresh_ticks": 1,
         "eval.seed": 0,
@@ -120,6 +126,12 @@ def validate(cfg: DictConfig) -> None:
             f"one of {sorted(i for i in gym.registry if i.startswith('FeedbackRec/'))}",
         ),
         ("objective", cfg.objective, cfg.objective in METRICS, f"one of {sorted(METRICS)}"),
+        (
+            "train.warmup_policy",
+            cfg.train.warmup_policy,
+            cfg.train.warmup_policy in WARMUP_POLICIES,
+            f"one of {sorted(WARMUP_POLICIES)}",
+        ),
     ]
     for key, value, ok, expected in checks:
         if not ok:
@@ -189,6 +201,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     writer = SummaryWriter(str(output_dir / "tb"))
     writer.add_text("config", config_table(cfg))
     stream = StreamingEvaluation(cfg.eval.stream_every, cfg.eval.regret_every, writer)
+    policy = WARMUP_POLICIES[cfg.train.warmup_policy](task, seed=cfg.seed)
+    warmup = Warmup(policy, cfg.train.warmup_steps) if cfg.train.warmup_steps else None
     loop_start = time.perf_counter()
     steps = train(
         agent,
@@ -199,6 +213,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
         checkpoints=checkpoints,
         checkpoint_every=cfg.train.checkpoint_every,
         stream=stream,
+        warmup=warmup,
     )
     train_seconds = time.perf_counter() - start
     loop_seconds = time.perf_counter() - loop_start

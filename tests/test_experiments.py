@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import subprocess
 import sys
@@ -75,13 +76,30 @@ def test_every_feedback_and_delay_option_builds_a_training_env(feedback, delay):
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(experiment):
     cfg = composed(f"experiment={experiment}", hydra_config=True)
-    assert cfg.hydra.mode.name == "MULTIRUN" and "feedback" in cfg.hydra.sweeper.params
+    assert cfg.hydra.mode.name == "MULTIRUN" and "seed" in cfg.hydra.sweeper.params
+    assert {"feedback", "label"} & cfg.hydra.sweeper.params.keys()
+
+
+@pytest.mark.parametrize(
+    ("world", "env_id", "positive"),
+    [
+        ("ecommerce_purchase", "FeedbackRec/Ecommerce-v0", "purchase"),
+        ("news_churn", "FeedbackRec/News-v1", "consumption"),
+    ],
+)
+def test_a_study_env_sets_the_world_and_the_positive_signal_of_every_strategy(world, env_id, positive):
+    cfg = composed("experiment=delay_correction", f"study_env={world}", "label=es_dfm", "delay=very_long",
+                   "env.num_items=300", "env.num_users=50")  # fmt: skip
+    assert cfg.env.id == env_id and cfg.env.delay_scale == 10.0 and cfg.agent._target_ == "agents.linucb.LinUCBAgent"
+    assert run.make_env(cfg, 2, None, "meta").unwrapped.sim.channel.delays.max_steps <= cfg.env.max_delay
+    assert run.instantiate(cfg.agent.label).describe() == "es_dfm(window=10)" + ("" if positive == "consumption"
+                                                                                 else " on purchase")  # fmt: skip
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "local_processes", "slurm_cpu", "ray_local"])
 def test_launcher_configs_compose(launcher):
     if launcher == "ray_local" and importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
-        pytest.skip("hydra-ray-launcher not installed (pip install 'feedbackrec[ray]')")
+        pytest.skip("the ray extra is not installed (make test installs it; pip install -e '.[ray]')")
     cfg = composed(f"hydra/launcher={launcher}", hydra_config=True)
     assert "Launcher" in cfg.hydra.launcher._target_
 
@@ -93,6 +111,10 @@ def test_typos_and_bad_values_stop_before_any_work():
         run.validate(composed("eval.episodes=0"))
     with pytest.raises(ValueError, match=r"features.item_features='glove'; expected one of"):
         run.validate(composed("features.item_features=glove"))
+    with pytest.raises(ValueError, match=r"train.warmup_policy='greedy'; expected one of \['popularity', 'random'\]"):
+        run.validate(composed("train.warmup_policy=greedy"))
+    with pytest.raises(ValueError, match=r"train.warmup_steps=-1; expected an integer >= 0"):
+        run.validate(composed("train.warmup_steps=-1"))
 
 
 def sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -116,8 +138,10 @@ def test_small_sweep_reports_every_cell_and_plots(tmp_path):
     result = sweep(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     text = report.report(tmp_path).read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| agent")]
+    main, power = text.split("\n## Power: each feedback strategy against explicit\n")
+    rows = [line for line in main.splitlines() if line.startswith("| ") and not line.startswith("| agent")]
     assert len(rows) == 8  # 2 agents x 2 feedback strategies x 2 delays, 1 seed each
+    assert len([line for line in power.splitlines() if line.startswith("| ") and "| implicit | 1 |" in line]) == 4
     for png in ("score_vs_delay.png", "reward_curves.png"):
         data = (tmp_path / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5_000
@@ -137,8 +161,9 @@ def test_a_failing_job_does_not_take_down_the_sweep(tmp_path):
 
 @pytest.mark.slow
 def test_ray_launcher_runs_a_small_sweep_locally(tmp_path):
-    pytest.importorskip("ray")
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    reason = "the ray extra is not installed (make test installs it; pip install -e '.[ray]')"
+    pytest.importorskip("ray", reason=reason)
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason=reason)
     result = sweep(
         tmp_path, "hydra/launcher=ray_local", "hydra.sweeper.params.agent=popularity", "hydra.sweeper.params.delay=none"
     )
@@ -179,3 +204,89 @@ def test_the_evaluation_world_holds_the_training_population_whatever_its_batch()
     evaluation = run.make_env(cfg, 2, None, "meta", run.make_env(cfg, 1200, None, "meta")).unwrapped.sim
     assert evaluation.config.num_users == training.config.num_users == 1200
     np.testing.assert_array_equal(evaluation.population.interests, training.population.interests)
+
+
+def correction_jobs(tmp_path: Path) -> list[dict]:
+    """Seeds 0-2 of vanilla, oracle and fnw on one world and delay (AUC gaps oracle − vanilla 0.1, 0.12, 0.08, fnw −
+    vanilla 0.05, 0.04, 0.06: R-AUC 0.05 / 0.1 = 0.5, the mean of the per-seed ratios 0.53), and a seed 3 of vanilla
+    and oracle alone (not paired: left out)."""
+    auc = {"vanilla": [0.5, 0.52, 0.54, 0.9], "oracle": [0.6, 0.64, 0.62, 0.1], "fnw": [0.55, 0.56, 0.60]}
+    regret = {"vanilla": [0.3, 0.3, 0.3, 9.0], "oracle": [0.2, 0.2, 0.2, 9.0], "fnw": [0.25, 0.27, 0.26]}
+    return [
+        {"dir": tmp_path, "error": None,
+         "overrides": {"study_env": "ecommerce_purchase", "label": label, "delay": "long", "seed": str(seed)},
+         "metrics": {"stream_auc_purchase": a, "stream_pr_auc_purchase": a / 10, "stream_auc_click": None,
+                     "online_regret_mean": regret[label][seed]}}
+        for label, values in auc.items() for seed, a in enumerate(values)
+    ]  # fmt: skip
+
+
+def test_r_auc_is_the_ratio_of_the_paired_gaps_with_a_bootstrap_interval_over_common_seeds(tmp_path):
+    lines, figures = report.delay_correction(correction_jobs(tmp_path), ["label"])
+    (fnw,) = [line for line in lines if "| fnw |" in line]
+    cells = [c.strip() for c in fnw.strip("|").split("|")]
+    assert cells[:4] == ["study_env=ecommerce_purchase", "long", "fnw", "3"]
+    point, low, high = (float(v) for v in re.findall(r"-?\d+\.\d+", cells[5]))
+    assert "(no gap)" not in cells[5]
+    assert point == pytest.approx(0.5) and 0.33 <= low < point < high <= 0.75  # within the per-seed ratios (2 d.p.)
+    assert cells[6].startswith("+0.0500 ± ") and cells[7].startswith("0.50 [")  # ΔAUC; PR-AUC scaled alike
+    assert cells[8].startswith("0.2600 ± ") and cells[9].startswith("-0.0400 ± ")  # regret; paired Δ on seeds 0-2
+    (oracle,) = [line for line in lines if "| oracle |" in line]
+    assert "1.00 [1.00, 1.00]" in oracle and "| 4 |" in oracle  # seed 3 pairs the oracle with vanilla
+    ((delay, *r_auc, regret, _, gap),) = figures["study_env=ecommerce_purchase"]["fnw"]
+    assert delay == "long" and r_auc[0] == pytest.approx(0.5) and regret == pytest.approx(0.26) and gap
+    again, _ = report.delay_correction(correction_jobs(tmp_path), ["label"])
+    assert again == lines  # a seeded bootstrap
+
+
+def test_a_ratio_without_a_gap_or_with_one_seed_has_no_interval():
+    rng = np.random.default_rng(0)
+    assert all(math.isnan(v) for v in report.ratio_interval(np.array([[0.5], [0.5], [0.5]]), rng))
+    point, low, high = report.ratio_interval(np.array([[0.55], [0.5], [0.6]]), rng)
+    assert point == pytest.approx(0.5) and math.isnan(low) and math.isnan(high)
+    assert report.has_gap(np.array([0.1, 0.12, 0.08])) and not report.has_gap(np.array([0.1, -0.1, 0.02]))
+    assert not report.has_gap(np.array([0.1]))  # one seed: no interval, no gap shown
+
+
+@pytest.mark.slow
+def test_a_tiny_delay_correction_multirun_and_its_report(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "run.py"), "experiment=delay_correction_small",
+         f"hydra.sweep.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = report.report(tmp_path).read_text()
+    section = text.split("## Delay correction")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| study_env=")]
+    assert len(rows) == 6  # 3 strategies x 2 delays, each on 2 paired seeds
+    metrics = [job["metrics"] for job in report.load_jobs(tmp_path)]
+    assert all(m["stream_auc_purchase"] is not None and m["stream_auc_click"] is None for m in metrics)  # purchases
+    assert all("| 2 |" in row for row in rows)
+    long_fnw = next(row for row in rows if "| long | fnw |" in row)
+    assert re.search(r"\| -?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\] \|", long_fnw)  # an R-AUC with its interval
+    for png in ("r_auc_vs_delay.png", "regret_vs_delay.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5_000
+
+
+@pytest.mark.parametrize(("effect", "seeds"), [(1.0, 10), (0.8, 15), (0.5, 34)])
+def test_the_seeds_for_power_are_those_of_the_paired_t_test_tables(effect, seeds):
+    """A paired two-sided t-test at 5% with 80% power needs 10, 15 and 34 pairs for effect sizes 1, 0.8 and 0.5
+    (Cohen, Statistical Power Analysis, 1988; G*Power gives the same)."""
+    differences = np.array([effect - 1 / math.sqrt(2), effect + 1 / math.sqrt(2)])  # mean = effect, sd = 1
+    assert report.seeds_for_power(differences) == seeds
+    assert math.isnan(report.seeds_for_power(np.array([0.3, 0.3])))  # no spread: nothing to size
+
+
+def test_the_power_section_pairs_each_strategy_with_explicit_on_common_seeds(tmp_path):
+    scores = {"explicit": [0.30, 0.50, 0.40, 0.9], "fused_concat": [0.40, 0.55, 0.50]}
+    jobs = [
+        {"dir": tmp_path, "error": None, "metrics": {"normalized_score": v},
+         "overrides": {"feedback": f, "delay": "none", "seed": str(seed)}}
+        for f, values in scores.items() for seed, v in enumerate(values)
+    ]  # fmt: skip
+    (row,) = report.feedback_power(jobs, ["delay", "feedback"])[2:]
+    differences = np.array([0.10, 0.05, 0.10])  # seed 3 has no fused_concat run
+    assert row.startswith("| none | fused_concat | 3 | +0.0833 ± ")
+    assert row.endswith(f"| {report.seeds_for_power(differences):.0f} |")

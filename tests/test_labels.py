@@ -27,6 +27,7 @@ from agents.labels import (
     Wait,
 )
 from agents.linucb import LinUCBAgent
+from agents.thompson import ThompsonAgent
 from envs.feedback import FEEDBACK_DTYPE
 from envs.signals import Signal
 from models.replay import FeedbackReplay
@@ -491,3 +492,112 @@ def test_the_bert_agent_learns_under_every_strategy(name, tmp_path):
     delayed_run(learning, steps=12)
     losses = [loss for loss in losses if loss]
     assert losses and all(np.isfinite(loss["loss"]) and loss["click_loss"] > 0 for loss in losses)
+
+
+# ---------------------------------------------------------------------------- purchases as the positive
+
+PURCHASE_WINDOW = 5
+PURCHASES = {3: [(0, Signal.PURCHASE, 1.0)], 8: [(1, Signal.PURCHASE, 1.0)], 9: [(2, Signal.PURCHASE, 0.0)]}
+"""A slate of three items shown at step 0, each clicked at once: item 0 bought at step 3 (in the window), item 1 at
+step 8 (a late purchase, after it), item 2 never (a real negative; its purchase record of value 0 is no positive)."""
+
+
+def record(impression: int, position: int, item: int, kind: int, value: float, user: int) -> np.ndarray:
+    out = click_record(impression, position, item)
+    out["kind"], out["value"], out["user_id"] = kind, value, user
+    return out
+
+
+def purchase_timeline(label: LabelStrategy, steps: int = 12, theta: float = 0.02, bandit=LinUCBAgent):
+    """LinUCB on one e-commerce session, the same slate each step, its model frozen at ``θ = theta`` everywhere
+    (no solve), so the weights' ``p`` is known; the slate of step 0 gets its clicks at once and :data:`PURCHASES`.
+    Returns the agent, ``x`` ``(3, D)`` of the step-0 slate's items and their ``p`` ``(3,)``."""
+    env = gym.make_vec("FeedbackRec/Ecommerce-v0", num_envs=1, vectorization_mode="vector_entry_point", num_items=200,
+                       num_users=20, delays="none")  # fmt: skip
+    agent = bandit(Task.of(env), seed=0, label=label)
+    agent.model.theta = np.full(len(agent.theta), theta)
+    obs, _ = env.reset(seed=1)
+    agent.attach(env)
+    first = None
+    for step in range(steps):
+        action = np.tile(np.arange(agent.task.slate_size), (1, 1))
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        if first is None:
+            first = int(info["impression_id"][0]), obs["candidates"][0, :3].copy(), int(obs["user_id"][0, 0])
+        impression, items, user = first
+        due = [(slot, Signal.CLICK, 1.0) for slot in range(3)] if step == 0 else PURCHASES.get(step, [])
+        arrived = [record(impression, slot, items[slot], kind, value, user) for slot, kind, value in due]
+        arrived = np.concatenate(arrived) if arrived else np.zeros(0, FEEDBACK_DTYPE)
+        agent.observe(Transition(obs, action, reward, terminated, truncated, info, next_obs, arrived))
+        obs = next_obs
+    row = agent.impressions.rows_of(np.array([first[0]]))[0]
+    x = agent._x(np.full(3, row), np.arange(3))
+    return agent, x, np.clip(x @ agent.theta, 0.0, 1.0)
+
+
+def test_the_positive_signal_selects_which_records_are_positives():
+    records = np.concatenate([record(1, 0, 2, kind, value, 0) for kind, value in
+                              ((Signal.CLICK, 1.0), (Signal.PURCHASE, 1.0), (Signal.PURCHASE, 0.0))])  # fmt: skip
+    assert Vanilla().positive_records(records).tolist() == [True, True, True]
+    assert Vanilla(positive="purchase").positive_records(records).tolist() == [False, True, False]
+    with pytest.raises(ValueError, match=r"label positive='cart'; expected one of \('consumption', 'purchase'\)"):
+        Wait(window=2, positive="cart")
+
+
+def test_under_purchase_the_delays_are_those_of_the_purchases_and_only_the_late_one_is_reingested():
+    agent, _, _ = purchase_timeline(ElapsedSampling(window=PURCHASE_WINDOW, positive="purchase"))
+    assert np.flatnonzero(agent.examples.delays.counts).tolist() == [3, 8]
+    ex = agent.examples
+    held = np.flatnonzero(ex.ref == 0)  # the copies of the step-0 slate
+    assert sorted(zip(ex.slot[held].tolist(), ex.kind[held].tolist(), ex.start[held].tolist(), strict=True)) == [
+        (-1, 0, PURCHASE_WINDOW), (1, 1, 8)]  # fmt: skip
+    consumption, _, _ = purchase_timeline(ElapsedSampling(window=PURCHASE_WINDOW))
+    assert np.flatnonzero(consumption.examples.delays.counts).tolist() == [0]  # the clicks, at once
+
+
+@pytest.mark.parametrize(
+    ("strategy", "labels"),
+    [
+        (Vanilla(positive="purchase"), lambda p: [0, 0, 0]),  # nothing bought at step 0, never corrected
+        (Immediate(positive="purchase"), lambda p: [1, 1, 0]),  # corrected in place by both purchases
+        (FakeNegativeWeighted(positive="purchase"), lambda p: [1 + p[0], 1 + p[1], 0]),  # w⁺ = 1 + p
+        # the window copy at step 5 (s = P(elapsed > 5) = 0: only the purchase after 3 steps is in), the late
+        # purchase's copy at step 8 (s = 1/2): w⁺ = 1 + p·s
+        (ElapsedSampling(window=PURCHASE_WINDOW, positive="purchase"), lambda p: [1, 1 + p[1] / 2, 0]),
+        # the window copy (w⁺ = 1 / (1 − s/2) = 1 at s = 0), both purchases duplicated (s = 0 at step 3, 1/2 at
+        # step 8: w⁺ = 4/3), the real-negative copy at step 7 weighing no positive
+        (RealNegatives(window=PURCHASE_WINDOW, horizon=7, positive="purchase"), lambda p: [2, 4 / 3, 0]),
+    ],
+)
+def test_linucb_under_purchase_regresses_the_purchases_with_the_strategys_weights(strategy, labels):
+    """``b = Σ w y x``: only the copies labelled bought add to it, each ``w`` as the strategy's formula gives."""
+    agent, x, p = purchase_timeline(strategy)
+    assert 0 < p.min() and p.max() < 1
+    np.testing.assert_allclose(agent.model.target, np.asarray(labels(p), float) @ x)
+
+
+@pytest.mark.parametrize("bandit", [LinUCBAgent, ThompsonAgent])
+def test_the_bandits_under_purchase_predict_and_rank_by_the_purchase_probability(bandit):
+    agent, _, _ = purchase_timeline(Immediate(positive="purchase"), steps=9, bandit=bandit)
+    agent.update()
+    env = gym.make_vec("FeedbackRec/Ecommerce-v0", num_envs=1, vectorization_mode="vector_entry_point", num_items=200,
+                       num_users=20)  # fmt: skip
+    obs, _ = env.reset(seed=2)
+    ((head, predicted),) = agent.predict(obs, agent.act(obs, explore=False)).items()
+    k = agent.task.slate_size
+    assert head == "purchase" and predicted.shape == (1, k)
+    best = np.sort(agent.features(obs)[0] @ agent.theta)[::-1][:k]  # greedy: the k most likely purchases
+    np.testing.assert_allclose(np.sort(predicted[0])[::-1], np.clip(best, 1e-6, 1 - 1e-6))
+    consumption, _, _ = purchase_timeline(Immediate(), steps=2)
+    assert list(consumption.predict(obs, agent.act(obs, explore=False))) == ["click"]
+
+
+def test_a_purchase_positive_is_refused_where_nothing_is_bought_or_by_a_learner_that_cannot_learn_it():
+    env = gym.make_vec("FeedbackRec/News-v0", num_envs=1, vectorization_mode="vector_entry_point", num_items=50,
+                       num_users=5)  # fmt: skip
+    with pytest.raises(ValueError, match=r"label.positive='purchase', but the news domain has no purchase signal"):
+        LinUCBAgent(Task.of(env), label=Vanilla(positive="purchase"))
+    with pytest.raises(
+        ValueError, match=r"label.positive='purchase', but this learner learns positives of \('consumption',\)"
+    ):
+        ExampleLog(Vanilla(positive="purchase"), 4)

@@ -15,7 +15,8 @@ from agents.base import Task, Transition
 from agents.checkpoint import Checkpoints
 from agents.labels import Immediate
 from agents.linucb import LinUCBAgent
-from agents.loop import run_online
+from agents.loop import Warmup, run_online
+from agents.popularity import PopularityAgent
 from agents.random import RandomAgent
 from agents.stream import METRIC_NAMES, ONLINE_NAMES, StreamingEvaluation, window_scores
 from envs.feedback import FEEDBACK_DTYPE
@@ -113,10 +114,11 @@ def make_env():
                         num_users=40, num_candidates=10, slate_size=3)  # fmt: skip
 
 
-def linucb_run(steps: int = 240, evaluation: StreamingEvaluation | None = None, checkpoints=None):
+def linucb_run(steps: int = 240, evaluation: StreamingEvaluation | None = None, checkpoints=None, warmup=None):
     env = make_env()
     agent = LinUCBAgent(Task.of(env), seed=0, label=Immediate())
-    run_online(agent, env, steps, seed=3, progress=False, stream=evaluation, checkpoints=checkpoints)
+    logging = None if warmup is None else Warmup(warmup[0](Task.of(env), seed=0), warmup[1])
+    run_online(agent, env, steps, seed=3, progress=False, stream=evaluation, checkpoints=checkpoints, warmup=logging)
     return agent
 
 
@@ -141,3 +143,69 @@ def test_a_resumed_run_reports_what_an_uninterrupted_one_does(tmp_path):
     linucb_run(240, resumed, Checkpoints(tmp_path))
     linucb_run(240, uninterrupted)
     assert resumed.summary() == uninterrupted.summary()
+
+
+class Logged(RandomAgent):
+    """A random logging policy that keeps the slates it served."""
+
+    def __init__(self, task, seed: int = 0) -> None:
+        super().__init__(task, seed)
+        self.served = []
+
+    def act(self, obs, explore: bool = True):
+        self.served.append(super().act(obs, explore))
+        return self.served[-1]
+
+
+def test_a_warmup_is_served_by_the_logging_policy_learnt_from_and_never_scored():
+    evaluation, plain = StreamingEvaluation(every=5, regret_every=2), StreamingEvaluation(every=5, regret_every=2)
+    warmed, cold = linucb_run(evaluation=evaluation, warmup=(Logged, 80)), linucb_run(evaluation=plain)
+    assert warmed.clock == (80 + 240) // 8  # the learner observed the logged ticks and the streamed ones
+    assert evaluation.user_steps == 240 and evaluation.ticks == 30 and evaluation.regret_steps == 8 * 15
+    assert (warmed.model.gram != cold.model.gram).any()  # it learnt from the logged slates
+    assert evaluation.summary() != plain.summary()  # and streams from where the warmup left it
+    zero = StreamingEvaluation(every=5, regret_every=2)
+    linucb_run(evaluation=zero, warmup=(Logged, 0))
+    assert zero.summary() == plain.summary()  # a warmup of 0 steps is no warmup
+
+
+def crashing(task, fatal: int = 6) -> PopularityAgent:
+    """A popularity logging policy whose process dies when it is asked for its ``fatal``-th slate."""
+    policy, act, asked = PopularityAgent(task), PopularityAgent.act, []
+
+    def act_or_die(obs, explore: bool = True):
+        asked.append(True)
+        if len(asked) == fatal:
+            raise KeyboardInterrupt
+        return act(policy, obs, explore)
+
+    policy.act = act_or_die
+    return policy
+
+
+def test_the_logged_slates_are_the_policys_and_a_warmup_resumed_from_inside_continues_it(tmp_path):
+    env = make_env()
+    agent, policy = LinUCBAgent(Task.of(env), seed=0, label=Immediate()), Logged(Task.of(env))
+    shown = []
+    observe = agent.observe
+    agent.observe = lambda transition: shown.append(transition.action) or observe(transition)
+    run_online(agent, env, 16, seed=3, progress=False, warmup=Warmup(policy, 24))
+    assert len(policy.served) == 3 and len(shown) == 5
+    for logged, seen in zip(policy.served, shown[:3], strict=True):
+        np.testing.assert_array_equal(logged, seen)
+    first, resumed, uninterrupted = (StreamingEvaluation(every=4, regret_every=3) for _ in range(3))
+    env, checkpoints = make_env(), Checkpoints(tmp_path)
+    agent = LinUCBAgent(Task.of(env), seed=0, label=Immediate())
+    with pytest.raises(KeyboardInterrupt):  # at tick 6 of the warmup's 10
+        run_online(agent, env, 200, seed=3, progress=False, stream=first, checkpoints=checkpoints, checkpoint_every=8,
+                   warmup=Warmup(crashing(Task.of(env)), 80))  # fmt: skip
+    assert checkpoints.latest().name.endswith("40") and first.user_steps == 0
+    again = linucb_run(200, resumed, checkpoints, warmup=(PopularityAgent, 80))
+    straight = linucb_run(200, uninterrupted, warmup=(PopularityAgent, 80))
+    assert resumed.summary() == uninterrupted.summary()
+    np.testing.assert_array_equal(again.model.gram, straight.model.gram)
+
+
+def test_a_bad_warmup_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"train.warmup_steps=-8; expected an integer >= 0"):
+        Warmup(RandomAgent.__new__(RandomAgent), -8)
