@@ -136,7 +136,7 @@ class Raters:
             self._fit_bias_variance(raw)
 
     def _consensus(self, u, i, r, rho) -> np.ndarray:
-        """``μ_i`` ``(num_items,)``: the reliability-weighted mean de-biased rating, with ``κ`` pseudo-ratings at ``m``."""
+        """``μ_i`` ``(num_items,)``: the reliability-weighted mean de-biased rating, ``κ`` pseudo-ratings at ``m``."""
         size = len(self.consensus)
         total = np.bincount(i, rho * (r - self.bias[u]), size) + ITEM_PRIOR * self.mean
         return total / (np.bincount(i, rho, size) + ITEM_PRIOR)
