@@ -14,17 +14,21 @@ It is fitted by EM-style alternating updates over all ratings logged so far, eac
 
 - spam posterior (the E-step of a two-class mixture, as Dawid & Skene, *Maximum likelihood estimation of observer
   error-rates using the EM algorithm*, Appl. Statist. 1979, do per rater):
-  ``P_u = σ(logit π + Σ_n a_n [log(1/K) − log(Δ · φ(e_n; 0, s²))])``, ``e_n = r_n − μ_i − b_u``, ``Δ`` the scale's
-  step (the honest model's chance of a star value), ``π`` the mean of ``P_u``;
+  ``P_u = σ(logit π + n_u log(1/(K Δ)) − log N(e_u; 0, s² I + τ² 11ᵀ))``, ``e_u`` the user's offsets from the
+  consensus (their bias integrated out), ``Δ`` the scale's step (the honest density times ``Δ`` is its chance of a
+  star value), ``π`` the mean of ``P_u``;
 - reliability ``ρ_u = (1 − P_u) · min(1, s² / σ_u²)``: precision weighting as in Raykar et al., *Learning from
   crowds*, JMLR 2010, §3 (an annotator's weight its precision ``1/σ_u²``, relative to the population's);
 - consensus ``μ_i = (Σ_n a_n ρ_u (r_n − b_u) + κ m) / (Σ_n a_n ρ_u + κ)``;
 - bias, the regularised baseline of Koren (*Factorization meets the neighborhood*, KDD 2008, §2.1) with the
-  empirical-Bayes penalty ``λ = s² / τ²``: ``b_u = Σ_n a_n (r_n − μ_i) / (Σ_n a_n + λ)``, ``τ²`` by the method of
-  moments over honest users, ``Σ_u h_u (ē_u² − s²/n_u) / Σ_u h_u`` with ``h_u = 1 − P_u`` and ``ē_u`` the user's
-  mean residual;
+  empirical-Bayes penalty ``λ = s² / τ²``: ``b_u = Σ_n a_n e_n / (n_u + λ)``, ``e_n = r_n − μ_i``, ``n_u = Σ a_n``;
+  ``τ²`` by the method of moments over honest users, ``Σ_u h_u (ē_u² − s²/n_u) / Σ_u h_u`` with ``h_u = 1 − P_u``
+  and ``ē_u`` the user's mean offset;
 - variance, the conjugate update of the scaled-inverse-χ² prior (Gelman et al., *Bayesian Data Analysis*, 3rd ed.,
-  §2.6): ``σ_u² = (ν₀ s² + Σ_n a_n e_n²) / (ν₀ + Σ_n a_n)``; ``s² = Σ_n a_n ρ_u e_n² / Σ_n a_n ρ_u``.
+  §2.6) on the user's within-user sum of squares ``W_u = Σ_n a_n (e_n − ē_u)²``:
+  ``σ_u² = (ν₀ s² + W_u) / (ν₀ + n_u − 1)``; the pooled ``s² = Σ_u h_u W_u / Σ_u h_u (n_u − 1)`` (the one-way
+  ANOVA within-group estimate: each user's own mean costs a degree of freedom, so ``s²`` cannot collapse on users
+  with few ratings).
 
 What a learner does with it: trains on de-biased ratings ``r − b_u`` weighted by ``ρ_u`` (:meth:`Raters.debias`,
 :meth:`Raters.reliability`), predicts ``f + b_u`` for a user (:meth:`Raters.personalise`), or replaces a rating by
@@ -118,22 +122,21 @@ class Raters:
         u, i, r, a = self.users[held], self.items[held], self.ratings[held], self.weights[held]
         if not len(r):
             return
-        self.rated = np.bincount(u, a, len(self.bias))
+        size = len(self.bias)
+        self.rated = n = np.bincount(u, a, size)
         for _ in range(iterations):
             rho = self.reliability(u) * a
             self.mean = float(np.sum(rho * (r - self.bias[u])) / max(rho.sum(), 1e-9))
             self.consensus = self._consensus(u, i, r, rho)
             if not self.reliable:
                 continue
-            raw = np.bincount(u, a * (r - self.consensus[i]), len(self.bias))
-            self.bias = raw / (self.rated + self.pooled / self.bias_variance)
-            e = r - self.consensus[i] - self.bias[u]
-            self.pooled = max(float(np.sum(rho * e**2) / max(rho.sum(), 1e-9)), 1e-3)
-            self.variance = (VARIANCE_PRIOR * self.pooled + np.bincount(u, a * e**2, len(self.bias))) / (
-                VARIANCE_PRIOR + self.rated
-            )
-            self._fit_spam(u, a, e)
-            self._fit_bias_variance(raw)
+            e = r - self.consensus[i]  # each rating's offset from its item's consensus
+            s1, s2 = np.bincount(u, a * e, size), np.bincount(u, a * e**2, size)
+            within = np.maximum(s2 - s1**2 / np.maximum(n, 1e-9), 0.0)  # Σ a (e − ē_u)²
+            self._fit_pooled(n, s1, within)
+            self.bias = s1 / (n + self.pooled / self.bias_variance)
+            self.variance = (VARIANCE_PRIOR * self.pooled + within) / (VARIANCE_PRIOR + np.maximum(n - 1.0, 0.0))
+            self._fit_spam(n, s1, s2)
 
     def _consensus(self, u, i, r, rho) -> np.ndarray:
         """``μ_i`` ``(num_items,)``: the reliability-weighted mean de-biased rating, ``κ`` pseudo-ratings at ``m``."""
@@ -141,25 +144,32 @@ class Raters:
         total = np.bincount(i, rho * (r - self.bias[u]), size) + ITEM_PRIOR * self.mean
         return total / (np.bincount(i, rho, size) + ITEM_PRIOR)
 
-    def _fit_spam(self, u, a, e) -> None:
-        """``P_u`` from the log-likelihood ratio of uniform to honest ratings; ``π`` their mean over rated users."""
+    def _fit_pooled(self, n, s1, within) -> None:
+        """``s²``, the honest users' within-user variance (one degree of freedom spent on each user's own mean), and
+        ``τ²`` by the method of moments, ``Σ_u h_u (ē_u² − s²/n_u) / Σ_u h_u`` (each at least 10⁻³)."""
+        seen = n > 0
+        honest = (1.0 - self.spam) * seen
+        freedom = np.sum(honest * np.maximum(n - 1.0, 0.0))
+        if freedom > 0:
+            self.pooled = max(float(np.sum(honest * within) / freedom), 1e-3)
+        moments = (s1[seen] / n[seen]) ** 2 - self.pooled / n[seen]
+        self.bias_variance = max(float(np.sum(honest[seen] * moments) / max(honest[seen].sum(), 1e-9)), 1e-3)
+
+    def _fit_spam(self, n, s1, s2) -> None:
+        """``P_u`` from the log-likelihood ratio of uniform ratings to honest ones, the honest user's offsets
+        ``e ~ N(0, s² I + τ² 11ᵀ)`` with their bias integrated out (from ``n``, ``Σ a e``, ``Σ a e²`` per user);
+        ``π`` the mean of ``P_u`` over rated users."""
+        s, t = self.pooled, self.bias_variance
+        joint = s + n * t
+        honest_density = -0.5 * (
+            n * math.log(2 * math.pi) + (n - 1.0) * math.log(s) + np.log(joint) + (s2 - t * s1**2 / joint) / s
+        )
         step = float(np.min(np.diff(self.stars)))
-        honest = math.log(step) - 0.5 * math.log(2 * math.pi * self.pooled) - e**2 / (2 * self.pooled)
-        ratio = np.bincount(u, a * (-math.log(len(self.stars)) - honest), len(self.bias))
+        ratio = n * (math.log(1.0 / len(self.stars)) - math.log(step)) - honest_density
         prior = math.log(self.spam_prior / (1 - self.spam_prior))
         self.spam = 1.0 / (1.0 + np.exp(-np.clip(prior + ratio, -50.0, 50.0)))
-        seen = self.rated > 0
+        seen = n > 0
         self.spam_prior = float(np.clip(self.spam[seen].mean(), 1e-3, 0.5)) if seen.any() else self.spam_prior
-
-    def _fit_bias_variance(self, raw: np.ndarray) -> None:
-        """``τ²`` by the method of moments over honest rated users (at least 10⁻³)."""
-        seen = self.rated > 0
-        if not seen.any():
-            return
-        mean_residual = raw[seen] / self.rated[seen]
-        honest = 1.0 - self.spam[seen]
-        moments = mean_residual**2 - self.pooled / self.rated[seen]
-        self.bias_variance = max(float(np.sum(honest * moments) / max(honest.sum(), 1e-9)), 1e-3)
 
     # ------------------------------------------------------------------ using it
 
