@@ -74,7 +74,7 @@ def test_every_feedback_and_delay_option_builds_a_training_env(feedback, delay):
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes(experiment):
     cfg = composed(f"experiment={experiment}", hydra_config=True)
-    assert cfg.hydra.mode.name == "MULTIRUN" and "feedback" in cfg.hydra.sweeper.params
+    assert cfg.hydra.mode.name == "MULTIRUN" and "seed" in cfg.hydra.sweeper.params
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "local_processes", "slurm_cpu", "ray_local"])

@@ -30,14 +30,16 @@ def cache_dir(tmp_path_factory) -> str:
 
 
 class ConstantStars(RandomAgent):
-    """Random slates; predicts ``stars`` for every shown item."""
+    """Random slates; predicts ``stars`` for the top item of a slate, ``below`` (default: ``stars``) for the others."""
 
-    def __init__(self, task, seed: int = 0, stars: float = 3.0) -> None:
+    def __init__(self, task, seed: int = 0, stars: float = 3.0, below: float | None = None) -> None:
         super().__init__(task, seed)
-        self.stars = stars
+        self.stars, self.below = stars, stars if below is None else below
 
     def predict(self, obs, action):
-        return {"rating": np.full(action.shape, self.stars)}
+        stars = np.full(action.shape, self.below)
+        stars[:, 0] = self.stars
+        return {"rating": stars}
 
 
 def eval_env(**kwargs):
@@ -69,6 +71,8 @@ def test_the_honest_rating_error_is_the_rmse_of_the_prediction_against_the_given
     assert three["rating_mean"] == four["rating_mean"]
     difference = four["rating_rmse_honest"] ** 2 - three["rating_rmse_honest"] ** 2
     assert difference == pytest.approx(7 - 2 * three["rating_mean"], abs=1e-6)  # the mean is float32
+    wild_below = evaluate(ConstantStars(Task.of(env), seed=0, below=100.0), env, seed=5, regret=False)
+    assert wild_below["rating_rmse_honest"] > 10 * three["rating_rmse_honest"]  # each rating meets its own slot
 
 
 @pytest.mark.parametrize("privacy", [None, 2.0])
@@ -91,6 +95,26 @@ def test_the_bert_agent_with_the_reliability_model_learns_raters_and_flags_spamm
 def _shown(env):
     obs, _ = env.reset(seed=9)
     return obs, np.tile(np.arange(3), (env.num_envs, 1))
+
+
+def test_the_linear_bandit_credits_ratings_shrunk_by_their_raters_reliability():
+    env = make_env(**UNRELIABLE)
+    agent = LinUCBAgent(Task.of(env), rater_model="reliability")
+    obs, _ = env.reset(seed=0)
+    agent.attach(env)
+    cleaned = []
+    for _ in range(20):
+        action = agent.act(obs)
+        step = Transition.of(env, obs, action, env.step(action))
+        raw = step.arrived_feedback()
+        credited, _ = agent.credit(step)
+        rated = (raw["kind"] == Signal.RATING) & (raw["value"] > 0)
+        users, items = raw["user_id"][rated].astype(np.int64), raw["item_index"][rated].astype(np.int64)
+        expected = agent.raters.raters.clean(users, items, raw["value"][rated].astype(np.float64))
+        np.testing.assert_allclose(credited["value"][rated], expected, rtol=1e-6)
+        cleaned.extend(credited["value"][rated] - raw["value"][rated])
+        obs = step.next_obs
+    assert np.abs(cleaned).max() > 0.1  # biases and reliabilities learnt along the way change the credit
 
 
 def test_the_linear_bandit_credits_private_reports_by_their_unbiased_estimates():
