@@ -81,6 +81,15 @@ def test_the_naive_model_trusts_every_rater_alike():
     np.testing.assert_array_equal(raters.clean(users[:3], users[:3], np.array([1.0, 2.0, 5.0])), [1.0, 2.0, 5.0])
 
 
+def test_spam_detection_auc_scores_the_users_a_learner_has_judged():
+    spam = np.array([True, False, False, True, False])
+    assert spam_detection_auc(np.array([0.9, 0.1, 0.2, np.nan, 0.3]), spam) == 1.0  # the NaN user is not judged
+    assert spam_detection_auc(np.array([0.1, 0.9, 0.2, 0.5, 0.3]), spam) == pytest.approx(
+        1 / 3
+    )  # 2 of 6 pairs ranked right
+    assert spam_detection_auc(np.array([np.nan, 0.1, 0.2, np.nan, 0.3]), spam) is None  # no spammer among them
+
+
 def test_clean_ratings_are_debiased_and_shrunk_toward_the_consensus_by_unreliability():
     stream, (_, is_spam, _) = rating_stream()
     raters = learn("reliability", stream)
