@@ -128,13 +128,20 @@ class ReportMechanism:
         shares = counts / max(counts.sum(), 1.0)
         return (shares - self.category_other) / (self.category_keep - self.category_other)
 
-    def truthful(self, stars: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        """``P(x = y | y)`` ``(n,)``: the posterior chance that each reported rating value is the true category,
-        under the category prior ``prior`` ``(K,)`` (e.g. :meth:`frequencies`, clipped and renormalised)."""
+    def posterior_stars(self, stars: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For reported rating values ``stars`` ``(n,)`` under the category prior ``prior`` ``(K,)`` (e.g.
+        :meth:`frequencies`, clipped at 0 and renormalised): ``P(x ≥ 1 | y)`` ``(n,)``, the posterior chance that the
+        user rated at all, and ``E[stars(x) | y, x ≥ 1]`` ``(n,)``, the posterior mean of the stars they gave (Bayes'
+        rule with the likelihood ``P(y | x) = p`` if ``y = x`` else ``q``). Not unbiased: the Bayes estimate under the
+        population's shares, which at small ``ε`` stays near the population's mean rating, as it should."""
         prior = np.clip(np.asarray(prior, np.float64), 1e-9, None)
         prior = prior / prior.sum()
-        kept = self.category_keep * prior[self.category(stars)]
-        return kept / (kept + self.category_other * (1.0 - prior[self.category(stars)]))
+        likelihood = np.full((len(stars), self.categories), self.category_other)
+        likelihood[np.arange(len(stars)), self.category(stars)] = self.category_keep
+        joint = likelihood * prior  # (n, K) ∝ P(x | y)
+        rated = joint[:, 1:].sum(1)
+        mean = joint[:, 1:] @ np.asarray(self.star_values) / np.maximum(rated, 1e-300)
+        return rated / joint.sum(1), mean
 
     def unbiased_values(self, values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
         """Reported ``values`` of signal ``kinds`` (broadcastable) re-expressed so that ``value − neutral`` is an

@@ -9,8 +9,8 @@
 - on locally private feedback, learns the mechanism from the world's public settings
   (:class:`agents.private_feedback.ReportMechanism`) and replaces every report by its unbiased estimate where
   feedback is aggregated (item statistics, credit) and labelled (the click and value labels); private rating
-  reports enter the rater model weighted by the posterior chance that they are truthful, under the category shares
-  estimated without bias from all rating reports so far.
+  reports enter the rater model weighted by the posterior chance that the user rated, under the category shares
+  estimated without bias from all rating reports so far, each as the posterior mean of the stars given.
 """
 
 from __future__ import annotations
@@ -68,16 +68,17 @@ class RaterFeedback:
     # ------------------------------------------------------------------ learning
 
     def observe(self, records: np.ndarray) -> None:
-        """Log the ratings among arrived training ``records`` in the rater model (under privacy, each weighted by
-        the chance it is truthful)."""
+        """Log the ratings among arrived training ``records`` in the rater model (under privacy, each report of
+        stars as the posterior mean of the stars given, weighted by the posterior chance that the user rated:
+        :meth:`agents.private_feedback.ReportMechanism.posterior_stars`)."""
         rated = rating_records(records)
-        weight = None
+        stars, weight = rated["value"].astype(np.float64), None
         if self.mechanism is not None:
             reports = records[records["kind"] == Signal.RATING]
             self.reports += np.bincount(self.mechanism.category(reports["value"]), minlength=len(self.reports))
-            weight = self.mechanism.truthful(rated["value"], self.mechanism.frequencies(self.reports))
+            weight, stars = self.mechanism.posterior_stars(stars, self.mechanism.frequencies(self.reports))
         users, items = rated["user_id"].astype(np.int64), rated["item_index"].astype(np.int64)
-        self.raters.observe(users, items, rated["value"].astype(np.float64), weight)
+        self.raters.observe(users, items, stars, weight)
 
     def credit_records(self, records: np.ndarray) -> np.ndarray:
         """``records`` as a learner should aggregate them: unbiased estimates of private reports, or ratings

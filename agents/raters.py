@@ -10,7 +10,7 @@ component, every user's estimate shrunk toward the population's:
   scaled-inverse-χ² of ``ν₀`` degrees of freedom around the pooled honest variance ``s²``.
 
 It is fitted by EM-style alternating updates over all ratings logged so far, each rating weighted by ``a_n``
-(1, or under local privacy the chance the report is truthful), starting from the last fit:
+(1, or under local privacy the posterior chance that a report of stars comes from a rating), starting from the last fit:
 
 - spam posterior (the E-step of a two-class mixture, as Dawid & Skene, *Maximum likelihood estimation of observer
   error-rates using the EM algorithm*, Appl. Statist. 1979, do per rater):

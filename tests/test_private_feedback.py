@@ -120,3 +120,12 @@ def test_the_unbiased_click_rate_of_a_private_world_matches_its_true_click_rate(
     assert abs(clicks["value"].mean() - truth) > 20 * standard_error  # what a naive learner would count
     rated = m.unbiased_records(records[records["kind"] == Signal.RATING])
     assert np.isfinite(rated["value"]).all() and SIGNALS.binary[Signal.CLICK]
+
+
+def test_the_posterior_of_a_reported_rating_follows_the_report_at_large_epsilon_and_the_prior_at_small():
+    prior = np.array([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])  # not rated, then 1..5 stars alike
+    rated, mean = mechanism(12.0).posterior_stars(np.array([4.0, 0.0]), prior)
+    assert rated[0] == pytest.approx(1.0, abs=1e-3) and mean[0] == pytest.approx(4.0, abs=1e-3)
+    assert rated[1] == pytest.approx(0.0, abs=1e-3)  # reported "not rated"
+    rated, mean = mechanism(1e-3).posterior_stars(np.array([5.0]), prior)
+    assert rated[0] == pytest.approx(0.5, abs=1e-3) and mean[0] == pytest.approx(3.0, abs=1e-2)
