@@ -38,6 +38,9 @@ import numpy as np
 from envs.privacy import report_epsilon
 from envs.signals import SIGNALS, Role, Signal
 
+SHARE_PRIOR = 60.0
+"""Pseudo-observations of the uniform prior in :meth:`ReportMechanism.shares`."""
+
 
 @dataclass(frozen=True)
 class ReportMechanism:
@@ -128,9 +131,22 @@ class ReportMechanism:
         shares = counts / max(counts.sum(), 1.0)
         return (shares - self.category_other) / (self.category_keep - self.category_other)
 
+    def shares(self, counts: np.ndarray, pseudo: float = SHARE_PRIOR) -> np.ndarray:
+        """A prior ``(K,)`` of the true categories from the counts ``(K,)`` of reported ones: :meth:`frequencies`
+        clipped at 0 and renormalised, blended with uniform shares as a Dirichlet prior worth ``pseudo`` clean
+        observations would be, the reports counting as ``n (p − q)²`` clean ones (a report moves a category's share
+        estimate by ``1 / (p − q)`` of what a clean observation would, at ``(p − q)⁻²`` times the variance). Not
+        unbiased (a shrinkage estimate); it keeps the posterior of :meth:`posterior_stars` from trusting shares that
+        few reports can tell apart."""
+        counts = np.asarray(counts, np.float64)
+        estimate = np.clip(self.frequencies(counts), 0.0, None)
+        estimate = estimate / estimate.sum() if estimate.sum() > 0 else np.full(len(counts), 1.0 / len(counts))
+        information = counts.sum() * (self.category_keep - self.category_other) ** 2
+        return (information * estimate + pseudo / len(counts)) / (information + pseudo)
+
     def posterior_stars(self, stars: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For reported rating values ``stars`` ``(n,)`` under the category prior ``prior`` ``(K,)`` (e.g.
-        :meth:`frequencies`, clipped at 0 and renormalised): ``P(x ≥ 1 | y)`` ``(n,)``, the posterior chance that the
+        :meth:`shares`): ``P(x ≥ 1 | y)`` ``(n,)``, the posterior chance that the
         user rated at all, and ``E[stars(x) | y, x ≥ 1]`` ``(n,)``, the posterior mean of the stars they gave (Bayes'
         rule with the likelihood ``P(y | x) = p`` if ``y = x`` else ``q``). Not unbiased: the Bayes estimate under the
         population's shares, which at small ``ε`` stays near the population's mean rating, as it should."""

@@ -76,7 +76,7 @@ class RaterFeedback:
         if self.mechanism is not None:
             reports = records[records["kind"] == Signal.RATING]
             self.reports += np.bincount(self.mechanism.category(reports["value"]), minlength=len(self.reports))
-            weight, stars = self.mechanism.posterior_stars(stars, self.mechanism.frequencies(self.reports))
+            weight, stars = self.mechanism.posterior_stars(stars, self.mechanism.shares(self.reports))
         users, items = rated["user_id"].astype(np.int64), rated["item_index"].astype(np.int64)
         self.raters.observe(users, items, stars, weight)
 

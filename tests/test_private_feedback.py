@@ -129,3 +129,14 @@ def test_the_posterior_of_a_reported_rating_follows_the_report_at_large_epsilon_
     assert rated[1] == pytest.approx(0.0, abs=1e-3)  # reported "not rated"
     rated, mean = mechanism(1e-3).posterior_stars(np.array([5.0]), prior)
     assert rated[0] == pytest.approx(0.5, abs=1e-3) and mean[0] == pytest.approx(3.0, abs=1e-2)
+
+
+def test_the_prior_shares_trust_the_reports_as_far_as_their_information_goes():
+    truth = np.array([0.7, 0.02, 0.03, 0.05, 0.08, 0.12])
+    for epsilon, far in ((0.25, False), (6.0, True)):
+        m = mechanism(epsilon)
+        reported = m.category_other + (m.category_keep - m.category_other) * truth  # the reports' expected shares
+        shares = m.shares(reported * 20_000)
+        assert shares.sum() == pytest.approx(1.0) and (shares >= 0).all()
+        closer_to_truth = np.abs(shares - truth).sum() < np.abs(shares - 1 / 6).sum()
+        assert closer_to_truth == far, (epsilon, shares)
