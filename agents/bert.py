@@ -33,6 +33,7 @@ from agents.bert_settings import BertSettings
 from agents.examples import EventualLabels, ExampleLog
 from agents.labels import LabelStrategy, Wait
 from agents.persistence import Counters
+from agents.rater_feedback import RaterFeedback, rating_head_loss
 from agents.rating_report import held_out_rating_errors
 from agents.slates import build_slates
 from envs.feedback import EMPTY_FEEDBACK, opinion_text
@@ -110,6 +111,7 @@ class BertAgent(Agent):
         self.eventual = EventualLabels(s.buffer_size, task.slate_size) if self.label.eventual else None
         self.rewards = RewardWeights()
         self.item_stats = ItemStats(catalog.num_items)
+        self.raters = RaterFeedback(s.rater_model, num_users, catalog.num_items)
         self.clock, self.updates, self.unmatched = 0, 0, 0
         self.owed, self.trained_through = 0.0, 0  # examples owed to training; impressions counted into it
         self.released = EMPTY_FEEDBACK  # records released at the last session starts: their reward is paid next
@@ -131,6 +133,7 @@ class BertAgent(Agent):
                 f"of size {len(space.nvec)}"
             )
         self.replay.new_epoch()
+        self.raters.attach(env)
         self.catalog = base.catalog  # the served world's items (a churning world's new items are read from it)
 
     def items_published(self, published) -> None:
@@ -144,6 +147,7 @@ class BertAgent(Agent):
         attributes = torch.as_tensor(_attribute_matrix(self.catalog)[items], device=self.device)
         self.net.replace_items(index, torch.as_tensor(vectors, device=self.device), attributes)
         self.item_stats.forget(items)
+        self.raters.forget_items(items)
 
     # ------------------------------------------------------------------ acting
 
@@ -188,9 +192,11 @@ class BertAgent(Agent):
         items = np.take_along_axis(obs["candidates"], action, axis=1)
         outputs = self._heads(items, obs["history"], obs["user_id"][:, 0])
         click = self.label.calibrate(torch.sigmoid(outputs[..., HEADS.index("click")]))
-        purchase = torch.sigmoid(outputs[..., HEADS.index("purchase")])
-        stars = predicted_stars(outputs, self.global_rating)
-        return {"click": click.cpu().numpy(), "purchase": purchase.cpu().numpy(), "rating": stars.cpu().numpy()}
+        purchase = torch.sigmoid(outputs[..., HEADS.index("purchase")]).cpu().numpy()
+        stars = self.raters.personalise(
+            obs["user_id"][:, 0], predicted_stars(outputs, self.global_rating).cpu().numpy()
+        )
+        return {"click": click.cpu().numpy(), "purchase": purchase, "rating": stars}
 
     @torch.inference_mode()
     def _heads(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> torch.Tensor:
@@ -239,7 +245,9 @@ class BertAgent(Agent):
             self.clock - self.replay.step[positive],
             self.clock,
         )
-        self.item_stats.count_feedback(records[(rows >= 0) & ~self.replay.holdout[rows]])
+        training = records[(rows >= 0) & ~self.replay.holdout[rows]]
+        self.item_stats.count_feedback(self.raters.credit_records(training))
+        self.raters.observe(training)
         paid = np.concatenate([self.released, transition.feedback])  # the records whose reward this step pays
         self.rewards.observe(paid, np.asarray(transition.reward, np.float64))
         self.released = transition.released.copy()
@@ -342,6 +350,7 @@ class BertAgent(Agent):
         batch = self._user_batch(r.items[rows], r.item_stats[rows], r.history[rows], memory, r.step[rows][:, None])
         values = r.values[rows] if values is None else values
         labels = slate_labels(values, arrived, self.item_seconds[r.items[rows]], self.rewards.weights)
+        labels = self.raters.labels(labels, values, arrived, self.rewards.weights)
         if covered is not None:
             labels = {k: v & covered if k.endswith("_mask") else v for k, v in labels.items()}
         return batch, {k: torch.as_tensor(v, device=self.device) for k, v in labels.items()}
@@ -355,13 +364,16 @@ class BertAgent(Agent):
         on a minibatch of rated impressions, and one of the sentiment head on the (text, rating) pairs."""
         r = self.replay
         rated = np.argwhere((r.arrived_at[:, :, Signal.RATING] >= 0) & ~r.holdout[:, None] & (r.serial >= 0)[:, None])
+        rated = rated[r.values[rated[:, 0], rated[:, 1], Signal.RATING] > 0]  # a private "not rated" is no rating
         if not len(rated):
             return {}
-        self.global_rating = float(r.values[rated[:, 0], rated[:, 1], Signal.RATING].mean())
+        mean = self.raters.mean_rating
+        self.global_rating = float(r.values[rated[:, 0], rated[:, 1], Signal.RATING].mean()) if mean is None else mean
         rows = np.unique(rated[:, 0])
         rows = self.rng.choice(rows, min(RATING_BATCH, len(rows)), replace=False)
         batch, labels = self._training_batch(rows, r.arrived_at[rows] >= 0)
-        rating = head_losses(self.net(batch), labels, self.net.value_scale().item(), self.global_rating)["rating"]
+        labels, weights = self.raters.rating_labels(labels, r.user[rows])
+        rating = rating_head_loss(self.net(batch), labels, self.global_rating, weights, self.settings.rating_loss)
         self._step(self.settings.loss_weights.get("rating", 1.0) * rating)
         stats = {"rating_loss": rating.item()}
         pairs = rated[r.text[rated[:, 0], rated[:, 1]] >= 0]
@@ -378,7 +390,12 @@ class BertAgent(Agent):
     def _predicted_stars(self, rows: np.ndarray) -> np.ndarray:
         batch, _ = self._training_batch(rows, self.replay.arrived_at[rows] >= 0)
         with torch.inference_mode():
-            return predicted_stars(self.net(batch), self.global_rating).cpu().numpy()
+            stars = predicted_stars(self.net(batch), self.global_rating).cpu().numpy()
+        return self.raters.personalise(self.replay.user[rows], stars)
+
+    def spam_scores(self) -> np.ndarray | None:
+        """``(num_users,)`` the rater model's spam scores (NaN for users not rated yet), None under ``naive``."""
+        return self.raters.spam_scores()
 
     # ------------------------------------------------------------------ persistence
 
@@ -400,6 +417,7 @@ class BertAgent(Agent):
             **({} if self.eventual is None else {"eventual": self.eventual}),
             "rewards": self.rewards,
             "item_stats": self.item_stats,
+            "raters": self.raters,
             "counters": Counters(
                 self, ("clock", "updates", "unmatched", "global_rating", "released", "owed", "trained_through")
             ),

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from agents.rater_feedback import RATING_LOSSES
+from agents.raters import RATER_MODELS
 from models.network import FUSIONS, HEADS
 from models.text_tower import FINETUNE_MODES
 
@@ -39,6 +41,9 @@ class BertSettings:
             encodes with gradients (the others are read from the table), whose table rows it then refreshes.
         loss_weights: head name → weight of its loss.
         holdout_fraction: share of impressions held out to measure rating error (never trained on).
+        rater_model: ``"naive"`` (every rating and report taken as it comes) or ``"reliability"`` (per-user rating
+            bias, reliability and spam, and unbiased estimates of private reports; :mod:`agents.rater_feedback`).
+        rating_loss: the rating head's loss, ``"squared"`` or ``"huber"`` (robust to wild ratings).
         device: ``"cpu"``, ``"cuda"``, ... (None: the GPU when present).
         cpu_threads: torch intra-op threads when on the CPU (a process-wide setting: the agent's small
             matrices run fastest on one thread, and many threads stall on a shared machine); None
@@ -73,6 +78,8 @@ class BertSettings:
     text_items: int = 32
     loss_weights: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(HEADS, 1.0))
     holdout_fraction: float = 0.1
+    rater_model: str = "naive"
+    rating_loss: str = "squared"
     device: str | None = None
     cpu_threads: int | None = 1
 
@@ -81,6 +88,8 @@ class BertSettings:
             ("fusion", FUSIONS),
             ("finetune", FINETUNE_MODES),
             ("exploration", EXPLORATIONS),
+            ("rater_model", RATER_MODELS),
+            ("rating_loss", RATING_LOSSES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}")

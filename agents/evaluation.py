@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import ndcg_score
+from sklearn.metrics import ndcg_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from agents.base import Agent
@@ -38,6 +38,7 @@ class _Tally:
     fresh_shown: int = 0  # shown items younger than fresh_ticks
     fresh_clicks: int = 0  # consumptions of those
     items_shown: int = 0
+    honest_errors: list = field(default_factory=list)  # predicted − given stars, honest raters' ratings
 
 
 FRESH_TICKS = 60
@@ -72,7 +73,11 @@ def evaluate(
     sub-environment order, for paired comparisons of agents on the same seed). With item churn also
     ``cold_start_ctr`` (consumptions per shown item among shown items younger than ``fresh_ticks`` ticks, by
     ``obs["candidate_age"]``) and ``fresh_share`` (the share of shown items that young). Metrics that do not apply
-    are None (the churn metrics in a static catalogue).
+    are None (the churn metrics in a static catalogue). ``rating_rmse_honest``: the root mean squared error, in
+    stars, of the agent's predicted rating (``predict(obs, slates)["rating"]``, made before the step) against the
+    rating each honest (not spam) rater gives a shown item during the evaluation — their true rating, since the
+    evaluation's feedback is not privatised; the learner never trains on these sessions, so the error is held out;
+    None for an agent that predicts no rating, or when no honest rating arrived.
     """
     if env.num_envs < 1:
         raise ValueError(f"evaluation needs at least 1 episode, got {env.num_envs}")
@@ -100,10 +105,11 @@ def _evaluate(
         slates = agent.check_slates(np.asarray(agent.act(obs, explore=False)), batch)
         if with_regret:
             tally.regret.extend(regret(problem, slates)[active])
-        candidates, ages = obs["candidates"], obs["candidate_age"]
+        candidates, ages, before = obs["candidates"], obs["candidate_age"], obs
         obs, reward, terminated, truncated, info = env.step(slates)
         tell_published(agent, env)
         rows = np.flatnonzero(active)
+        _tally_honest_ratings(tally, agent, before, slates, rows, base.delivered.arrived, base.sim.population.spam)
         returns[rows] += reward[rows]
         lengths[rows] += 1
         _tally_step(tally, rows, slates, candidates, utility, info, base.delivered, base.catalog.categories)
@@ -115,7 +121,38 @@ def _evaluate(
     churns = base.sim.pool is not None
     metrics["cold_start_ctr"] = tally.fresh_clicks / tally.fresh_shown if churns and tally.fresh_shown else None
     metrics["fresh_share"] = tally.fresh_shown / max(tally.items_shown, 1) if churns else None
+    errors = np.asarray(tally.honest_errors)
+    metrics["rating_rmse_honest"] = float(np.sqrt(np.mean(errors**2))) if len(errors) else None
     return metrics
+
+
+def _tally_honest_ratings(tally, agent, obs, slates, rows, records, spam) -> None:
+    """Add the errors of ``agent``'s predicted stars for the items of ``slates`` that honest raters (not
+    ``spam`` ``(U,)``) of the active ``rows`` rated in this step's ``records`` (no delays in an evaluation: a
+    rating arrives in the step its item is shown)."""
+    if not callable(getattr(agent, "predict", None)):
+        return
+    rated = records[(records["kind"] == Signal.RATING) & np.isin(records["env_index"], rows)]
+    rated = rated[~spam[rated["user_id"]]]
+    if not len(rated):
+        return
+    predicted = agent.predict(obs, slates).get("rating")
+    if predicted is not None:
+        given = rated["value"].astype(np.float64)
+        tally.honest_errors.extend(predicted[rated["env_index"], rated["position"]] - given)
+
+
+def spam_detection_auc(scores: np.ndarray | None, spam: np.ndarray) -> float | None:
+    """ROC AUC of a learner's spam ``scores`` ``(U,)`` (NaN for users it has no ratings of) against the simulator's
+    truth ``spam`` ``(U,)`` bool, over the users it scored; None when it keeps no scores or those users are not of
+    both kinds."""
+    if scores is None:
+        return None
+    scored = ~np.isnan(scores)
+    truth = np.asarray(spam, bool)[scored]
+    if truth.all() or not truth.any():
+        return None
+    return float(roc_auc_score(truth, scores[scored]))
 
 
 def _tally_fresh(tally, rows, slates, ages, choice, fresh_ticks: int) -> None:

@@ -31,6 +31,7 @@ from agents.credit import FeedbackAgent, record_credit
 from agents.examples import LIVE, SILENT, ExampleLog
 from agents.labels import POSITIVES, Immediate, LabelStrategy
 from agents.persistence import Counters
+from agents.rater_feedback import RaterFeedback
 from envs.registry import get_domain
 from envs.signals import Signal
 from models.replay import first_occurrences
@@ -118,6 +119,9 @@ class LinearBandit(FeedbackAgent):
         feedback_window: impressions remembered for crediting late feedback (and copies waiting to be
             trainable: up to four per impression).
         update_every: batched steps between solves of the regression (``O(D³)`` each).
+        rater_model: ``"naive"`` or ``"reliability"`` (:mod:`agents.rater_feedback`): whether arrived records are
+            credited as they come, or with ratings de-biased and shrunk by their rater's reliability and private
+            reports replaced by unbiased estimates. Either way the rater model predicts the ratings.
 
     Attributes:
         model: the :class:`RidgeRegression`, solved by :meth:`update`.
@@ -131,6 +135,7 @@ class LinearBandit(FeedbackAgent):
         label: LabelStrategy | None = None,
         feedback_window: int = 16384,
         update_every: int = 1,
+        rater_model: str = "naive",
     ) -> None:
         if not ridge > 0:
             raise ValueError(f"ridge={ridge!r}; expected a number > 0")
@@ -150,6 +155,20 @@ class LinearBandit(FeedbackAgent):
             raise ValueError(f"label.positive='purchase', but the {task.domain} domain has no purchase signal")
         self.examples = ExampleLog(self.label, 4 * self.feedback_window, learns=POSITIVES)
         self.clock, self.stale = 0, 0
+        num_users = int(task.observation_space["user_id"].high.max()) + 1
+        self.raters = RaterFeedback(rater_model, num_users, task.catalog.num_items)
+
+    def attach(self, env) -> None:
+        super().attach(env)
+        self.raters.attach(env)
+
+    def credit(self, transition: Transition) -> tuple[np.ndarray, np.ndarray]:
+        """The arrived records ``(E,)`` as the rater model has them credited, and the reward each carries ``(E,)``;
+        their ratings are logged in the rater model."""
+        records, _ = super().credit(transition)
+        self.raters.observe(records)
+        records = self.raters.credit_records(records)
+        return records, record_credit(records, self.weights)
 
     @property
     def theta(self) -> np.ndarray:
@@ -235,11 +254,21 @@ class LinearBandit(FeedbackAgent):
         mean ``x·θ`` of its label through the clipped identity link, calibrated by the label strategy; keyed
         ``click`` under ``consumption`` (the model regresses credit, so this ranks items as the model does but is
         calibrated only where a consumption's credit is about 1), ``purchase`` under ``purchase`` (a linear
-        probability model of the conversion)."""
+        probability model of the conversion); and ``rating`` ``(B, k)``, the stars the rater model predicts
+        (:meth:`agents.raters.Raters.predict`)."""
         items = np.take_along_axis(obs["candidate_features"], action[..., None], axis=1)
         mean = interactions(self.context.describe(obs), items) @ self.theta
         head = "click" if self.label.positive == "consumption" else "purchase"
-        return {head: self.label.calibrate(np.clip(mean, 1e-6, 1.0 - 1e-6))}
+        shown = np.take_along_axis(obs["candidates"], action, axis=1)
+        users = np.broadcast_to(obs["user_id"][:, :1], shown.shape)
+        return {
+            head: self.label.calibrate(np.clip(mean, 1e-6, 1.0 - 1e-6)),
+            "rating": self.raters.raters.predict(users, shown),
+        }
+
+    def spam_scores(self) -> np.ndarray | None:
+        """``(num_users,)`` the rater model's spam scores (NaN for users not rated yet), None under ``naive``."""
+        return self.raters.spam_scores()
 
     def _x(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """``x`` ``(n, D)`` of the shown items ``(rows, pos)`` ``(n,)`` of the impression log."""
@@ -253,7 +282,12 @@ class LinearBandit(FeedbackAgent):
         return {"stale_records": float(self.stale), "theta_norm": float(np.linalg.norm(self.theta))}
 
     def hyperparameters(self) -> dict:
-        return {"ridge": self.ridge, "feedback_window": self.feedback_window, "label": self.label.describe()}
+        return {
+            "ridge": self.ridge,
+            "feedback_window": self.feedback_window,
+            "label": self.label.describe(),
+            "rater_model": self.raters.model,
+        }
 
     def components(self) -> dict:
         return {
@@ -261,5 +295,6 @@ class LinearBandit(FeedbackAgent):
             "model": self.model,
             "impressions": self.impressions,
             "examples": self.examples,
+            "raters": self.raters,
             "counters": Counters(self, ("clock", "stale")),
         }

@@ -14,10 +14,10 @@ once. Every ``every`` ticks (batched steps) a window closes and is scored per he
 - ``rmse`` of the predicted stars over the items that will be rated (``rating``).
 
 A learner speaks for the heads it has through ``predict(obs, action) -> {head: (B, k)}`` (the BERT agent: click and
-rating; the linear bandits: click, or purchase under ``label.positive=purchase``); a learner without ``predict``, or
-a head it does not predict, has no metric (None in ``metrics.json``). The mean over windows is
-``stream_<metric>_<head>``; each window is a point of the TensorBoard curve ``stream/<metric>_<head>``. Masked slots
-(a repeat that showed nothing) are not scored.
+rating; the linear bandits: click, or purchase under ``label.positive=purchase``, and rating from their rater
+model); a learner without ``predict``, or a head it does not predict, has no metric (None in ``metrics.json``). The
+mean over windows is ``stream_<metric>_<head>``; each window is a point of the TensorBoard curve
+``stream/<metric>_<head>``. Masked slots (a repeat that showed nothing) are not scored.
 
 Alongside, what the learner pays while it waits: ``online_reward_mean`` (the training env's reward per user-step)
 and ``online_regret_mean`` (the expected reward the step's best slate would have earned beyond the shown one,

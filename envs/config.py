@@ -36,6 +36,7 @@ class SimConfig:
             (raters favour them), in [0, 1].
         rating_propensity: mean chance that a user rates a consumed item.
         spam_fraction: share of users who rate uniformly at random.
+        rating_bias_spread: standard deviation of the users' rating bias (harsh < 0 < generous), in stars.
         privacy_epsilon: ε of local differential privacy on feedback values, or None (off).
         delays: signal name → delay spec, ``"none"`` for no delays, or None for the domain's defaults.
         delay_scale: multiplies every delay mean (sweeps use 0, 0.5, 2, ...).
@@ -84,6 +85,7 @@ class SimConfig:
     rating_heaping: float = 0.0
     rating_propensity: float = 0.04
     spam_fraction: float = 0.02
+    rating_bias_spread: float = 0.4
     privacy_epsilon: float | None = None
     delays: Mapping[str, object] | str | None = None
     delay_scale: float = 1.0
@@ -136,6 +138,7 @@ class SimConfig:
         _require_range("position_bias", self.position_bias, 0.0, 1.0, low_open=True)
         for name in ("rating_noise", "delay_scale", "drift_rate", "fatigue_weight", "quality_weight"):
             _require_range(name, getattr(self, name), 0.0, float("inf"))
+        _require_range("rating_bias_spread", self.rating_bias_spread, 0.0, float("inf"))
         if self.privacy_epsilon is not None:
             _require_range("privacy_epsilon", self.privacy_epsilon, 0.0, float("inf"), low_open=True)
         if not (self.delays is None or self.delays == "none" or isinstance(self.delays, Mapping)):

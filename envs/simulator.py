@@ -208,6 +208,7 @@ class Simulator:
                 mean_patience=config.patience,
                 mean_rating_propensity=config.rating_propensity,
                 spam_fraction=config.spam_fraction,
+                rating_bias_spread=config.rating_bias_spread,
             ),
         )
         if len(self.population) != config.num_users or self.population.interests.shape[1] != self.catalog.num_topics:

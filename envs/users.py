@@ -22,6 +22,7 @@ class UserParams:
     mean_patience: float = 30.0  # session time budget, in steps (an item consumed in full costs 2)
     mean_rating_propensity: float = 0.04  # chance of rating a consumed item
     spam_fraction: float = 0.02  # users who rate at random
+    rating_bias_spread: float = 0.4  # standard deviation of the users' rating bias, in stars
     click_temperature: tuple[float, float] = (0.6, 1.2)  # range of choice noise (softmax temperature)
 
 
@@ -48,7 +49,7 @@ class Population:
         np.put_along_axis(interests, favourites, rng.uniform(1.0, 2.0, (num_users, p.favourite_topics)), axis=1)
         self.initial_interests = interests.astype(np.float32)
         self.interests = self.initial_interests.copy()
-        self.rating_bias = rng.normal(0.0, 0.4, num_users).astype(np.float32)
+        self.rating_bias = rng.normal(0.0, p.rating_bias_spread, num_users).astype(np.float32)
         self.rating_propensity = _propensities(p.mean_rating_propensity, num_users, rng)
         self.patience = rng.gamma(4.0, p.mean_patience / 4.0, num_users).astype(np.float32)
         self.no_click_utility = rng.normal(1.0, 0.3, num_users).astype(np.float32)

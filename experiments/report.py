@@ -46,8 +46,18 @@ from scipy import stats
 from scipy.stats import nct
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-COLUMNS = ("normalized_score", "episode_reward_mean", "ctr", "rating_mean", "regret_mean", "ndcg_at_k", "coverage")
-LOWER_IS_BETTER = {"regret_mean"}
+COLUMNS = (
+    "normalized_score",
+    "episode_reward_mean",
+    "ctr",
+    "rating_mean",
+    "regret_mean",
+    "ndcg_at_k",
+    "coverage",
+    "rating_rmse_honest",
+    "spam_detection_auc",
+)
+LOWER_IS_BETTER = {"regret_mean", "rating_rmse_honest"}
 DELAY_ORDER = ("none", "short", "realistic", "long", "very_long")
 FLOOR, CEILING = "vanilla", "oracle"
 """The label strategies R-AUC is measured between (``conf/label/``)."""

@@ -9,10 +9,12 @@ interpolations that carry the feedback strategy's defaults into ``env.*`` and ``
 ``resolved_config.yaml`` (the same config resolved: every value the run was built with), ``tb/``
 (TensorBoard: training curves, ``eval/*``, HParams and the config as a table), ``checkpoints/``,
 ``metrics.json`` (the policy evaluation's metrics, :mod:`agents.evaluation`, and the streaming evaluation's during
-training, :mod:`agents.stream`: ``stream_*``, ``online_reward_mean``, ``online_regret_mean``; or ``failure.json``
-when the job failed); returns ``cfg.objective`` for Hydra sweepers. ``train.warmup_steps`` user-steps of a logged
-period served by ``train.warmup_policy`` (random or popularity) come before the ``train.steps`` that are streamed
-and scored (:class:`agents.loop.Warmup`); ``env_steps`` counts both.
+training, :mod:`agents.stream`: ``stream_*``, ``online_reward_mean``, ``online_regret_mean``; the held-out
+``rating_rmse_honest`` and ``spam_detection_auc``, the learner's spam scores against the simulator's spammers,
+:func:`agents.evaluation.spam_detection_auc`; or ``failure.json`` when the job failed); returns ``cfg.objective``
+for Hydra sweepers. ``train.warmup_steps`` user-steps of a logged period served by ``train.warmup_policy`` (random
+or popularity) come before the ``train.steps`` that are streamed and scored (:class:`agents.loop.Warmup`);
+``env_steps`` counts both.
 ``resume=true`` continues from the last checkpoint of the same output directory.
 
 How settings combine: a group supplies defaults, and a value on the command line always wins (Hydra applies
@@ -47,7 +49,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents.base import Agent, Task
 from agents.checkpoint import CheckpointError, Checkpoints
-from agents.evaluation import evaluate, normalized_score
+from agents.evaluation import evaluate, normalized_score, spam_detection_auc
 from agents.loop import Warmup, train
 from agents.oracle import OracleAgent
 from agents.popularity import PopularityAgent
@@ -87,6 +89,8 @@ METRICS = (
     *ONLINE_NAMES,
     "cold_start_ctr",
     "fresh_share",
+    "rating_rmse_honest",
+    "spam_detection_auc",
 )
 
 
@@ -232,6 +236,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
             metrics["episode_reward_mean"], floor["episode_reward_mean"], ceiling["episode_reward_mean"]
         )
     metrics.update(stream.summary())
+    scores = agent.spam_scores() if callable(getattr(agent, "spam_scores", None)) else None
+    metrics["spam_detection_auc"] = spam_detection_auc(scores, train_env.unwrapped.sim.population.spam)
     wall = time.perf_counter() - start
     metrics.update(
         env_steps=steps,

@@ -249,7 +249,8 @@ class ItemStats:
     def count_feedback(self, records: np.ndarray) -> None:
         """Add arrived ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) to their items' counts."""
         kinds = records["kind"].astype(np.int64)
-        np.add.at(self.consumed, records["item_index"][np.isin(kinds, SIGNALS.with_role(Role.CONSUMPTION))], 1.0)
+        consumption = np.isin(kinds, SIGNALS.with_role(Role.CONSUMPTION))  # by value: 1 each, unless estimated
+        np.add.at(self.consumed, records["item_index"][consumption], records["value"][consumption])
         np.add.at(self.feedback, (records["item_index"], kinds), records["value"] - SIGNALS.neutral[kinds])
 
     def features(self, items: np.ndarray, worth: np.ndarray) -> np.ndarray:

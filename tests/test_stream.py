@@ -130,8 +130,9 @@ def test_a_learners_run_reports_every_streaming_and_online_metric_without_changi
         "stream_auc_click",
         "stream_pr_auc_click",
         "stream_nll_click",
+        "stream_rmse_rating",
         *ONLINE_NAMES,
-    }  # fmt: skip  (LinUCB predicts no purchase nor rating; news has no purchases)
+    }  # fmt: skip  (LinUCB predicts no purchase, and rates by its rater model; news has no purchases)
     assert 0.0 <= summary["stream_auc_click"] <= 1.0 and summary["online_regret_mean"] > 0
     assert evaluation.regret_steps == 8 * 15 and evaluation.user_steps == 240  # every other of 30 ticks
     np.testing.assert_array_equal(streamed.model.gram, plain.model.gram)  # the evaluation perturbs nothing
