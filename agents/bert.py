@@ -30,13 +30,14 @@ import torch
 
 from agents.base import Agent, Task
 from agents.bert_settings import BertSettings
-from agents.examples import EventualLabels, ExampleLog
-from agents.labels import LabelStrategy, Wait
+from agents.examples import SILENT, EventualLabels, ExampleLog
+from agents.labels import POSITIVES, LabelStrategy, Wait
 from agents.persistence import Counters
 from agents.rater_feedback import RaterFeedback, rating_head_loss
 from agents.rating_report import held_out_rating_errors
 from agents.slates import build_slates
 from envs.feedback import EMPTY_FEEDBACK, opinion_text
+from envs.registry import get_domain
 from envs.signals import Signal
 from models.encoder import default_device
 from models.features import (
@@ -50,7 +51,7 @@ from models.features import (
     slate_labels,
 )
 from models.network import HEADS, RecommenderNet, UserBatch, expected_reward, head_losses, predicted_stars
-from models.replay import Engagements, FeedbackReplay
+from models.replay import Engagements, FeedbackReplay, first_occurrences
 from models.text_tower import TextTower
 
 RATING_EVAL_EVERY = 100
@@ -107,7 +108,10 @@ class BertAgent(Agent):
         num_users = int(task.observation_space["user_id"].high.max()) + 1
         history = task.observation_space["history"].shape[0]
         self.replay = FeedbackReplay(s.buffer_size, task.slate_size, history, s.memory_size, num_users, len(ITEM_STATS))
-        self.examples = ExampleLog(self.label, 2 * s.buffer_size)
+        if self.label.positive == "purchase" and Signal.PURCHASE not in get_domain(task.domain).implicit_signals:
+            raise ValueError(f"label.positive='purchase', but the {task.domain} domain has no purchase signal")
+        self.examples = ExampleLog(self.label, 2 * s.buffer_size, learns=POSITIVES)
+        self.positive_head = "click" if self.label.positive == "consumption" else "purchase"
         self.eventual = EventualLabels(s.buffer_size, task.slate_size) if self.label.eventual else None
         self.rewards = RewardWeights()
         self.item_stats = ItemStats(catalog.num_items)
@@ -183,20 +187,20 @@ class BertAgent(Agent):
 
     def score(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> np.ndarray:
         """Expected reward ``(B, M)`` of showing ``items`` ``(B, M)`` to ``users`` ``(B,)`` now."""
-        return expected_reward(self._heads(items, history, users), self.label.calibrate).cpu().numpy()
+        calibrate = self.label.calibrate if self.positive_head == "click" else None
+        return expected_reward(self._heads(items, history, users), calibrate).cpu().numpy()
 
     def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
-        """For the shown items of slates ``action`` ``(B, k)``: ``click`` ``(B, k)`` the probability of consumption
-        (the click head, calibrated by the label strategy), ``purchase`` ``(B, k)`` that of a purchase and
-        ``rating`` ``(B, k)`` the predicted stars."""
+        """For the shown items of slates ``action`` ``(B, k)``: ``click`` ``(B, k)`` the probability of consumption,
+        ``purchase`` ``(B, k)`` that of a purchase (the label strategy's positive calibrated by it) and ``rating``
+        ``(B, k)`` the predicted stars."""
         items = np.take_along_axis(obs["candidates"], action, axis=1)
         outputs = self._heads(items, obs["history"], obs["user_id"][:, 0])
-        click = self.label.calibrate(torch.sigmoid(outputs[..., HEADS.index("click")]))
-        purchase = torch.sigmoid(outputs[..., HEADS.index("purchase")]).cpu().numpy()
-        stars = self.raters.personalise(
-            obs["user_id"][:, 0], predicted_stars(outputs, self.global_rating).cpu().numpy()
-        )
-        return {"click": click.cpu().numpy(), "purchase": purchase, "rating": stars}
+        probability = {h: torch.sigmoid(outputs[..., HEADS.index(h)]) for h in ("click", "purchase")}
+        probability[self.positive_head] = self.label.calibrate(probability[self.positive_head])
+        stars = predicted_stars(outputs, self.global_rating).cpu().numpy()
+        stars = self.raters.personalise(obs["user_id"][:, 0], stars)
+        return {**{h: p.cpu().numpy() for h, p in probability.items()}, "rating": stars}
 
     @torch.inference_mode()
     def _heads(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> torch.Tensor:
@@ -238,6 +242,7 @@ class BertAgent(Agent):
         records = transition.arrived_feedback()
         rows, first = self.replay.join(records, self._text_ids(records["text_id"]), self.clock)
         self.unmatched += int((rows < 0).sum())
+        first = self._first_positives(records, rows, first)
         positive = rows[first]
         self.examples.positives(
             self.replay.serial[positive],
@@ -252,6 +257,16 @@ class BertAgent(Agent):
         self.rewards.observe(paid, np.asarray(transition.reward, np.float64))
         self.released = transition.released.copy()
         self.clock += 1
+
+    def _first_positives(self, records: np.ndarray, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: the arrived ``records`` that are their shown item's first positive of the label strategy:
+        under ``consumption`` its first record (``first``, from the join), under ``purchase`` its purchase record
+        with a value > 0 (a shown item is bought once)."""
+        if self.label.positive == "consumption":
+            return first
+        bought = self.label.positive_records(records) & (rows >= 0)
+        bought[bought] = first_occurrences(rows[bought] * self.task.slate_size + records["position"][bought])
+        return bought
 
     def _text_ids(self, text_id: np.ndarray) -> np.ndarray:
         """``(n,)`` the sentiment reader's ids of the records' review/comment texts, -1 where there is none."""
@@ -309,10 +324,7 @@ class BertAgent(Agent):
         rows = self.replay.row_of(ex.ref[chosen])
         covered = (ex.slot[chosen, None] < 0) | (ex.slot[chosen, None] == np.arange(k))
         if self.eventual is None:
-            values, arrived = (
-                self.replay.values[rows],
-                self.replay.arrived_by(rows, np.minimum(ex.as_of[chosen], self.observed)),
-            )
+            values, arrived = self.replay.values[rows], self._arrived_as_of(rows, ex.as_of[chosen])
         else:
             values, arrived = self.eventual.labels(ex.ref[chosen])
         batch, labels = self._training_batch(rows, arrived, covered, values)
@@ -321,8 +333,8 @@ class BertAgent(Agent):
             fresh, encoded = self.text.fresh_vectors(batch.items, self.rng, self.settings.text_items)
         self.net.track_labels(labels)
         outputs = self.net(batch, fresh)
-        click = torch.sigmoid(outputs[..., HEADS.index("click")]).detach().cpu().numpy()
-        weights = self.examples.weights(chosen, click, arrived.any(-1) & covered)
+        probability = torch.sigmoid(outputs[..., HEADS.index(self.positive_head)]).detach().cpu().numpy()
+        weights = self.examples.weights(chosen, probability, self._positive(values, arrived) & covered)
         weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         losses = head_losses(outputs, labels, self.net.value_scale().item(), self.global_rating, weights)
         total = sum(self.settings.loss_weights.get(h, 1.0) * losses[h] for h in IMPLICIT_HEADS)
@@ -331,6 +343,24 @@ class BertAgent(Agent):
             self.text.stepped()
             self.net.set_item_vectors(torch.as_tensor(self.text.vectors[encoded], device=self.device), encoded)
         return {"loss": total.item(), **{f"{h}_loss": losses[h].item() for h in IMPLICIT_HEADS}}
+
+    def _arrived_as_of(self, rows: np.ndarray, as_of: np.ndarray) -> np.ndarray:
+        """``(n, k, S)`` the feedback of replay ``rows`` that labels copies read as of ``as_of`` ``(n,)``. A negative
+        copy (:data:`agents.examples.SILENT`) is silent in the positive signal: in everything under
+        ``consumption``, in the purchase alone under ``purchase`` (its other signals as of now)."""
+        if self.label.positive == "consumption":
+            return self.replay.arrived_by(rows, np.minimum(as_of, self.observed))
+        arrived = self.replay.arrived_by(
+            rows, np.where(as_of == SILENT, self.observed, np.minimum(as_of, self.observed))
+        )
+        arrived[as_of == SILENT, :, Signal.PURCHASE] = False
+        return arrived
+
+    def _positive(self, values: np.ndarray, arrived: np.ndarray) -> np.ndarray:
+        """``(n, k)`` bool: the shown items whose ``arrived`` ``(n, k, S)`` feedback holds the strategy's positive."""
+        if self.label.positive == "consumption":
+            return arrived.any(-1)
+        return arrived[..., Signal.PURCHASE] & (values[..., Signal.PURCHASE] > 0)
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()

@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 
 from agents.base import Task, Transition
 from agents.bert import BertAgent
-from agents.labels import Immediate, Wait
+from agents.examples import SILENT
+from agents.labels import FakeNegativeWeighted, Immediate, Wait
 from agents.loop import run_online
 from agents.slates import build_slates
 from envs.domains.news import NEWS
@@ -436,3 +437,31 @@ def test_the_hydra_config_builds_the_agent(cache_dir):
     agent = instantiate(cfg.agent, _partial_=True)(task=Task.of(env), seed=0)
     assert isinstance(agent, BertAgent) and agent.settings.fusion == "multitask"
     assert isinstance(agent.settings.loss_weights, dict)
+
+
+def test_under_label_positive_purchase_the_purchase_is_the_positive_and_a_fake_negative_keeps_its_click(cache_dir):
+    env = make_env(num_envs=2, domain="Ecommerce")
+    agent = make_agent(env, cache_dir, label=FakeNegativeWeighted(positive="purchase"))
+    obs, _ = env.reset(seed=0)
+    agent.attach(env)
+    action = agent.act(obs)
+    shown = np.take_along_axis(obs["candidates"], action, axis=1)
+    step = lambda ids, feedback: Transition(  # noqa: E731
+        obs, action, np.zeros(2), np.zeros(2, bool), np.zeros(2, bool), {"impression_id": ids}, obs, feedback
+    )
+    click = records((100, 0, 1, shown[0, 1], Signal.CLICK, 1.0, -1))
+    agent.observe(step(np.array([100, 101]), click))
+    agent.observe(step(np.array([102, 103]), records()))
+    agent.observe(step(np.array([104, 105]), records()))
+    agent.observe(step(np.array([106, 107]), records((100, 0, 1, shown[0, 1], Signal.PURCHASE, 1.0, -1))))
+    delays = agent.examples.delays.counts
+    assert delays.sum() == 1 and delays[3] == 1  # the purchase, 3 steps after showing; the click is no positive
+    row = agent.replay.row_of(agent.examples.ref[:1])
+    negative = agent._arrived_as_of(row, np.array([SILENT]))
+    assert negative[0, 1, Signal.CLICK] and not negative[0, 1, Signal.PURCHASE]
+    assert set(agent.predict(obs, action)) == {"click", "purchase", "rating"}
+
+
+def test_a_purchase_positive_is_refused_in_a_domain_without_purchases(cache_dir):
+    with pytest.raises(ValueError, match=r"label.positive='purchase', but the news domain has no purchase signal"):
+        make_agent(make_env(num_envs=1), cache_dir, label=FakeNegativeWeighted(positive="purchase"))
