@@ -583,13 +583,13 @@ def test_the_bandits_under_purchase_predict_and_rank_by_the_purchase_probability
     env = gym.make_vec("FeedbackRec/Ecommerce-v0", num_envs=1, vectorization_mode="vector_entry_point", num_items=200,
                        num_users=20)  # fmt: skip
     obs, _ = env.reset(seed=2)
-    ((head, predicted),) = agent.predict(obs, agent.act(obs, explore=False)).items()
-    k = agent.task.slate_size
-    assert head == "purchase" and predicted.shape == (1, k)
+    predictions = agent.predict(obs, agent.act(obs, explore=False))
+    predicted, k = predictions["purchase"], agent.task.slate_size
+    assert set(predictions) == {"purchase", "rating"} and predicted.shape == (1, k)
     best = np.sort(agent.features(obs)[0] @ agent.theta)[::-1][:k]  # greedy: the k most likely purchases
     np.testing.assert_allclose(np.sort(predicted[0])[::-1], np.clip(best, 1e-6, 1 - 1e-6))
     consumption, _, _ = purchase_timeline(Immediate(), steps=2)
-    assert list(consumption.predict(obs, agent.act(obs, explore=False))) == ["click"]
+    assert set(consumption.predict(obs, agent.act(obs, explore=False))) == {"click", "rating"}
 
 
 def test_a_purchase_positive_is_refused_where_nothing_is_bought_or_by_a_learner_that_cannot_learn_it():
