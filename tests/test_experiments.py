@@ -116,12 +116,13 @@ def test_typos_and_bad_values_stop_before_any_work():
         run.validate(composed("train.warmup_steps=-1"))
 
 
-def sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+def sweep(tmp_path: Path, *overrides: str, experiment: str = "feedback_vs_delay_small") -> subprocess.CompletedProcess:
+    """Run ``experiment`` (a multirun) into ``tmp_path`` with ``overrides``."""
     return subprocess.run(
         [
             sys.executable,
             str(ROOT / "experiments" / "run.py"),
-            "experiment=feedback_vs_delay_small",
+            f"experiment={experiment}",
             f"hydra.sweep.dir={tmp_path}",
             *overrides,
         ],
@@ -249,11 +250,7 @@ def test_a_ratio_without_a_gap_or_with_one_seed_has_no_interval():
 
 @pytest.mark.slow
 def test_a_tiny_delay_correction_multirun_and_its_report(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "run.py"), "experiment=delay_correction_small",
-         f"hydra.sweep.dir={tmp_path}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=900,
-    )  # fmt: skip
+    result = sweep(tmp_path, experiment="delay_correction_small")
     assert result.returncode == 0, result.stderr[-3000:]
     text = report.report(tmp_path).read_text()
     section = text.split("## Delay correction")[1]

@@ -4,9 +4,6 @@ honest-rater metrics, and the tiny sweep of ``experiment=unreliable_feedback_sma
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -19,8 +16,8 @@ from agents.random import RandomAgent
 from envs.signals import Signal
 from experiments import report
 from tests.test_bert_agent import make_agent, make_env, train
+from tests.test_experiments import sweep
 
-ROOT = Path(__file__).resolve().parents[1]
 UNRELIABLE = {"num_users": 30, "rating_propensity": 0.8, "spam_fraction": 0.3, "rating_bias_spread": 1.0}
 
 
@@ -137,11 +134,7 @@ def test_the_linear_bandit_credits_private_reports_by_their_unbiased_estimates()
 
 @pytest.mark.slow
 def test_the_tiny_unreliable_feedback_sweep_runs_and_reports_the_new_metrics(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "run.py"), "experiment=unreliable_feedback_small",
-         f"hydra.sweep.dir={tmp_path}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=900,
-    )  # fmt: skip
+    result = sweep(tmp_path, experiment="unreliable_feedback_small")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = report.load_jobs(tmp_path)
     assert len(jobs) == 8 and all(job["metrics"] is not None for job in jobs)
