@@ -37,7 +37,6 @@ from agents.rater_feedback import RaterFeedback, rating_head_loss
 from agents.rating_report import held_out_rating_errors
 from agents.slates import build_slates
 from envs.feedback import EMPTY_FEEDBACK, opinion_text
-from envs.registry import get_domain
 from envs.signals import Signal
 from models.encoder import default_device
 from models.features import (
@@ -108,8 +107,7 @@ class BertAgent(Agent):
         num_users = int(task.observation_space["user_id"].high.max()) + 1
         history = task.observation_space["history"].shape[0]
         self.replay = FeedbackReplay(s.buffer_size, task.slate_size, history, s.memory_size, num_users, len(ITEM_STATS))
-        if self.label.positive == "purchase" and Signal.PURCHASE not in get_domain(task.domain).implicit_signals:
-            raise ValueError(f"label.positive='purchase', but the {task.domain} domain has no purchase signal")
+        self.label.check_domain(task.domain)
         self.examples = ExampleLog(self.label, 2 * s.buffer_size, learns=POSITIVES)
         self.positive_head = "click" if self.label.positive == "consumption" else "purchase"
         self.eventual = EventualLabels(s.buffer_size, task.slate_size) if self.label.eventual else None
@@ -334,7 +332,7 @@ class BertAgent(Agent):
         self.net.track_labels(labels)
         outputs = self.net(batch, fresh)
         probability = torch.sigmoid(outputs[..., HEADS.index(self.positive_head)]).detach().cpu().numpy()
-        weights = self.examples.weights(chosen, probability, self._positive(values, arrived) & covered)
+        weights = self.examples.weights(chosen, probability, self.label.positive_items(values, arrived) & covered)
         weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         losses = head_losses(outputs, labels, self.net.value_scale().item(), self.global_rating, weights)
         total = sum(self.settings.loss_weights.get(h, 1.0) * losses[h] for h in IMPLICIT_HEADS)
@@ -355,12 +353,6 @@ class BertAgent(Agent):
         )
         arrived[as_of == SILENT, :, Signal.PURCHASE] = False
         return arrived
-
-    def _positive(self, values: np.ndarray, arrived: np.ndarray) -> np.ndarray:
-        """``(n, k)`` bool: the shown items whose ``arrived`` ``(n, k, S)`` feedback holds the strategy's positive."""
-        if self.label.positive == "consumption":
-            return arrived.any(-1)
-        return arrived[..., Signal.PURCHASE] & (values[..., Signal.PURCHASE] > 0)
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()

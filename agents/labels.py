@@ -47,7 +47,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from envs.registry import get_domain
 from envs.signals import Signal
+from models.features import bought
 
 POSITIVES = ("consumption", "purchase")
 """The positive signals a strategy may be set on (``label.positive``)."""
@@ -122,6 +124,16 @@ class LabelStrategy:
     def __post_init__(self) -> None:
         if self.positive not in POSITIVES:
             raise ValueError(f"label positive={self.positive!r}; expected one of {POSITIVES}")
+
+    def check_domain(self, domain: str) -> None:
+        """Refuse a ``purchase`` positive in a ``domain`` whose users buy nothing."""
+        if self.positive == "purchase" and Signal.PURCHASE not in get_domain(domain).implicit_signals:
+            raise ValueError(f"label.positive='purchase', but the {domain} domain has no purchase signal")
+
+    def positive_items(self, values: np.ndarray, arrived: np.ndarray) -> np.ndarray:
+        """``(n, k)`` bool: the shown items whose arrived feedback ``values``, ``arrived`` ``(n, k, S)`` holds the
+        positive: any record under ``consumption``, a purchase with a value > 0 under ``purchase``."""
+        return arrived.any(-1) if self.positive == "consumption" else bought(values, arrived)
 
     def positive_records(self, records: np.ndarray) -> np.ndarray:
         """``(E,)`` bool: which feedback ``records`` (:data:`envs.feedback.FEEDBACK_DTYPE`) are of the positive

@@ -32,8 +32,6 @@ from agents.examples import LIVE, SILENT, ExampleLog
 from agents.labels import POSITIVES, Immediate, LabelStrategy
 from agents.persistence import Counters
 from agents.rater_feedback import RaterFeedback
-from envs.registry import get_domain
-from envs.signals import Signal
 from models.replay import first_occurrences
 
 
@@ -151,8 +149,7 @@ class LinearBandit(FeedbackAgent):
         self.context = UserContext(task)
         self.model = RidgeRegression(1 + (PARTS + 1) * self.context.dim, ridge)
         self.impressions = ImpressionLog(self.feedback_window, PARTS * self.context.dim, task.slate_size)
-        if self.label.positive == "purchase" and Signal.PURCHASE not in get_domain(task.domain).implicit_signals:
-            raise ValueError(f"label.positive='purchase', but the {task.domain} domain has no purchase signal")
+        self.label.check_domain(task.domain)
         self.examples = ExampleLog(self.label, 4 * self.feedback_window, learns=POSITIVES)
         self.clock, self.stale = 0, 0
         num_users = int(task.observation_space["user_id"].high.max()) + 1

@@ -37,6 +37,7 @@ from agents.base import Transition
 from agents.examples import slate_outcome
 from agents.oracle import regret
 from envs.signals import Signal
+from models.features import bought
 
 PROBABILITY_HEADS = ("click", "purchase")
 """Heads scored as probabilities of a binary eventual label."""
@@ -52,7 +53,7 @@ def eventual_labels(transition: Transition, slate_size: int) -> dict[str, np.nda
     values, known = slate_outcome(ids, transition.eventual, slate_size)
     return {
         "click": known.any(-1),
-        "purchase": known[..., Signal.PURCHASE] & (values[..., Signal.PURCHASE] > 0),
+        "purchase": bought(values, known),
         "rating": np.where(known[..., Signal.RATING], values[..., Signal.RATING], np.nan),
     }
 

@@ -160,7 +160,6 @@ def slate_labels(
     always labelled.
     """
     consumed = arrived.any(-1)
-    bought = arrived[..., Signal.PURCHASE] & (values[..., Signal.PURCHASE] > 0)
     depth, depth_known = consumption_depth(values, arrived, seconds)
     rated = arrived[..., Signal.RATING]
     return {
@@ -172,9 +171,14 @@ def slate_labels(
         "rating_mask": rated,
         "depth": depth,
         "depth_mask": depth_known,
-        "purchase": bought.astype(np.float32),
+        "purchase": bought(values, arrived).astype(np.float32),
         "purchase_mask": np.ones_like(consumed),
     }
+
+
+def bought(values: np.ndarray, arrived: np.ndarray) -> np.ndarray:
+    """``(...)`` bool: the shown items whose arrived feedback ``(..., S)`` holds a purchase with a value > 0."""
+    return arrived[..., Signal.PURCHASE] & (values[..., Signal.PURCHASE] > 0)
 
 
 def feedback_value(values: np.ndarray, arrived: np.ndarray, worth: np.ndarray) -> np.ndarray:
