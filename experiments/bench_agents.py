@@ -42,6 +42,8 @@ AGENTS = {
     "ppo": lambda task: SB3Agent(task, algorithm="ppo", hyperparameters={"n_steps": 16, "batch_size": 256}),
 }
 PARTS = ("act", "env", "observe", "update")
+FINE_TUNING = ("bert-lora", "bert-adalora")
+"""Agents that fine-tune the encoder: measured over at most 40 batched steps (they are slow)."""
 
 
 def make_env(sessions: int, features):
@@ -119,7 +121,7 @@ def main() -> None:
     for sessions in (int(s) for s in args.sessions.split(",")):
         alone = env_rate(sessions, args.steps)
         for name in names:
-            steps = args.steps if name == "bert" or not name.startswith("bert") else min(args.steps, 40 * sessions)
+            steps = min(args.steps, 40 * sessions) if name in FINE_TUNING else args.steps
             rate, parts = loop_rate(name, sessions, steps, **settings)
             split = "  ".join(f"{part} {ms:.1f}" for part, ms in parts.items())
             print(f"{name:<10}{sessions:>9}{rate:>14,.0f}{alone:>12,.0f}   {split}", flush=True)
