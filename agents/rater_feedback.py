@@ -92,7 +92,10 @@ class RaterFeedback:
     def labels(self, labels: dict, values: np.ndarray, arrived: np.ndarray, worth: np.ndarray) -> dict:
         """:func:`models.features.slate_labels` of private reports ``values`` ``(N, K, S)`` made unbiased: ``click``
         the unbiased consumption estimate and ``value`` the unbiased credit of the item's reports (every shown item
-        reports, so ``value`` is the credit per shown item); as they are without a mechanism."""
+        reports, so ``value`` is the credit per shown item); as they are without a mechanism. ``depth`` is left
+        unlabelled under a mechanism: the depth head learns the depth *of a consumed item*, and every shown item
+        sends a noisy depth report, so no report says which depths belong to consumed items (the clipped
+        "depth" of a report on an unconsumed item is noise, not a label)."""
         if self.mechanism is None:
             return labels
         unbiased = self.mechanism.unbiased_values(values, np.arange(values.shape[-1]))
@@ -100,18 +103,27 @@ class RaterFeedback:
             **labels,
             "click": self.mechanism.consumption(values).astype(np.float32),
             "value": feedback_value(unbiased, arrived, worth),
+            "depth_mask": np.zeros_like(labels["depth_mask"]),
         }
 
     def rating_labels(self, labels: dict, users: np.ndarray) -> tuple[dict, torch.Tensor | None]:
         """Rating labels ``(N, K)`` (tensors) of slates shown to ``users`` ``(N,)`` for the rating head: only real
         stars (a private "not rated" report is no rating), de-biased under ``reliability``, with the raters'
-        reliability as weights (None under ``naive``)."""
+        reliability as weights (None under ``naive``). Under a privacy mechanism each report of stars enters as
+        the rater model takes it (:meth:`observe`): the posterior mean of the stars given, weighted also by the
+        posterior chance that the user rated at all (every shown item reports a rating category, most of them
+        from items never rated)."""
         rating, mask = labels["rating"], labels["rating_mask"] & (labels["rating"] > 0)
         if not self.reliable:
             return {**labels, "rating_mask": mask}, None
         who = np.broadcast_to(users[:, None], rating.shape)
-        stars = self.raters.debias(who, rating.cpu().numpy().astype(np.float64))
+        stars = rating.cpu().numpy().astype(np.float64)
         weights = self.raters.reliability(who.ravel()).reshape(rating.shape)
+        if self.mechanism is not None:
+            chance, posterior = self.mechanism.posterior_stars(stars.ravel(), self.mechanism.shares(self.reports))
+            stars = np.where(stars > 0, posterior.reshape(stars.shape), 0.0)
+            weights = weights * chance.reshape(stars.shape)
+        stars = self.raters.debias(who, stars)
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=rating.device)  # noqa: E731
         return {**labels, "rating": as_tensor(stars), "rating_mask": mask}, as_tensor(weights)
 

@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from agents.evaluation import spam_detection_auc
+from agents.private_feedback import ReportMechanism
 from agents.rater_feedback import RaterFeedback, rating_head_loss
 from agents.raters import Raters
 from envs.feedback import FEEDBACK_DTYPE
@@ -117,6 +118,25 @@ def test_a_learners_feedback_keeps_only_real_stars_and_weights_them_by_reliabili
     assert labels["rating_mask"].tolist() == [[True, False], [True, True]]  # 0: a private "not rated" report
     assert labels["rating"][0, 0].item() == pytest.approx(4.0 - feedback.raters.bias[0], abs=1e-5)
     assert weights[1, 1].item() == pytest.approx(feedback.raters.reliability(np.array([1]))[0], abs=1e-6)
+
+
+def test_under_privacy_a_report_of_stars_trains_the_rating_head_as_a_posterior_and_depth_goes_unlabelled():
+    feedback = RaterFeedback("reliability", 2, 2)
+    feedback.mechanism = ReportMechanism(1.0, (int(Signal.CLICK),), tuple(STARS))
+    feedback.reports += 10.0  # uniform report counts
+    rating = torch.tensor([[5.0, 1.0]])
+    labels, weights = feedback.rating_labels(
+        {"rating": rating, "rating_mask": torch.ones(1, 2, dtype=torch.bool)}, np.array([0])
+    )
+    chance, mean = feedback.mechanism.posterior_stars(np.array([5.0, 1.0]), feedback.mechanism.shares(feedback.reports))
+    assert 1.0 < labels["rating"][0, 1].item() < labels["rating"][0, 0].item() < 5.0  # pulled toward the mean
+    assert labels["rating"][0].tolist() == pytest.approx(mean.tolist(), abs=1e-5)
+    rho = feedback.raters.reliability(np.array([0]))[0]
+    assert weights[0].tolist() == pytest.approx((rho * chance).tolist(), abs=1e-6)
+    values = np.zeros((1, 2, len(Signal)))
+    arrived = np.ones((1, 2, len(Signal)), bool)
+    base = {"depth_mask": np.ones((1, 2), bool)}
+    assert not feedback.labels(base, values, arrived, np.zeros(len(Signal)))["depth_mask"].any()
 
 
 def test_the_huber_rating_loss_bounds_the_pull_of_a_wild_rating():
