@@ -113,7 +113,7 @@ class BertAgent(Agent):
         self.eventual = EventualLabels(s.buffer_size, task.slate_size) if self.label.eventual else None
         self.rewards = RewardWeights()
         self.item_stats = ItemStats(catalog.num_items)
-        self.raters = RaterFeedback(s.rater_model, num_users, catalog.num_items)
+        self.raters = RaterFeedback(s.rater_model, num_users, catalog.num_items, s.private_estimate)
         self.clock, self.updates, self.unmatched = 0, 0, 0
         self.owed, self.trained_through = 0.0, 0  # examples owed to training; impressions counted into it
         self.released = EMPTY_FEEDBACK  # records released at the last session starts: their reward is paid next

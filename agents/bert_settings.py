@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from agents.private_feedback import PRIVATE_ESTIMATES
 from agents.rater_feedback import RATING_LOSSES
 from agents.raters import RATER_MODELS
 from models.network import FUSIONS, HEADS
@@ -42,7 +43,9 @@ class BertSettings:
         loss_weights: head name → weight of its loss.
         holdout_fraction: share of impressions held out to measure rating error (never trained on).
         rater_model: ``"naive"`` (every rating and report taken as it comes) or ``"reliability"`` (per-user rating
-            bias, reliability and spam, and unbiased estimates of private reports; :mod:`agents.rater_feedback`).
+            bias, reliability and spam, and estimates of private reports; :mod:`agents.rater_feedback`).
+        private_estimate: under ``reliability``, a private report's estimate: ``"posterior"`` (its posterior mean
+            under population priors) or ``"unbiased"`` (:mod:`agents.private_feedback`).
         rating_loss: the rating head's loss, ``"squared"`` or ``"huber"`` (robust to wild ratings).
         device: ``"cpu"``, ``"cuda"``, ... (None: the GPU when present).
         cpu_threads: torch intra-op threads when on the CPU (a process-wide setting: the agent's small
@@ -79,6 +82,7 @@ class BertSettings:
     loss_weights: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(HEADS, 1.0))
     holdout_fraction: float = 0.1
     rater_model: str = "naive"
+    private_estimate: str = "posterior"
     rating_loss: str = "squared"
     device: str | None = None
     cpu_threads: int | None = 1
@@ -89,6 +93,7 @@ class BertSettings:
             ("finetune", FINETUNE_MODES),
             ("exploration", EXPLORATIONS),
             ("rater_model", RATER_MODELS),
+            ("private_estimate", PRIVATE_ESTIMATES),
             ("rating_loss", RATING_LOSSES),
         ):
             if getattr(self, name) not in allowed:

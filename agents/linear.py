@@ -119,7 +119,9 @@ class LinearBandit(FeedbackAgent):
         update_every: batched steps between solves of the regression (``O(D³)`` each).
         rater_model: ``"naive"`` or ``"reliability"`` (:mod:`agents.rater_feedback`): whether arrived records are
             credited as they come, or with ratings de-biased and shrunk by their rater's reliability and private
-            reports replaced by unbiased estimates. Either way the rater model predicts the ratings.
+            reports replaced by their estimates. Either way the rater model predicts the ratings.
+        private_estimate: ``"posterior"`` or ``"unbiased"``, the estimate of a private report under
+            ``reliability`` (:mod:`agents.private_feedback`).
 
     Attributes:
         model: the :class:`RidgeRegression`, solved by :meth:`update`.
@@ -134,6 +136,7 @@ class LinearBandit(FeedbackAgent):
         feedback_window: int = 16384,
         update_every: int = 1,
         rater_model: str = "naive",
+        private_estimate: str = "posterior",
     ) -> None:
         if not ridge > 0:
             raise ValueError(f"ridge={ridge!r}; expected a number > 0")
@@ -153,7 +156,7 @@ class LinearBandit(FeedbackAgent):
         self.examples = ExampleLog(self.label, 4 * self.feedback_window, learns=POSITIVES)
         self.clock, self.stale = 0, 0
         num_users = int(task.observation_space["user_id"].high.max()) + 1
-        self.raters = RaterFeedback(rater_model, num_users, task.catalog.num_items)
+        self.raters = RaterFeedback(rater_model, num_users, task.catalog.num_items, private_estimate)
 
     def attach(self, env) -> None:
         super().attach(env)
@@ -284,6 +287,7 @@ class LinearBandit(FeedbackAgent):
             "feedback_window": self.feedback_window,
             "label": self.label.describe(),
             "rater_model": self.raters.model,
+            "private_estimate": self.raters.private_estimate,
         }
 
     def components(self) -> dict:

@@ -7,10 +7,12 @@
   Huber loss, :func:`rating_head_loss`), predicts in each user's own terms, and a learner that needs one number per
   rating (a bandit's credit) gets the rating shrunk toward the item's consensus;
 - on locally private feedback, learns the mechanism from the world's public settings
-  (:class:`agents.private_feedback.ReportMechanism`) and replaces every report by its unbiased estimate where
-  feedback is aggregated (item statistics, credit) and labelled (the click and value labels); private rating
-  reports enter the rater model weighted by the posterior chance that the user rated, under the category shares
-  estimated without bias from all rating reports so far, each as the posterior mean of the stars given.
+  (:class:`agents.private_feedback.ReportMechanism`) and replaces every report by its estimate
+  (``private_estimate``: the posterior mean under population priors learnt from the reports, or the unbiased
+  estimate) where feedback is aggregated (item statistics, credit) and labelled (the click and value labels);
+  private rating reports enter the rater model weighted by the posterior chance that the user rated, under the
+  category shares estimated without bias from all rating reports so far, each as the posterior mean of the stars
+  given.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.private_feedback import ReportMechanism
+from agents.private_feedback import PRIVATE_ESTIMATES, ReportMechanism, ReportStatistics
 from agents.raters import RATER_MODELS, Raters, rating_records
-from envs.signals import RatingScale, Signal
+from envs.signals import RatingScale
 from models.features import feedback_value
 from models.network import HEADS, head_losses
 
@@ -36,15 +38,20 @@ class RaterFeedback:
 
     Args:
         model: ``"naive"`` or ``"reliability"``.
+        private_estimate: ``"posterior"`` or ``"unbiased"``: what replaces a private report under
+            ``reliability`` (:mod:`agents.private_feedback`).
     """
 
-    def __init__(self, model: str, num_users: int, num_items: int) -> None:
+    def __init__(self, model: str, num_users: int, num_items: int, private_estimate: str = "posterior") -> None:
         if model not in RATER_MODELS:
             raise ValueError(f"unknown rater_model {model!r}; expected one of {RATER_MODELS}")
+        if private_estimate not in PRIVATE_ESTIMATES:
+            raise ValueError(f"unknown private_estimate {private_estimate!r}; expected one of {PRIVATE_ESTIMATES}")
         self.model, self.num_users, self.num_items = model, num_users, num_items
+        self.private_estimate = private_estimate
         self.raters = Raters(model, num_users, num_items, RatingScale.of_signal().stars())
         self.mechanism: ReportMechanism | None = None
-        self.reports = np.zeros(len(self.raters.stars) + 1)  # reported rating categories (private feedback)
+        self.reports = ReportStatistics(len(self.raters.stars) + 1)  # the population's private reports
 
     @property
     def reliable(self) -> bool:
@@ -58,7 +65,7 @@ class RaterFeedback:
                 learnt = self.raters.stars.tolist()
                 raise ValueError(f"the world rates on {stars.tolist()}; expected the scale it learnt, {learnt}")
             self.raters = Raters(self.model, self.num_users, self.num_items, stars)
-            self.reports = np.zeros(len(stars) + 1)
+            self.reports = ReportStatistics(len(stars) + 1)
         self.mechanism = ReportMechanism.of(env) if self.reliable else None
 
     def forget_items(self, items: np.ndarray) -> None:
@@ -74,35 +81,36 @@ class RaterFeedback:
         rated = rating_records(records)
         stars, weight = rated["value"].astype(np.float64), None
         if self.mechanism is not None:
-            reports = records[records["kind"] == Signal.RATING]
-            self.reports += np.bincount(self.mechanism.category(reports["value"]), minlength=len(self.reports))
-            weight, stars = self.mechanism.posterior_stars(stars, self.mechanism.shares(self.reports))
+            self.reports.observe(self.mechanism, records)
+            weight, stars = self.mechanism.posterior_stars(stars, self.mechanism.shares(self.reports.categories))
         users, items = rated["user_id"].astype(np.int64), rated["item_index"].astype(np.int64)
         self.raters.observe(users, items, stars, weight)
 
     def credit_records(self, records: np.ndarray) -> np.ndarray:
-        """``records`` as a learner should aggregate them: unbiased estimates of private reports, or ratings
+        """``records`` as a learner should aggregate them: the estimates of private reports, or ratings
         de-biased and shrunk by reliability (:meth:`agents.raters.Raters.clean`); as they are under ``naive``."""
         if not self.reliable:
             return records
         if self.mechanism is not None:
-            return self.mechanism.unbiased_records(records)
+            return self.mechanism.estimated_records(records, self.private_estimate, self.reports)
         return self.raters.clean_records(records)
 
     def labels(self, labels: dict, values: np.ndarray, arrived: np.ndarray, worth: np.ndarray) -> dict:
-        """:func:`models.features.slate_labels` of private reports ``values`` ``(N, K, S)`` made unbiased: ``click``
-        the unbiased consumption estimate and ``value`` the unbiased credit of the item's reports (every shown item
-        reports, so ``value`` is the credit per shown item); as they are without a mechanism. ``depth`` is left
+        """:func:`models.features.slate_labels` of private reports ``values`` ``(N, K, S)`` as estimates
+        (``private_estimate``): ``click`` the consumption estimate and ``value`` the estimated credit of the item's
+        reports (every shown item reports, so ``value`` is the credit per shown item); as they are without a
+        mechanism. ``depth`` is left
         unlabelled under a mechanism: the depth head learns the depth *of a consumed item*, and every shown item
         sends a noisy depth report, so no report says which depths belong to consumed items (the clipped
         "depth" of a report on an unconsumed item is noise, not a label)."""
         if self.mechanism is None:
             return labels
-        unbiased = self.mechanism.unbiased_values(values, np.arange(values.shape[-1]))
+        kinds = np.arange(values.shape[-1])
+        estimate = self.mechanism.estimated_values(values, kinds, self.private_estimate, self.reports)
         return {
             **labels,
-            "click": self.mechanism.consumption(values).astype(np.float32),
-            "value": feedback_value(unbiased, arrived, worth),
+            "click": estimate[..., self.mechanism.consumption_kind()].astype(np.float32),
+            "value": feedback_value(estimate, arrived, worth),
             "depth_mask": np.zeros_like(labels["depth_mask"]),
         }
 
@@ -120,7 +128,8 @@ class RaterFeedback:
         stars = rating.cpu().numpy().astype(np.float64)
         weights = self.raters.reliability(who.ravel()).reshape(rating.shape)
         if self.mechanism is not None:
-            chance, posterior = self.mechanism.posterior_stars(stars.ravel(), self.mechanism.shares(self.reports))
+            shares = self.mechanism.shares(self.reports.categories)
+            chance, posterior = self.mechanism.posterior_stars(stars.ravel(), shares)
             stars = np.where(stars > 0, posterior.reshape(stars.shape), 0.0)
             weights = weights * chance.reshape(stars.shape)
         stars = self.raters.debias(who, stars)
@@ -146,11 +155,11 @@ class RaterFeedback:
         return self.raters.spam_scores()
 
     def state_dict(self) -> dict:
-        return {"raters": self.raters.state_dict(), "reports": self.reports}
+        return {"raters": self.raters.state_dict(), "reports": self.reports.state_dict()}
 
     def load_state_dict(self, state) -> None:
         self.raters.load_state_dict(state["raters"])
-        self.reports = np.array(state["reports"])
+        self.reports.load_state_dict(state["reports"])
 
 
 def rating_head_loss(

@@ -9,9 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.private_feedback import ReportMechanism
+from agents.private_feedback import ReportMechanism, ReportStatistics
 from envs.domains.news import NEWS
 from envs.draws import draw_key
+from envs.feedback import FEEDBACK_DTYPE
 from envs.privacy import categorical_response, laplace_report, randomised_response
 from envs.signals import SIGNALS, Signal
 from tests.test_privacy import private_run
@@ -140,3 +141,58 @@ def test_the_prior_shares_trust_the_reports_as_far_as_their_information_goes():
         assert shares.sum() == pytest.approx(1.0) and (shares >= 0).all()
         closer_to_truth = np.abs(shares - truth).sum() < np.abs(shares - 1 / 6).sum()
         assert closer_to_truth == far, (epsilon, shares)
+
+
+def reports_of(kind: int, values: np.ndarray) -> np.ndarray:
+    records = np.zeros(len(values), FEEDBACK_DTYPE)
+    records["kind"], records["value"] = kind, values
+    return records
+
+
+@pytest.mark.parametrize("epsilon", [0.25, 1.0])
+def test_the_posterior_of_reported_bits_has_the_truths_mean_and_less_error_than_the_unbiased_estimate(epsilon):
+    """Bits with base rate 0.15 through randomised response: the base rate learnt from the reports is the truth's,
+    the posterior means average to it (the tower rule), and their squared error is below the unbiased estimate's."""
+    m, rng = mechanism(epsilon), np.random.default_rng(3)
+    truth = (rng.random(len(KEYS)) < 0.15).astype(float)
+    reported = np.array([randomised_response(x, epsilon, key, 0)[0] for x, key in zip(truth, KEYS, strict=True)])
+    statistics = ReportStatistics(m.categories)
+    statistics.observe(m, reports_of(Signal.CLICK, reported))
+    p = m.bit_keep
+    standard_error = math.sqrt(p * (1 - p)) / (2 * p - 1) / math.sqrt(len(KEYS))
+    assert abs(statistics.base_rate(Signal.CLICK, m) - 0.15) < 4 * standard_error
+    posterior = m.posterior_values(reported, Signal.CLICK, statistics)
+    assert abs(posterior.mean() - 0.15) < 4 * standard_error
+    assert np.mean((posterior - truth) ** 2) < np.mean((m.unbiased_values(reported, Signal.CLICK) - truth) ** 2)
+
+
+def test_the_linear_estimate_of_laplace_reports_shrinks_by_the_share_of_their_variance_that_is_signal():
+    kind = Signal.LISTEN_FRACTION
+    m, rng = ReportMechanism(2.0, (int(kind),), STARS), np.random.default_rng(4)
+    truth = rng.beta(2.0, 2.0, len(KEYS))  # in the signal's range [0, 1]: Var = 0.05
+    reported = np.array([laplace_report(x, 0.0, 1.0, 2.0, key, 0)[0] for x, key in zip(truth, KEYS, strict=True)])
+    statistics = ReportStatistics(m.categories)
+    statistics.observe(m, reports_of(kind, reported))
+    mean, gain = statistics.linear_estimate(kind, m.laplace_scale(kind))
+    assert m.laplace_scale(kind) == 0.5 and mean == pytest.approx(0.5, abs=0.02)
+    assert gain == pytest.approx(0.05 / (0.05 + 2 * 0.5**2), abs=0.03)
+    estimate = m.posterior_values(reported, kind, statistics)
+    assert np.mean((estimate - truth) ** 2) < 0.2 * np.mean((reported - truth) ** 2)
+
+
+def test_the_posterior_credit_of_rating_reports_averages_to_the_true_credit_under_the_true_shares():
+    m = mechanism(1.0)
+    truth = np.array([0.7, 0.02, 0.03, 0.05, 0.08, 0.12])  # not rated, then 1..5 stars
+    categories = np.random.default_rng(5).choice(6, len(KEYS), p=truth)
+    reported = np.array(
+        [categorical_response(c, 6, m.epsilon, key, 0)[0] for c, key in zip(categories, KEYS, strict=True)]
+    )
+    stars = np.where(reported == 0, 0.0, np.asarray(STARS)[np.maximum(reported - 1, 0)])
+    statistics = ReportStatistics(m.categories)
+    statistics.observe(m, reports_of(Signal.RATING, stars))
+    credit = m.posterior_values(stars, Signal.RATING, statistics) - 3.0
+    g = np.concatenate([[0.0], np.asarray(STARS) - 3.0])
+    assert abs(credit.mean() - truth @ g) < 0.05  # shares learnt from 20,000 reports: close to the truth's
+    assert np.abs(credit).max() < 2.0  # bounded by the stars, where the unbiased credit reaches ±9
+    with pytest.raises(ValueError, match="unknown private_estimate 'exact'"):
+        m.estimated_values(stars, Signal.RATING, "exact", statistics)

@@ -123,12 +123,13 @@ def test_a_learners_feedback_keeps_only_real_stars_and_weights_them_by_reliabili
 def test_under_privacy_a_report_of_stars_trains_the_rating_head_as_a_posterior_and_depth_goes_unlabelled():
     feedback = RaterFeedback("reliability", 2, 2)
     feedback.mechanism = ReportMechanism(1.0, (int(Signal.CLICK),), tuple(STARS))
-    feedback.reports += 10.0  # uniform report counts
+    feedback.reports.categories += 10.0  # uniform report counts
     rating = torch.tensor([[5.0, 1.0]])
     labels, weights = feedback.rating_labels(
         {"rating": rating, "rating_mask": torch.ones(1, 2, dtype=torch.bool)}, np.array([0])
     )
-    chance, mean = feedback.mechanism.posterior_stars(np.array([5.0, 1.0]), feedback.mechanism.shares(feedback.reports))
+    shares = feedback.mechanism.shares(feedback.reports.categories)
+    chance, mean = feedback.mechanism.posterior_stars(np.array([5.0, 1.0]), shares)
     assert 1.0 < labels["rating"][0, 1].item() < labels["rating"][0, 0].item() < 5.0  # pulled toward the mean
     assert labels["rating"][0].tolist() == pytest.approx(mean.tolist(), abs=1e-5)
     rho = feedback.raters.reliability(np.array([0]))[0]

@@ -114,22 +114,28 @@ def test_the_linear_bandit_credits_ratings_shrunk_by_their_raters_reliability():
     assert np.abs(cleaned).max() > 0.1  # biases and reliabilities learnt along the way change the credit
 
 
-def test_the_linear_bandit_credits_private_reports_by_their_unbiased_estimates():
+@pytest.mark.parametrize("estimate", ["posterior", "unbiased"])
+def test_the_linear_bandit_credits_private_reports_by_their_estimates(estimate):
     env = make_env(**UNRELIABLE, privacy_epsilon=2.0)
     naive, reliable = (
         LinUCBAgent(Task.of(env), rater_model="naive"),
-        LinUCBAgent(Task.of(env), rater_model="reliability"),
+        LinUCBAgent(Task.of(env), rater_model="reliability", private_estimate=estimate),
     )
     obs, _ = env.reset(seed=0)
     for agent in (naive, reliable):
         agent.attach(env)
     action = naive.act(obs)
     step = Transition.of(env, obs, action, env.step(action))
-    (raw, raw_credit), (unbiased, credit) = naive.credit(step), reliable.credit(step)
+    (raw, raw_credit), (estimated, credit) = naive.credit(step), reliable.credit(step)
     clicks = raw["kind"] == Signal.CLICK
-    np.testing.assert_allclose(unbiased["value"][clicks], reliable.raters.mechanism.unbiased_bits(raw["value"][clicks]))
+    mechanism, statistics = reliable.raters.mechanism, reliable.raters.reports
+    expected = {
+        "unbiased": mechanism.unbiased_bits(raw["value"][clicks]),
+        "posterior": mechanism.bit_posterior(raw["value"][clicks], statistics.base_rate(Signal.CLICK, mechanism)),
+    }[estimate]
+    np.testing.assert_allclose(estimated["value"][clicks], expected)
     assert not np.allclose(raw_credit, credit)
-    assert "rating" in reliable.predict(obs, action) and reliable.hyperparameters()["rater_model"] == "reliability"
+    assert "rating" in reliable.predict(obs, action) and reliable.hyperparameters()["private_estimate"] == estimate
 
 
 @pytest.mark.slow
