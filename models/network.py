@@ -257,13 +257,19 @@ def text_similarity(text: torch.Tensor, past: torch.Tensor, weight: torch.Tensor
     """
     p = weight.shape[1]
     memory, history = past.split([p, past.shape[1] - p], dim=1)
-    cosine = text @ memory.transpose(1, 2)  # (N, K, P): the maximum needs each; the means need only mean vectors
-    weighted = (cosine * weight[:, None]).sum(-1) / weight.sum(-1, keepdim=True).clamp_min(1e-6)
-    closest = cosine.masked_fill(weight[:, None] <= 0, -1.0).amax(-1).clamp_min(0.0)
     seen = seen.float()
     session = (history * seen[..., None]).sum(1) / seen.sum(1, keepdim=True).clamp_min(1.0)
     last = history[:, -1] * seen[:, -1:]
-    return torch.cat([weighted[..., None], closest[..., None], text @ torch.stack([session, last], dim=-1)], dim=-1)
+    # one product reads the items' vectors once: (N, K, P) cosines to the memory (the maximum needs each), then
+    # those to the session's mean and last item (the session's means need only mean vectors)
+    cosine, to_session = (text @ torch.cat([memory, session[:, None], last[:, None]], 1).transpose(1, 2)).split(
+        [p, 2], -1
+    )
+    weighted = (cosine * weight[:, None]).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True)[..., None].clamp_min(
+        1e-6
+    )
+    closest = cosine.masked_fill(weight[:, None] <= 0, -1.0).amax(-1, keepdim=True).clamp_min(0.0)
+    return torch.cat([weighted, closest, to_session], dim=-1)
 
 
 def expected_reward(outputs: torch.Tensor, calibrate=None) -> torch.Tensor:
@@ -434,6 +440,8 @@ class HeadStack(nn.Module):
         self.out_bias = nn.Parameter(torch.empty(heads).uniform_(-(hidden**-0.5), hidden**-0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., heads)`` from ``x`` ``(..., width)``."""
-        hidden = F.gelu(self.first(x)).unflatten(-1, (self.heads, self.hidden))
-        return (hidden * self.out_weight).sum(-1) + self.out_bias
+        """``(..., heads)`` from ``x`` ``(..., width)``; the output layer is one product with the block-diagonal
+        ``(heads, heads · hidden)`` matrix of the heads' output weights (a reduction over each head's few hidden
+        units costs more)."""
+        block = torch.block_diag(*self.out_weight[:, None, :])
+        return F.linear(F.gelu(self.first(x)), block, self.out_bias)
