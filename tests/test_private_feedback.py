@@ -196,3 +196,18 @@ def test_the_posterior_credit_of_rating_reports_averages_to_the_true_credit_unde
     assert np.abs(credit).max() < 2.0  # bounded by the stars, where the unbiased credit reaches ±9
     with pytest.raises(ValueError, match="unknown private_estimate 'exact'"):
         m.estimated_values(stars, Signal.RATING, "exact", statistics)
+
+
+def test_the_credit_diagnostic_finds_the_slopes_each_estimate_gives_a_click():
+    from experiments.private_credit import clean_slots, effective_weights, estimates, reports
+
+    clean, kinds, weights, sim = clean_slots("News", 1500, seed=0)
+    mechanism = ReportMechanism(1.0, kinds[:-1], tuple(sim.rating_scale.stars().tolist()))
+    found = {
+        name: effective_weights(clean, estimate, kinds, weights)[Signal.CLICK][0]
+        for name, estimate in estimates(reports(clean, kinds, mechanism, seed=0), kinds, mechanism).items()
+    }
+    keep = mechanism.bit_keep
+    assert found["unbiased"] == pytest.approx(1.0, abs=0.15)  # 1: unbiased
+    assert found["naive"] == pytest.approx(2 * keep - 1, abs=0.1)  # p − q: a reported bit as it comes
+    assert 0 < found["posterior"] < found["naive"]  # shrunk toward the base rate
