@@ -115,6 +115,7 @@ class BertAgent(Agent):
         self.item_stats = ItemStats(catalog.num_items)
         self.raters = RaterFeedback(s.rater_model, num_users, catalog.num_items, s.private_estimate)
         self.clock, self.updates, self.unmatched = 0, 0, 0
+        self._served: tuple[np.ndarray, int, torch.Tensor] | None = None  # what act last scored (see _shown_outputs)
         self.owed, self.trained_through = 0.0, 0  # examples owed to training; impressions counted into it
         self.released = EMPTY_FEEDBACK  # records released at the last session starts: their reward is paid next
         self.global_rating = 3.0
@@ -166,7 +167,9 @@ class BertAgent(Agent):
         """Slates ``(B, k)`` of distinct candidate indices, best first."""
         self._hold_threads()
         candidates = obs["candidates"]
-        scores = self.score(candidates, obs["history"], obs["user_id"][:, 0])
+        outputs = self._heads(candidates, obs["history"], obs["user_id"][:, 0])
+        self._served = candidates, self.clock, outputs
+        scores = self._expected_reward(outputs)
         s = self.settings
         similarity = None
         if s.mmr_lambda is not None:
@@ -185,20 +188,34 @@ class BertAgent(Agent):
 
     def score(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> np.ndarray:
         """Expected reward ``(B, M)`` of showing ``items`` ``(B, M)`` to ``users`` ``(B,)`` now."""
+        return self._expected_reward(self._heads(items, history, users))
+
+    def _expected_reward(self, outputs: torch.Tensor) -> np.ndarray:
         calibrate = self.label.calibrate if self.positive_head == "click" else None
-        return expected_reward(self._heads(items, history, users), calibrate).cpu().numpy()
+        return expected_reward(outputs, calibrate).cpu().numpy()
 
     def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
         """For the shown items of slates ``action`` ``(B, k)``: ``click`` ``(B, k)`` the probability of consumption,
         ``purchase`` ``(B, k)`` that of a purchase (the label strategy's positive calibrated by it) and ``rating``
         ``(B, k)`` the predicted stars."""
-        items = np.take_along_axis(obs["candidates"], action, axis=1)
-        outputs = self._heads(items, obs["history"], obs["user_id"][:, 0])
+        outputs = self._shown_outputs(obs, action)
         probability = {h: torch.sigmoid(outputs[..., HEADS.index(h)]) for h in ("click", "purchase")}
         probability[self.positive_head] = self.label.calibrate(probability[self.positive_head])
         stars = predicted_stars(outputs, self.global_rating).cpu().numpy()
         stars = self.raters.personalise(obs["user_id"][:, 0], stars)
         return {**{h: p.cpu().numpy() for h, p in probability.items()}, "rating": stars}
+
+    def _shown_outputs(self, obs: dict[str, np.ndarray], action: np.ndarray) -> torch.Tensor:
+        """The network's outputs ``(B, k, len(HEADS))`` for the items of slates ``action`` ``(B, k)``: read from
+        those :meth:`act` computed for ``obs``'s candidates when it served this very observation since the last
+        :meth:`observe` (the streaming evaluation predicts every tick's shown items; scoring them again costs
+        about half of serving), else computed."""
+        candidates, clock, outputs = self._served if self._served is not None else (None, None, None)
+        if candidates is obs["candidates"] and clock == self.clock:
+            index = torch.as_tensor(action, device=outputs.device)[..., None].expand(-1, -1, outputs.shape[-1])
+            return outputs.gather(1, index)
+        items = np.take_along_axis(obs["candidates"], action, axis=1)
+        return self._heads(items, obs["history"], obs["user_id"][:, 0])
 
     @torch.inference_mode()
     def _heads(self, items: np.ndarray, history: np.ndarray, users: np.ndarray) -> torch.Tensor:

@@ -120,6 +120,23 @@ def test_act_returns_distinct_candidates_and_is_greedy_without_exploration(cache
     np.testing.assert_array_equal(greedy, np.argsort(-scores, axis=1, kind="stable")[:, :3])
 
 
+def test_predictions_of_the_served_slates_reuse_the_serving_scores_until_the_agent_observes(cache_dir, monkeypatch):
+    env = make_env(num_envs=6)
+    agent = make_agent(env, cache_dir)
+    obs, _ = env.reset(seed=0)
+    agent.attach(env)
+    action = agent.act(obs)
+    fresh = agent._heads(np.take_along_axis(obs["candidates"], action, axis=1), obs["history"], obs["user_id"][:, 0])
+    computed = []
+    monkeypatch.setattr(agent, "_heads", lambda *a: computed.append(1) or fresh)
+    torch.testing.assert_close(agent._shown_outputs(obs, action), fresh)
+    assert not computed  # read from what act scored
+    step = env.step(action)
+    agent.observe(Transition.of(env, obs, action, step))
+    agent.predict(obs, action)
+    assert computed  # the agent has observed since: computed again
+
+
 def test_an_env_with_another_slate_size_fails_at_once_naming_both(cache_dir):
     agent = make_agent(make_env(), cache_dir)
     with pytest.raises(ValueError, match=r"slate_size=3.*size 4"):
