@@ -37,6 +37,7 @@ from agents.rater_feedback import RaterFeedback, rating_head_loss
 from agents.rating_report import held_out_rating_errors
 from agents.slates import build_slates
 from envs.feedback import EMPTY_FEEDBACK, opinion_text
+from envs.registry import get_domain
 from envs.signals import Signal
 from models.encoder import default_device
 from models.features import (
@@ -98,6 +99,7 @@ class BertAgent(Agent):
                 s.dim,
                 s.hidden,
                 s.fusion_weights,
+                purchases=Signal.PURCHASE in get_domain(task.domain).implicit_signals,
             ).to(self.device)
             self.sentiment = TextSentiment(self.text.encoder.encode, self.text.dim, device=self.device)
         groups = [{"params": list(self.net.parameters()), "lr": s.lr}]

@@ -31,6 +31,15 @@ Ratings are rare (a few percent of consumptions), too few to train a head of the
 overfitting, so the rating head is a linear read-out of the other three predictions (which see every
 consumption) and of the user's own mean rating. The ranking score is
 the expected reward ``sigmoid(click) * value``.
+
+The click logit starts from the item's own consumption rate: the fusion learns a residual on top of the item
+statistic ``consumed_logit`` (:data:`models.features.ITEM_STATS`, the shrunk logit of its consumptions per
+impression), ``click = consumed_logit + f_click``, so an untrained network already ranks items by how often they
+are consumed when shown. The purchase logit inherits the same offset, as in ESMM (Ma et al. 2018, "Entire Space
+Multi-Task Model", SIGIR): a purchase of a shown item needs its click, ``pCTCVR = pCTR × pCVR``, so
+``log pCTCVR = log pCTR + log pCVR`` and the purchase head learns the conversion's part on top of the click
+propensity (``logit p ≈ log p`` for the small rates of purchases). In a domain without purchases the purchase head
+(never positive) has no offset.
 """
 
 from __future__ import annotations
@@ -44,11 +53,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.features import USER_RATING
+from models.features import ITEM_STATS, USER_RATING
 
 HEADS = ("click", "value", "rating", "depth", "purchase")
 FUSED_HEADS = ("click", "value", "depth", "purchase")
 """The heads the fusion predicts; ``rating`` is read out of them."""
+PROPENSITY_STAT = "consumed_logit"
+"""The item statistic (of :data:`models.features.ITEM_STATS`) the click and purchase logits start from."""
 WHOLE_TABLE_ITEMS = 65_536
 """Catalogues up to this size are projected whole for a batch (see :meth:`RecommenderNet.embed_items`)."""
 MATCH_DIM = 64
@@ -91,11 +102,14 @@ class RecommenderNet(nn.Module):
             :meth:`set_item_vectors`, never trained), which feed both the item tower and text matching.
         item_attributes: ``(I, A)`` standardised numeric attributes.
         num_features: ``F``, width of the feedback features.
-        num_item_stats: ``A``, width of the item statistics.
+        num_item_stats: ``A``, width of the item statistics: ``len(ITEM_STATS)``, their layout (anything else is
+            refused: the click offset reads its column).
         fusion: ``"concat"``, ``"weighted"`` or ``"multitask"``.
         dim: width of projected item embeddings.
         hidden: width of hidden layers.
         fusion_weights: for ``weighted``, fixed per-source weights (source name → weight); None learns them.
+        purchases: whether the domain's users buy; only then does the purchase logit start from the item's
+            consumption statistic, as the click logit does (see the module's docstring).
     """
 
     def __init__(
@@ -108,10 +122,16 @@ class RecommenderNet(nn.Module):
         dim: int = 32,
         hidden: int = 64,
         fusion_weights: Mapping[str, float] | None = None,
+        purchases: bool = True,
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
+        if num_item_stats != len(ITEM_STATS):
+            raise ValueError(
+                f"num_item_stats={num_item_stats}; expected {len(ITEM_STATS)}, the item statistics {ITEM_STATS} "
+                f"(the click logit starts from the column {PROPENSITY_STAT!r})"
+            )
         self.fusion_mode = fusion
         item_vectors = item_vectors.float()
         self.register_buffer("item_attributes", item_attributes.float())
@@ -139,6 +159,10 @@ class RecommenderNet(nn.Module):
             "feedback": (0, num_features + 1),
         }
         self.fuse = _make_fusion(fusion, widths, hidden, fusion_weights)
+        self.propensity_stat = ITEM_STATS.index(PROPENSITY_STAT)
+        offset = ("click", "purchase") if purchases else ("click",)
+        # not in the state_dict: a checkpoint from before the offset loads as it is
+        self.register_buffer("offset_heads", torch.tensor([h in offset for h in FUSED_HEADS]).float(), persistent=False)
 
     @torch.no_grad()
     def set_item_vectors(self, vectors: torch.Tensor, items: np.ndarray | None = None) -> None:
@@ -202,11 +226,17 @@ class RecommenderNet(nn.Module):
             "similarity": text_similarity(text, past_text, weight, batch.history >= 0),
         }
         user = {"profile": profile, "session": torch.cat([mean, last], dim=-1), "feedback": summary}
-        fused = self.fuse(pair, user) + self.item_bias(batch.items)
+        fused = self.fuse(pair, user) + self.item_bias(batch.items) + self.propensity_offset(batch.item_stats)
         rating = self.rating_readout(_rating_inputs(fused.detach() * (self.labels_seen > 0), _tile(summary, k)))
         out = dict(zip(FUSED_HEADS, fused.unbind(-1), strict=True)) | {"rating": rating.squeeze(-1)}
         out["value"] = out["value"] * self.value_scale()
         return torch.stack([out[h] for h in HEADS], dim=-1)
+
+    def propensity_offset(self, item_stats: torch.Tensor) -> torch.Tensor:
+        """``(N, K, len(FUSED_HEADS))`` what the fused heads start from, given the item statistics ``(N, K, A)``: the
+        item's ``consumed_logit`` on the click head (and on the purchase head where users buy; ESMM's
+        ``pCTCVR = pCTR × pCVR``), 0 on the others."""
+        return item_stats[..., self.propensity_stat, None] * self.offset_heads
 
     def value_scale(self) -> torch.Tensor:
         """Typical size of a value label (root mean square, bias-corrected running average; 1 before any):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from sklearn.metrics import roc_auc_score
 
 from agents.base import Task, Transition
 from agents.bert import BertAgent
@@ -20,7 +21,7 @@ from agents.loop import run_online
 from agents.slates import build_slates
 from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE
-from envs.signals import SIGNALS, Signal
+from envs.signals import SIGNALS, Role, Signal
 from experiments import config  # noqa: F401  (registers the env schema that conf/ composes with)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -433,6 +434,33 @@ def test_the_agent_learns_to_beat_random_slates(cache_dir):
     for name, slate in (("agent", agent.act(obs, explore=False)), ("random", np.tile(np.arange(3), (64, 1)))):
         rewards[name] = np.take_along_axis(test_env.unwrapped.candidate_utility(), slate, axis=1).mean()
     assert rewards["agent"] > rewards["random"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_click_head_tells_often_clicked_items_from_rarely_clicked_ones_within_a_few_dozen_steps(cache_dir, seed):
+    """After 30 steps of 16 sessions, the items clicked more often than the median when shown (8 times or more)
+    get higher click probabilities than the others: the click logit starts from each item's consumption rate."""
+    env = make_env(num_envs=16, num_items=60, num_users=200, delays="none")
+    agent = make_agent(env, cache_dir, seed=seed, label=Immediate())
+    shown, clicked = np.zeros(60), np.zeros(60)
+    consumption = list(SIGNALS.with_role(Role.CONSUMPTION))
+    obs, _ = env.reset(seed=seed)
+    agent.attach(env)
+    for _ in range(30):
+        action = agent.act(obs)
+        step = Transition.of(env, obs, action, env.step(action))
+        np.add.at(shown, np.take_along_axis(obs["candidates"], action, axis=1).ravel(), 1.0)
+        records = step.arrived_feedback()
+        np.add.at(clicked, records["item_index"][np.isin(records["kind"], consumption)], 1.0)
+        agent.observe(step)
+        agent.update()
+        obs = step.next_obs
+    items = np.flatnonzero(shown >= 8)
+    rate = clicked[items] / shown[items]
+    candidates = np.tile(items, (len(obs["candidates"]), 1))
+    slates = np.tile(np.arange(len(items)), (len(candidates), 1))
+    click = agent.predict({**obs, "candidates": candidates}, slates)["click"].mean(0)
+    assert len(items) >= 20 and roc_auc_score(rate > np.median(rate), click) > 0.9
 
 
 # ---------------------------------------------------------------- Hydra

@@ -469,8 +469,8 @@ def user_batch(n=3, k=4, p=5, h=2, items=20, seed=0) -> UserBatch:
     )
 
 
-def network(fusion: str, **kwargs) -> RecommenderNet:
-    torch.manual_seed(0)
+def network(fusion: str, seed: int = 0, **kwargs) -> RecommenderNet:
+    torch.manual_seed(seed)
     vectors, attributes = torch.randn(20, 6), torch.randn(20, 1)
     width = len(feature_names())
     return RecommenderNet(vectors, attributes, width, len(ITEM_STATS), fusion, dim=8, hidden=16, **kwargs)
@@ -493,6 +493,52 @@ def test_every_fusion_scores_every_head_and_learns(fusion):
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+def with_consumption_rates(batch: UserBatch, logits: torch.Tensor) -> UserBatch:
+    """``batch`` with the ``consumed_logit`` statistic of its ``K`` items set to ``logits`` ``(K,)`` for every user."""
+    stats = batch.item_stats.clone()
+    stats[..., ITEM_STATS.index("consumed_logit")] = logits
+    return UserBatch(**{**batch.__dict__, "item_stats": stats})
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation of two flat tensors (no ties)."""
+    ranks = torch.stack([a.flatten().argsort().argsort(), b.flatten().argsort().argsort()]).float()
+    return torch.corrcoef(ranks)[0, 1].item()
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_untrained_click_and_purchase_heads_rank_items_by_their_own_consumption_rate(fusion):
+    """Before any training the click and purchase logits order items as their consumption rates do, for every
+    network seed (the fusion's own random response to the statistic has either sign: a rank correlation near 1 on
+    ten seeds in a row comes from the offset, not from chance)."""
+    logits = torch.linspace(-6.0, 6.0, 50)[torch.randperm(50, generator=torch.Generator().manual_seed(1))]
+    for seed in range(10):
+        batch = with_consumption_rates(user_batch(n=8, k=50, seed=seed), logits)
+        with torch.no_grad():
+            out = network(fusion, seed=seed)(batch)
+        for head in ("click", "purchase"):
+            rates = batch.item_stats[..., ITEM_STATS.index("consumed_logit")]
+            assert rank_correlation(out[..., HEADS.index(head)], rates) > 0.95, (seed, head)
+
+
+def test_without_purchases_the_purchase_head_has_no_consumption_offset():
+    batch, buyer, non_buyer = user_batch(), network("multitask"), network("multitask", purchases=False)
+    assert set(buyer.state_dict()) == set(non_buyer.state_dict())
+    assert not any("offset" in key for key in buyer.state_dict())  # checkpoints from before the offset still load
+    with torch.no_grad():
+        buying, not_buying = buyer(batch), non_buyer(batch)
+    purchase = HEADS.index("purchase")
+    offset = batch.item_stats[..., ITEM_STATS.index("consumed_logit")]
+    torch.testing.assert_close(buying[..., purchase] - not_buying[..., purchase], offset)
+    others = [i for i in range(len(HEADS)) if i != purchase]
+    torch.testing.assert_close(buying[..., others], not_buying[..., others])
+
+
+def test_a_network_for_other_item_statistics_is_refused():
+    with pytest.raises(ValueError, match=rf"num_item_stats=3; expected {len(ITEM_STATS)}.*'consumed_logit'"):
+        RecommenderNet(torch.randn(20, 6), torch.randn(20, 1), len(feature_names()), 3)
 
 
 def test_scores_depend_on_the_users_memory_and_session():
