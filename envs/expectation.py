@@ -21,29 +21,29 @@ DRAWS = 64
 
 
 @njit(cache=True, parallel=True)
-def expected_rewards(world, state, params, draws, weight, neutral, samples, tick, out):
-    """``out`` ``(B, M)``: the mean reward over ``samples`` consumptions of each session's candidates at ``tick``,
-    sessions spread over numba's threads.
+def expected_rewards(world, state, params, draws, weight, neutral, samples, tick, sessions, out):
+    """``out`` ``(n, M)``: the mean reward over ``samples`` consumptions of the candidates of each of ``sessions``
+    ``(n,)`` (indices of the batch) at ``tick``, sessions spread over numba's threads.
 
     ``world``, ``state``: tuples of a :class:`~envs.dynamics.World` and a :class:`~envs.dynamics.SessionState`;
     ``params``: the kernel's :class:`~envs.dynamics.Dynamics` record; ``draws``: its
     :class:`~envs.dynamics.DrawLayout` record; ``weight``, ``neutral``: ``(S,)`` the reward weight and neutral
     value of each signal kind.
     """
-    for b in prange(out.shape[0]):
-        _expected_rewards_of(b, world, state, params, draws, weight, neutral, samples, tick, out)
+    for i in prange(len(sessions)):
+        _expected_rewards_of(sessions[i], world, state, params, draws, weight, neutral, samples, tick, out[i])
 
 
 @njit(cache=True)
 def _expected_rewards_of(b, world, state, params, draws, weight, neutral, samples, tick, out):
-    """Row ``b`` of :func:`expected_rewards`."""
+    """Session ``b``'s row ``out`` ``(M,)`` of :func:`expected_rewards`."""
     world, state = World(*world), SessionState(*state)
     p, d = params[0], draws[0]
     signals = world.signals
     text_weight = weight[p.text_kind] * (1.0 - neutral[p.text_kind]) if p.text_kind >= 0 else 0.0
     person = world.people[state.user[b]]
     values = np.empty((1, signals.shape[0]))
-    for j in range(out.shape[1]):
+    for j in range(out.shape[0]):
         item = candidate_slot(state, b, j, world.items.shape[0], p.churn)
         utility = item_utility(state.interests, state.fatigue, b, world.items[item], p, tick)
         total = 0.0
@@ -56,4 +56,4 @@ def _expected_rewards_of(b, world, state, params, draws, weight, neutral, sample
                 total += weight[RATING] * (stars - neutral[RATING])
             if text_id >= 0:
                 total += text_weight
-        out[b, j] = total / samples
+        out[j] = total / samples

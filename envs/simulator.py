@@ -122,7 +122,7 @@ class ChoiceProblem(NamedTuple):
     """What a session's next slate earns, as the simulator knows it (for the oracle; hidden from agents).
 
     Attributes:
-        utility: ``(B, M)`` hidden utility of each candidate.
+        utility: ``(B, M)`` hidden utility of each candidate (``B``: the sessions it was asked for, all by default).
         reward: ``(B, M)`` expected reward of the feedback a consumption of each candidate sends
             (:func:`envs.expectation.expected_rewards`).
         no_click, temperature: ``(B,)`` each session's user's no-click utility in the choice (their own plus
@@ -451,17 +451,19 @@ class Simulator:
 
     # ------------------------------------------------------------------ the step
 
-    def choice_problem(self) -> ChoiceProblem:
-        """Everything that sets the expected reward of a slate this step, for the oracle only (hidden state)."""
-        reward = np.empty(self.candidates.shape)
+    def choice_problem(self, sessions: np.ndarray | None = None) -> ChoiceProblem:
+        """Everything that sets the expected reward of a slate this step, for the oracle only (hidden state): of
+        every session, or of ``sessions`` ``(n,)`` (indices of the batch; its rows in that order)."""
+        rows = self._rows(sessions)
+        reward = np.empty((len(rows), self.candidates.shape[1]))
         expected_rewards(
             self._world, _session_arrays(self), self._params, self._draws, self.reward_weight, self.neutral,
-            DRAWS, self.clock, reward,
+            DRAWS, self.clock, rows, reward,
         )  # fmt: skip
-        people = self.world.people[self.user]
+        people = self.world.people[self.user[rows]]
         c = self.config
         return ChoiceProblem(
-            utility=self.candidate_utility(),
+            utility=self.candidate_utility(rows),
             reward=reward,
             no_click=(people["no_click"] + np.float32(c.click_reluctance)).astype(np.float64),
             temperature=people["temperature"].astype(np.float64),
@@ -471,12 +473,23 @@ class Simulator:
             may_mask=c.duplicates == "mask",
         )
 
-    def candidate_utility(self) -> np.ndarray:
-        """``(B, M)`` hidden utility of the current candidates: for the oracle and for metrics only
-        (the kernel's own :func:`envs.dynamics.item_utility`)."""
-        out = np.empty(self.candidates.shape, np.float32)
-        _utilities(self._world, _session_arrays(self), self._params, self.clock, out)
+    def candidate_utility(self, sessions: np.ndarray | None = None) -> np.ndarray:
+        """``(B, M)`` hidden utility of the current candidates (``(n, M)`` of ``sessions`` ``(n,)`` alone): for the
+        oracle and for metrics only (the kernel's own :func:`envs.dynamics.item_utility`)."""
+        rows = self._rows(sessions)
+        out = np.empty((len(rows), self.candidates.shape[1]), np.float32)
+        _utilities(self._world, _session_arrays(self), self._params, self.clock, rows, out)
         return out
+
+    def _rows(self, sessions: np.ndarray | None) -> np.ndarray:
+        """``sessions`` as int64 indices of the batch (every session for None); refused when out of range."""
+        batch = len(self.candidates)
+        if sessions is None:
+            return np.arange(batch)
+        rows = np.asarray(sessions)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or ((rows < 0) | (rows >= batch)).any():
+            raise ValueError(f"sessions={sessions!r}; expected a 1-d array of integer indices in [0, {batch})")
+        return rows.astype(np.int64)
 
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepOutcome:
         """Advance every session by one slate. ``actions``: ``(B, k)`` validated candidate indices.
@@ -610,15 +623,16 @@ def _end(envs, state, population_interests):
 
 
 @njit(cache=True)
-def _utilities(world, state, params, tick, out):
-    """``out`` ``(B, M)``: the hidden utility of each session's candidates at ``tick`` (``world``, ``state``: tuples
-    of a :class:`~envs.dynamics.World` and a :class:`~envs.dynamics.SessionState`)."""
+def _utilities(world, state, params, tick, sessions, out):
+    """``out`` ``(n, M)``: the hidden utility of the candidates of each of ``sessions`` ``(n,)`` at ``tick``
+    (``world``, ``state``: tuples of a :class:`~envs.dynamics.World` and a :class:`~envs.dynamics.SessionState`)."""
     world, state = World(*world), SessionState(*state)
     p = params[0]
-    for b in range(state.candidates.shape[0]):
+    for i in range(len(sessions)):
+        b = sessions[i]
         for j in range(state.candidates.shape[1]):
             item = world.items[state.candidates[b, j]]
-            out[b, j] = item_utility(state.interests, state.fatigue, b, item, p, tick)
+            out[i, j] = item_utility(state.interests, state.fatigue, b, item, p, tick)
 
 
 def _refuse_repeats(actions: np.ndarray) -> None:

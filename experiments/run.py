@@ -107,6 +107,8 @@ def validate(cfg: DictConfig) -> None:
         "eval.seed": 0,
         "eval.stream_every": 0,
         "eval.regret_every": 0,
+        "eval.regret_sessions": 0,
+        "eval.stream_sessions": 0,
     }
     for key, low in integers.items():
         value = OmegaConf.select(cfg, key)
@@ -204,7 +206,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     writer = SummaryWriter(str(output_dir / "tb"))
     writer.add_text("config", config_table(cfg))
-    stream = StreamingEvaluation(cfg.eval.stream_every, cfg.eval.regret_every, writer)
+    stream = StreamingEvaluation(
+        cfg.eval.stream_every,
+        cfg.eval.regret_every,
+        writer,
+        regret_sessions=cfg.eval.regret_sessions,
+        stream_sessions=cfg.eval.stream_sessions,
+        seed=cfg.seed,
+    )
     policy = WARMUP_POLICIES[cfg.train.warmup_policy](task, seed=cfg.seed)
     warmup = Warmup(policy, cfg.train.warmup_steps) if cfg.train.warmup_steps else None
     loop_start = time.perf_counter()

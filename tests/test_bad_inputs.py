@@ -318,6 +318,8 @@ def test_non_finite_embeddings_are_refused(tmp_path):
         ("env.id=FeedbackRec/Nope-v0", r"env.id='FeedbackRec/Nope-v0'; expected one of"),
         ("objective=nosuch", r"objective='nosuch'; expected one of"),
         ("eval.baselines=maybe", r"eval.baselines='maybe'; expected true or false"),
+        ("eval.regret_sessions=-3", r"eval.regret_sessions=-3; expected an integer >= 0"),
+        ("eval.stream_sessions=-1", r"eval.stream_sessions=-1; expected an integer >= 0"),
     ],
 )
 def test_run_settings_are_validated_before_any_work(override, match):

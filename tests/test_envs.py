@@ -307,3 +307,28 @@ def test_render_ansi_lists_the_candidates():
     env.action_space.seed(0)
     text = env.render()
     assert text.count("\n") == 20 and "candidates" in text
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_the_hidden_problem_of_some_sessions_is_theirs_of_every_session_bit_for_bit(env_id):
+    """``choice_problem(sessions)`` and ``candidate_utility(sessions)`` compute only the sessions asked for (the
+    streaming evaluation's sample), in their order, and each exactly as when every session is computed."""
+    env = gym.make_vec(env_id, num_envs=12, vectorization_mode="vector_entry_point", **SMALL)
+    env.reset(seed=5)
+    rng, task = np.random.default_rng(0), Task.of(env)
+    for _ in range(3):  # sessions a few steps in, with fatigue and drift
+        env.step(np.argsort(rng.random((12, task.num_candidates)), 1)[:, : task.slate_size])
+    sim, sessions = env.unwrapped.sim, np.array([7, 0, 3, 11])
+    every, some = sim.choice_problem(), sim.choice_problem(sessions)
+    for name in ("utility", "reward", "no_click", "temperature"):
+        np.testing.assert_array_equal(getattr(some, name), getattr(every, name)[sessions], err_msg=name)
+    assert some[4:] == every[4:]  # the choice model's settings
+    np.testing.assert_array_equal(sim.candidate_utility(sessions), sim.candidate_utility()[sessions])
+
+
+@pytest.mark.parametrize("sessions", [np.array([0, 12]), np.array([-1]), np.array([[1]]), np.array([0.5])])
+def test_sessions_out_of_the_batch_are_refused_naming_them(sessions):
+    env = gym.make_vec("FeedbackRec/News-v0", num_envs=12, vectorization_mode="vector_entry_point", **SMALL)
+    env.reset(seed=5)
+    with pytest.raises(ValueError, match=r"sessions=.*expected a 1-d array of integer indices in \[0, 12\)"):
+        env.unwrapped.sim.choice_problem(sessions)

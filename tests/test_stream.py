@@ -16,9 +16,18 @@ from agents.checkpoint import Checkpoints
 from agents.labels import Immediate
 from agents.linucb import LinUCBAgent
 from agents.loop import Warmup, run_online
+from agents.oracle import regret
 from agents.popularity import PopularityAgent
 from agents.random import RandomAgent
-from agents.stream import METRIC_NAMES, ONLINE_NAMES, StreamingEvaluation, window_scores
+from agents.stream import (
+    METRIC_NAMES,
+    ONLINE_NAMES,
+    PURPOSES,
+    StreamingEvaluation,
+    eventual_labels,
+    session_sample,
+    window_scores,
+)
 from envs.feedback import FEEDBACK_DTYPE
 from envs.signals import Signal
 
@@ -210,3 +219,95 @@ def test_the_logged_slates_are_the_policys_and_a_warmup_resumed_from_inside_cont
 def test_a_bad_warmup_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"train.warmup_steps=-8; expected an integer >= 0"):
         Warmup(RandomAgent.__new__(RandomAgent), -8)
+
+
+# ---------------------------------------------------------------------------- the sampled sessions
+
+
+class EverySession(StreamingEvaluation):
+    """The regret as measured before sessions were sampled: the oracle's problem of every session."""
+
+    def before_step(self, env, action) -> None:
+        if self.regret_every and self.ticks % self.regret_every == 0:
+            paid = regret(env.unwrapped.sim.choice_problem(), np.asarray(action))
+            self.regret, self.regret_steps = self.regret + float(paid.sum()), self.regret_steps + len(paid)
+
+
+def test_a_batch_no_larger_than_the_samples_is_measured_whole_bit_for_bit():
+    """8 sessions with the default samples of 128, with samples of 8 and with samples off (0) stream the same
+    figures as every session measured the way it was before sampling."""
+    runs = [
+        EverySession(every=5, regret_every=2, regret_sessions=0, stream_sessions=0),
+        StreamingEvaluation(every=5, regret_every=2),
+        StreamingEvaluation(every=5, regret_every=2, regret_sessions=8, stream_sessions=8, seed=9),
+        StreamingEvaluation(every=5, regret_every=2, regret_sessions=0, stream_sessions=0),
+    ]
+    for evaluation in runs:
+        linucb_run(evaluation=evaluation)
+    assert runs[0].summary()["online_regret_mean"] > 0
+    assert all(evaluation.summary() == runs[0].summary() for evaluation in runs[1:])
+    assert all(evaluation.windows == runs[0].windows for evaluation in runs[1:])
+
+
+def test_samples_are_drawn_by_seed_purpose_and_tick():
+    draws = {(seed, purpose, tick): session_sample(5, 1024, seed, purpose, tick).tolist()
+             for seed in (0, 1) for purpose in PURPOSES for tick in (0, 1)}  # fmt: skip
+    assert len({tuple(d) for d in draws.values()}) == len(draws)  # each key its own sample
+    assert all(d == sorted(set(d)) and len(d) == 5 for d in draws.values())  # distinct sessions, increasing
+    assert session_sample(5, 1024, 1, "stream", 1).tolist() == draws[1, "stream", 1]  # the same key, the same
+    assert session_sample(0, 1024, 0, "regret", 0) is None and session_sample(5, 5, 0, "regret", 0) is None
+
+
+def test_the_regret_of_a_sample_is_that_of_its_sessions():
+    env = make_env()
+    obs, _ = env.reset(seed=3)
+    action = RandomAgent(Task.of(env), seed=0).act(obs)
+    evaluation = StreamingEvaluation(every=0, regret_every=1, regret_sessions=3, seed=4)
+    evaluation.before_step(env, action)
+    sessions = session_sample(3, 8, 4, "regret", 0)
+    expected = regret(env.unwrapped.sim.choice_problem(), action)[sessions]
+    assert evaluation.regret_steps == 3 and evaluation.regret == float(expected.sum()) and expected.sum() > 0
+
+
+def test_the_predictions_of_a_sample_are_held_with_their_sessions_labels():
+    env = make_env()
+    agent, evaluation = (
+        LinUCBAgent(Task.of(env), seed=0, label=Immediate()),
+        StreamingEvaluation(5, 0, stream_sessions=3, seed=2),
+    )
+    obs, _ = env.reset(seed=3)
+    agent.attach(env)
+    for tick in range(2):
+        action = agent.act(obs)
+        step = Transition.of(env, obs, action, env.step(action))
+        evaluation.after_step(agent, step)
+        sessions = session_sample(3, 8, 2, "stream", tick)
+        shown = ~step.info["masked_positions"][sessions]
+        predicted = agent.predict({key: value[sessions] for key, value in obs.items()}, action[sessions])
+        labels = eventual_labels(step, action.shape[1])
+        for head in ("click", "rating"):
+            np.testing.assert_array_equal(evaluation._predicted[head][tick], predicted[head][shown])
+            np.testing.assert_array_equal(evaluation._labels[head][tick], labels[head][sessions][shown])
+        agent.observe(step)
+        obs = step.next_obs
+    assert evaluation.user_steps == 16  # the reward of every session
+
+
+def test_a_resumed_sampled_run_reports_what_an_uninterrupted_one_does(tmp_path):
+    first, resumed, uninterrupted = (
+        StreamingEvaluation(every=4, regret_every=3, regret_sessions=3, stream_sessions=5, seed=1) for _ in range(3)
+    )
+    linucb_run(120, first, Checkpoints(tmp_path))
+    linucb_run(240, resumed, Checkpoints(tmp_path))
+    linucb_run(240, uninterrupted)
+    assert resumed.summary() == uninterrupted.summary() and uninterrupted.regret_steps == 3 * 10
+    whole = StreamingEvaluation(every=4, regret_every=3)
+    linucb_run(240, whole)
+    assert whole.summary()["online_regret_mean"] != uninterrupted.summary()["online_regret_mean"]
+
+
+@pytest.mark.parametrize("key", ["regret_sessions", "stream_sessions"])
+@pytest.mark.parametrize("value", [-1, 2.5, True])
+def test_a_bad_sample_size_is_refused_naming_it(key, value):
+    with pytest.raises(ValueError, match=rf"eval.{key}={value!r}; expected an integer >= 0 \(sessions a tick; 0: all"):
+        StreamingEvaluation(5, 2, **{key: value})
