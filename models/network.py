@@ -220,10 +220,10 @@ class RecommenderNet(nn.Module):
         weight = F.softplus(self.engagement_weight(batch.memory_features)).squeeze(-1) * batch.memory_valid
         profile, mean, last, summary = self.user_state(batch, weight, memory, history)
         pair = {
-            "item": torch.cat([x, batch.item_stats], dim=-1),
-            "profile": x * profile[:, None],
-            "session": torch.cat([x * mean[:, None], x * last[:, None]], dim=-1),
-            "similarity": text_similarity(text, past_text, weight, batch.history >= 0),
+            "item": (x, batch.item_stats),
+            "profile": (x * profile[:, None],),
+            "session": (x * mean[:, None], x * last[:, None]),
+            "similarity": (text_similarity(text, past_text, weight, batch.history >= 0),),
         }
         user = {"profile": profile, "session": torch.cat([mean, last], dim=-1), "feedback": summary}
         fused = self.fuse(pair, user) + self.item_bias(batch.items) + self.propensity_offset(batch.item_stats)
@@ -375,7 +375,8 @@ def _make_fusion(
 
 class PairUserLinear(nn.Module):
     """A linear layer over a source's per-pair and per-user parts concatenated, ``W [pair; user] + b``, computed
-    as ``W_pair pair + (W_user user)`` broadcast over the ``K`` items: the per-user part once per user.
+    without concatenating: each per-pair tensor against its own columns of ``W`` (the products accumulated in one
+    fused multiply-add each), and ``W_user user`` once per user, broadcast over the ``K`` items.
 
     Args:
         pair_width, user_width: widths of the two parts (either may be 0).
@@ -387,19 +388,29 @@ class PairUserLinear(nn.Module):
         self.pair = nn.Linear(pair_width, out) if pair_width else None
         self.user = nn.Linear(user_width, out, bias=not pair_width) if user_width else None
 
-    def forward(self, pair: torch.Tensor | None, user: torch.Tensor | None) -> torch.Tensor:
-        """``(N, K, out)`` from ``pair`` ``(N, K, pair_width)`` and ``user`` ``(N, user_width)`` (``(N, 1, out)``
-        with no per-pair part)."""
-        out = self.pair(pair) if self.pair is not None else 0.0
+    def forward(self, pairs: list[torch.Tensor], user: torch.Tensor | None) -> torch.Tensor:
+        """``(N, K, out)`` from the per-pair tensors ``pairs`` (each ``(N, K, w_i)``, in the order of ``W``'s columns,
+        the widths summing to ``pair_width``) and ``user`` ``(N, user_width)`` (``(N, 1, out)`` with no per-pair
+        part)."""
+        out = self._pair(pairs) if self.pair is not None else 0.0
         return out + self.user(user)[:, None] if self.user is not None else out
+
+    def _pair(self, pairs: list[torch.Tensor]) -> torch.Tensor:
+        columns = self.pair.weight.split([part.shape[-1] for part in pairs], dim=1)
+        shape = pairs[0].shape[:-1]
+        out = F.linear(pairs[0].reshape(-1, pairs[0].shape[-1]), columns[0], self.pair.bias)
+        for part, weight in zip(pairs[1:], columns[1:], strict=True):
+            out = torch.addmm(out, part.reshape(-1, part.shape[-1]), weight.T)
+        return out.reshape(*shape, -1)
 
 
 def _parts(
-    pair: dict[str, torch.Tensor], user: dict[str, torch.Tensor], names: tuple[str, ...]
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The per-pair and per-user parts of the sources ``names``, each concatenated in that order (None if empty)."""
-    pairs, users = [pair[s] for s in names if s in pair], [user[s] for s in names if s in user]
-    return (torch.cat(pairs, dim=-1) if pairs else None), (torch.cat(users, dim=-1) if users else None)
+    pair: dict[str, tuple[torch.Tensor, ...]], user: dict[str, torch.Tensor], names: tuple[str, ...]
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """The per-pair tensors of the sources ``names``, in that order, and their per-user parts concatenated (None if
+    empty)."""
+    users = [user[s] for s in names if s in user]
+    return [t for s in names if s in pair for t in pair[s]], (torch.cat(users, dim=-1) if users else None)
 
 
 def _width(widths: dict[str, tuple[int, int]], names: tuple[str, ...], part: int) -> int:
@@ -435,7 +446,7 @@ class WeightedFusion(nn.Module):
             self.register_buffer("weights", torch.tensor([float(weights.get(s, 1.0)) for s in SOURCES]))
 
     def forward(self, pair: dict[str, torch.Tensor], user: dict[str, torch.Tensor]) -> torch.Tensor:
-        k = next(iter(pair.values())).shape[1]
+        k = next(iter(pair.values()))[0].shape[1]
         scores = [self.last[s](self.first[s](*_parts(pair, user, (s,)))) for s in SOURCES]
         scores = torch.stack([score.expand(-1, k, -1) for score in scores], dim=-1)
         return (scores * self.weights).sum(-1)
