@@ -212,8 +212,9 @@ class BertAgent(Agent):
         those :meth:`act` computed for ``obs``'s candidates when it served this very observation since the last
         :meth:`observe` (the streaming evaluation predicts every tick's shown items; scoring them again costs
         about half of serving), else computed."""
-        candidates, clock, outputs = self._served if self._served is not None else (None, None, None)
-        if candidates is obs["candidates"] and clock == self.clock:
+        served = self._served
+        if served is not None and served[0] is obs["candidates"] and served[1] == self.clock:
+            outputs = served[2]
             index = torch.as_tensor(action, device=outputs.device)[..., None].expand(-1, -1, outputs.shape[-1])
             return outputs.gather(1, index)
         items = np.take_along_axis(obs["candidates"], action, axis=1)

@@ -295,9 +295,8 @@ def text_similarity(text: torch.Tensor, past: torch.Tensor, weight: torch.Tensor
     cosine, to_session = (text @ torch.cat([memory, session[:, None], last[:, None]], 1).transpose(1, 2)).split(
         [p, 2], -1
     )
-    weighted = (cosine * weight[:, None]).sum(-1, keepdim=True) / weight.sum(-1, keepdim=True)[..., None].clamp_min(
-        1e-6
-    )
+    total = weight.sum(-1).clamp_min(1e-6)[:, None, None]
+    weighted = (cosine * weight[:, None]).sum(-1, keepdim=True) / total
     closest = cosine.masked_fill(weight[:, None] <= 0, -1.0).amax(-1, keepdim=True).clamp_min(0.0)
     return torch.cat([weighted, closest, to_session], dim=-1)
 
