@@ -189,6 +189,16 @@ class SelfTraining(Protocol):
         ...
 
 
+def of_sessions(
+    obs: dict[str, np.ndarray], action: np.ndarray, sessions: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The observations and slates ``action`` ``(B, k)`` of the batch's rows ``sessions`` ``(n,)`` (all for None): what
+    an agent's ``predict(obs, action, sessions)`` predicts for (see :mod:`agents.stream`)."""
+    if sessions is None:
+        return obs, action
+    return {key: value[sessions] for key, value in obs.items()}, action[sessions]
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices ``(B, k)`` of the ``k`` largest ``scores`` ``(B, M)`` per row, best first."""
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]

@@ -28,7 +28,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from agents.base import Agent, Task
+from agents.base import Agent, Task, of_sessions
 from agents.bert_settings import BertSettings
 from agents.examples import SILENT, EventualLabels, ExampleLog
 from agents.labels import POSITIVES, LabelStrategy, Wait
@@ -196,26 +196,33 @@ class BertAgent(Agent):
         calibrate = self.label.calibrate if self.positive_head == "click" else None
         return expected_reward(outputs, calibrate).cpu().numpy()
 
-    def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
-        """For the shown items of slates ``action`` ``(B, k)``: ``click`` ``(B, k)`` the probability of consumption,
-        ``purchase`` ``(B, k)`` that of a purchase (the label strategy's positive calibrated by it) and ``rating``
-        ``(B, k)`` the predicted stars."""
-        outputs = self._shown_outputs(obs, action)
+    def predict(
+        self, obs: dict[str, np.ndarray], action: np.ndarray, sessions: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """For the batch's rows ``sessions`` ``(n,)`` (None: all ``B``), the shown items of slates ``action``
+        ``(B, k)``: ``click`` ``(n, k)`` the probability of consumption, ``purchase`` ``(n, k)`` that of a purchase
+        (the label strategy's positive calibrated by it) and ``rating`` ``(n, k)`` the predicted stars."""
+        outputs = self._shown_outputs(obs, action, sessions)
         probability = {h: torch.sigmoid(outputs[..., HEADS.index(h)]) for h in ("click", "purchase")}
         probability[self.positive_head] = self.label.calibrate(probability[self.positive_head])
         stars = predicted_stars(outputs, self.global_rating).cpu().numpy()
-        stars = self.raters.personalise(obs["user_id"][:, 0], stars)
+        users = obs["user_id"][:, 0] if sessions is None else obs["user_id"][sessions, 0]
+        stars = self.raters.personalise(users, stars)
         return {**{h: p.cpu().numpy() for h, p in probability.items()}, "rating": stars}
 
-    def _shown_outputs(self, obs: dict[str, np.ndarray], action: np.ndarray) -> torch.Tensor:
-        """The network's outputs ``(B, k, len(HEADS))`` for the items of slates ``action`` ``(B, k)``: read from
-        those :meth:`act` computed for ``obs``'s candidates when it served this very observation since the last
-        :meth:`observe` (the streaming evaluation predicts every tick's shown items; scoring them again costs
-        about half of serving), else computed."""
+    def _shown_outputs(
+        self, obs: dict[str, np.ndarray], action: np.ndarray, sessions: np.ndarray | None
+    ) -> torch.Tensor:
+        """The network's outputs ``(n, k, len(HEADS))`` for the items of slates ``action`` ``(B, k)`` of the batch's
+        rows ``sessions`` ``(n,)`` (None: all): read from those :meth:`act` computed for ``obs``'s candidates when it
+        served this very observation since the last :meth:`observe` (the streaming evaluation predicts every tick's
+        shown items; scoring them again costs about half of serving), else computed."""
         served = self._served
-        if served is not None and served[0] is obs["candidates"] and served[1] == self.clock:
-            outputs = served[2]
-            index = torch.as_tensor(action, device=outputs.device)[..., None].expand(-1, -1, outputs.shape[-1])
+        reuse = served is not None and served[0] is obs["candidates"] and served[1] == self.clock
+        obs, action = of_sessions(obs, action, sessions)
+        if reuse:
+            outputs = served[2] if sessions is None else served[2][torch.as_tensor(sessions, device=self.device)]
+            index = torch.as_tensor(action, device=self.device)[..., None].expand(-1, -1, outputs.shape[-1])
             return outputs.gather(1, index)
         items = np.take_along_axis(obs["candidates"], action, axis=1)
         return self._heads(items, obs["history"], obs["user_id"][:, 0])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import Task, Transition, top_k
+from agents.base import Task, Transition, of_sessions, top_k
 from agents.context import PARTS, UserContext
 from agents.credit import FeedbackAgent, record_credit
 from agents.examples import LIVE, SILENT, ExampleLog
@@ -249,13 +249,17 @@ class LinearBandit(FeedbackAgent):
         live = ex.as_of[chosen][row] == LIVE
         np.add.at(log.live_weight, (rows[row][live], pos[live]), weight[live])
 
-    def predict(self, obs: dict[str, np.ndarray], action: np.ndarray) -> dict[str, np.ndarray]:
-        """The probability ``(B, k)`` that each shown item of slates ``action`` ``(B, k)`` is a positive: the ridge
+    def predict(
+        self, obs: dict[str, np.ndarray], action: np.ndarray, sessions: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """For the batch's rows ``sessions`` ``(n,)`` (None: all ``B``; :func:`agents.base.of_sessions`), the
+        probability ``(n, k)`` that each shown item of slates ``action`` ``(B, k)`` is a positive: the ridge
         mean ``x·θ`` of its label through the clipped identity link, calibrated by the label strategy; keyed
         ``click`` under ``consumption`` (the model regresses credit, so this ranks items as the model does but is
         calibrated only where a consumption's credit is about 1), ``purchase`` under ``purchase`` (a linear
         probability model of the conversion); and ``rating`` ``(B, k)``, the stars the rater model predicts
         (:meth:`agents.raters.Raters.predict`)."""
+        obs, action = of_sessions(obs, action, sessions)
         items = np.take_along_axis(obs["candidate_features"], action[..., None], axis=1)
         mean = interactions(self.context.describe(obs), items) @ self.theta
         head = "click" if self.label.positive == "consumption" else "purchase"

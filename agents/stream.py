@@ -13,7 +13,9 @@ once. Every ``every`` ticks (batched steps) a window closes and is scored per he
   a purchase record, in domains that have one) — a head whose window holds one class only has no AUC there;
 - ``rmse`` of the predicted stars over the items that will be rated (``rating``).
 
-A learner speaks for the heads it has through ``predict(obs, action) -> {head: (B, k)}`` (the BERT agent: click and
+A learner speaks for the heads it has through ``predict(obs, action, sessions) -> {head: (n, k)}``, the predictions
+for the shown items of the batch's rows ``sessions`` ``(n,)`` (None: all ``B``; see :func:`agents.base.of_sessions`;
+the BERT agent reads them off what it computed to serve the batch) (the BERT agent: click and
 rating; the linear bandits: click, or purchase under ``label.positive=purchase``, and rating from their rater
 model); a learner without ``predict``, or a head it does not predict, has no metric (None in ``metrics.json``). The
 mean over windows is ``stream_<metric>_<head>``; each window is a point of the TensorBoard curve
@@ -166,12 +168,11 @@ class StreamingEvaluation:
         predict = getattr(agent, "predict", None)
         if not self.every or predict is None:
             return
-        obs, action = transition.obs, transition.action
+        action = np.asarray(transition.action)
         shown = ~np.asarray(transition.info["masked_positions"], bool)
-        if sessions is not None:
-            obs, action, shown = {key: value[sessions] for key, value in obs.items()}, action[sessions], shown[sessions]
+        shown = shown if sessions is None else shown[sessions]
         labels = eventual_labels(transition, action.shape[1], sessions)
-        for head, values in predict(obs, action).items():
+        for head, values in predict(transition.obs, action, sessions).items():
             self._predicted.setdefault(head, []).append(np.asarray(values, np.float64)[shown])
             self._labels.setdefault(head, []).append(labels[head][shown])
         if self.ticks % self.every == 0:

@@ -70,7 +70,7 @@ class FeedbackReplay:
         self.history = np.full((capacity, history_length), -1, np.int64)
         self.memory = np.full((capacity, memory_size), -1, np.int64)
         self.values = np.zeros((capacity, k, s), np.float32)
-        self.arrived_at = np.full((capacity, k, s), -1, np.int64)
+        self.arrived_at = np.full((capacity, k, s), -1, np.int32)  # agent steps (int32: half a checkpoint)
         self.text = np.full((capacity, k), -1, np.int32)
         self.user_memory = np.full((num_users, memory_size), -1, np.int64)
         self.added = 0

@@ -130,7 +130,12 @@ def test_predictions_of_the_served_slates_reuse_the_serving_scores_until_the_age
     fresh = agent._heads(np.take_along_axis(obs["candidates"], action, axis=1), obs["history"], obs["user_id"][:, 0])
     computed = []
     monkeypatch.setattr(agent, "_heads", lambda *a: computed.append(1) or fresh)
-    torch.testing.assert_close(agent._shown_outputs(obs, action), fresh)
+    torch.testing.assert_close(agent._shown_outputs(obs, action, None), fresh)
+    sessions = np.array([1, 4])  # the streaming evaluation's sample: its rows of the same
+    torch.testing.assert_close(agent._shown_outputs(obs, action, sessions), fresh[torch.as_tensor(sessions)])
+    every, sampled = agent.predict(obs, action), agent.predict(obs, action, sessions)
+    for head in ("click", "purchase", "rating"):
+        np.testing.assert_array_equal(sampled[head], every[head][sessions])
     assert not computed  # read from what act scored
     step = env.step(action)
     agent.observe(Transition.of(env, obs, action, step))

@@ -79,7 +79,7 @@ class Stream:
         action = np.tile(np.arange(k), (b, 1))
         return Transition({}, action, np.ones(b), np.zeros(b, bool), np.zeros(b, bool), info, {}, eventual=records)
 
-    def predict(self, obs, action) -> dict[str, np.ndarray]:
+    def predict(self, obs, action, sessions=None) -> dict[str, np.ndarray]:
         return {"click": 1 / (1 + np.exp(-self.score)), "purchase": self.rng.random(self.score.shape)}
 
 

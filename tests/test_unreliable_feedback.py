@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.base import Task, Transition
+from agents.base import Task, Transition, of_sessions
 from agents.evaluation import evaluate
 from agents.linucb import LinUCBAgent
 from agents.random import RandomAgent
@@ -33,8 +33,8 @@ class ConstantStars(RandomAgent):
         super().__init__(task, seed)
         self.stars, self.below = stars, stars if below is None else below
 
-    def predict(self, obs, action):
-        stars = np.full(action.shape, self.below)
+    def predict(self, obs, action, sessions=None):
+        stars = np.full(of_sessions(obs, action, sessions)[1].shape, self.below)
         stars[:, 0] = self.stars
         return {"rating": stars}
 
