@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 import envs  # noqa: F401  (registers the environments)
 from agents.base import Task, Transition
 from agents.bert import BertAgent
+from agents.host_memory import keep_freed_memory
 from agents.labels import Wait
 from agents.linucb import LinUCBAgent
 from agents.sb3 import SB3Agent
@@ -69,7 +70,8 @@ def env_rate(sessions: int, steps: int) -> float:
 
 def loop_rate(name: str, sessions: int, steps: int, warmup: int = 5, **settings) -> tuple[float, dict[str, float]]:
     """User-steps per second of the training loop and milliseconds per batched step in each part (BLAS on one
-    thread, as in :func:`agents.loop.run_online`); ``settings`` go to the BERT agents."""
+    thread and freed memory kept, as in :func:`agents.loop.run_online`); ``settings`` go to the BERT agents."""
+    keep_freed_memory()
     with threadpool_limits(limits=1, user_api="blas"):
         return _loop_rate(name, sessions, steps, warmup, settings)
 
