@@ -203,7 +203,7 @@ class RecommenderNet(nn.Module):
             unique, inverse = torch.unique(every, return_inverse=True)
             matched = self.match_table[unique]
             projected = self.embed_items(unique, matched)
-            index = inverse.split([i.numel() for i in index])
+            index = [part.view_as(i) for part, i in zip(inverse.split([i.numel() for i in index]), index, strict=True)]
         # F.embedding: the fastest gather of rows on a CPU (3x index_select)
         return [(F.embedding(items, matched), F.embedding(items, projected)) for items in index]
 

@@ -17,6 +17,7 @@ from envs.domains.news import NEWS
 from envs.feedback import FEEDBACK_DTYPE
 from envs.signals import SIGNALS, Signal
 from models import encoder as encoder_module
+from models import network as network_module
 from models.cache import ENV_VAR, EmbeddingCache, default_cache_dir
 from models.encoder import MINILM_INSTALL, TextEncoder, catalog_embeddings, encoder_identity
 from models.features import (
@@ -493,6 +494,22 @@ def test_every_fusion_scores_every_head_and_learns(fusion):
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_a_catalogue_too_large_to_project_whole_scores_and_learns_as_a_small_one(fusion, monkeypatch):
+    """Above ``WHOLE_TABLE_ITEMS`` items only the batch's distinct items are projected: the same outputs and
+    gradients as projecting the whole catalogue."""
+    batch, results = user_batch(), []
+    for whole in (network_module.WHOLE_TABLE_ITEMS, 0):
+        monkeypatch.setattr(network_module, "WHOLE_TABLE_ITEMS", whole)
+        net = network(fusion)
+        out = net(batch)
+        out.square().sum().backward()
+        results.append((out.detach(), net.project.weight.grad.clone()))
+    (whole_out, whole_grad), (distinct_out, distinct_grad) = results
+    torch.testing.assert_close(distinct_out, whole_out)
+    torch.testing.assert_close(distinct_grad, whole_grad)
 
 
 def with_consumption_rates(batch: UserBatch, logits: torch.Tensor) -> UserBatch:
