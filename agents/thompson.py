@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Task
-from agents.linear import LinearBandit
+from agents.linear import LinearBandit, linear_scores
 
 
 class ThompsonAgent(LinearBandit):
@@ -28,9 +28,9 @@ class ThompsonAgent(LinearBandit):
         return {**super().hyperparameters(), "scale": self.scale}
 
     def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
-        x = self.features(obs)
+        user, items = self.context.describe(obs), obs["candidate_features"]
         if not explore:
-            return x @ self.theta
+            return linear_scores(user, items, self.theta)
         root = np.linalg.cholesky(self.covariance)
-        draws = self.theta + self.scale * self.rng.standard_normal((len(x), len(self.theta))) @ root.T
-        return (x @ draws[:, :, None])[..., 0]
+        draws = self.theta + self.scale * self.rng.standard_normal((len(user), len(self.theta))) @ root.T
+        return linear_scores(user, items, draws)
