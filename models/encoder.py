@@ -14,15 +14,18 @@ from __future__ import annotations
 import hashlib
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from models.cache import EmbeddingCache
 from models.tiny import tiny_bert, tiny_identity
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded: it takes seconds, and a run may need none
+    from transformers import PreTrainedModel
 
 MINILM = "minilm"
 TINY = "tiny"
@@ -107,6 +110,8 @@ class TextEncoder(nn.Module):
         if str(name) == TINY:
             model, tokenizer = tiny_bert(seed)
         else:
+            from transformers import AutoModel, AutoTokenizer
+
             directory = model_directory(name)
             tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
             model = AutoModel.from_pretrained(directory, local_files_only=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+from typing import TYPE_CHECKING
 
 import torch
-import transformers
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
-from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # transformers is imported where a model is built: it takes seconds, and a run may need none
+    from transformers import BertModel, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CHARACTERS = string.ascii_lowercase + string.digits + string.punctuation
@@ -38,6 +40,8 @@ def tiny_vocabulary() -> dict[str, int]:
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A BERT-style (lowercasing, accent-stripping) WordPiece tokenizer over :func:`tiny_vocabulary`."""
+    from transformers import PreTrainedTokenizerFast
+
     vocab = tiny_vocabulary()
     core = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=200))
     core.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -64,6 +68,8 @@ def tiny_bert(seed: int = 0) -> tuple[BertModel, PreTrainedTokenizerFast]:
 
     The global torch random state is left as it was.
     """
+    from transformers import BertConfig, BertModel
+
     config = BertConfig(vocab_size=len(tiny_vocabulary()), pad_token_id=0, **TINY_CONFIG)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -74,6 +80,8 @@ def tiny_bert(seed: int = 0) -> tuple[BertModel, PreTrainedTokenizerFast]:
 def tiny_identity(seed: int = 0) -> str:
     """Cache identity of :func:`tiny_bert` with ``seed``: changes with its architecture and with the
     library versions whose initialisers draw its weights."""
+    import transformers
+
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     spec = json.dumps({"config": TINY_CONFIG, "vocab": CHARACTERS, "seed": seed, **versions}, sort_keys=True)
     return f"tiny-bert:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"

@@ -72,23 +72,25 @@ def private_run(epsilon: float | None, steps: int = 60, sessions: int = 256):
 
 def item_reports(records: np.ndarray, choice: np.ndarray, impressions: np.ndarray):
     """One row per shown item: every value the agent received about it (by signal kind, with a present flag and
-    the text's presence), and whether it was truly consumed."""
+    the text's presence), and whether it was truly consumed. ``impressions`` ``(T, B)`` holds every shown slate's
+    id; row ``5 n + p`` is slot ``p`` of the ``n``-th of them in that order."""
     kinds = [Signal.CLICK, Signal.DWELL_SECONDS, Signal.SHARE, Signal.RATING, Signal.COMMENT]
-    ids, slots = _items(impressions)
-    index = {(int(i), int(p)): n for n, (i, p) in enumerate(zip(ids, slots, strict=True))}
-    features = np.zeros((len(index), 2 * len(kinds)))
-    for record in records:
-        row = index[(int(record["impression_id"]), int(record["position"]))]
-        column = kinds.index(record["kind"])
-        features[row, 2 * column] = record["value"] if record["kind"] != Signal.COMMENT else record["text_id"] >= 0
-        features[row, 2 * column + 1] = 1.0
+    ids = impressions.ravel()
+    order = np.argsort(ids, kind="stable")
+    found = np.minimum(np.searchsorted(ids[order], records["impression_id"]), len(ids) - 1)
+    assert len(np.unique(ids)) == len(ids) and (ids[order][found] == records["impression_id"]).all()
+    assert np.isin(records["kind"], kinds).all() and (records["position"] < 5).all()
+    row = order[found] * 5 + records["position"]
+    column_of = np.zeros(SIGNALS.count, np.int64)
+    column_of[kinds] = np.arange(len(kinds))
+    column = column_of[records["kind"]]
+    assert len(np.unique(row * len(kinds) + column)) == len(records), "an item sent two reports of one kind"
+    comment = records["kind"] == Signal.COMMENT
+    features = np.zeros((len(ids) * 5, 2 * len(kinds)))
+    features[row, 2 * column] = np.where(comment, records["text_id"] >= 0, records["value"])
+    features[row, 2 * column + 1] = 1.0
     clicked = (choice.ravel()[:, None] == np.arange(5)).ravel()
     return features, clicked
-
-
-def _items(impressions: np.ndarray):
-    ids = np.repeat(impressions.ravel(), 5)
-    return ids, np.tile(np.arange(5), len(impressions.ravel()))
 
 
 def attack(features: np.ndarray, clicked: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:

@@ -181,6 +181,15 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     }
 
 
+def test_the_entry_point_starts_without_importing_transformers():
+    """transformers takes seconds to import and only a text encoder needs it: a run of another agent, and a user
+    error, do not wait for it."""
+    code = "import sys, experiments.run; print(sorted(m for m in sys.modules if m.startswith('transformers')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "message"),
@@ -196,5 +205,6 @@ def test_a_user_error_exits_with_2_before_any_work(tmp_path, overrides, message)
     agent's ``agent.fusion=sum`` is refused the same way: tests/test_config.py, without the cost of loading it)."""
     result = run(tmp_path, *overrides)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert re.search(message, result.stderr) and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert re.search(message, result.stderr), result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
     assert not any((tmp_path / name).exists() for name in ("tb", "checkpoints", "resolved_config.yaml", "metrics.json"))
