@@ -192,8 +192,8 @@ def test_a_cell_with_one_seed_says_its_interval_is_undefined(tmp_path):
 def test_config_table_lists_every_setting():
     cfg = composed("agent=random")
     table = run.config_table(cfg)
-    assert "| `train.steps` | `100000` |" in table and "| `env.id` | `FeedbackRec/News-v0` |" in table
-    assert OmegaConf.select(cfg, "train.steps") == 100000
+    assert "| `train.steps` | `200000` |" in table and "| `env.id` | `FeedbackRec/News-v0` |" in table
+    assert OmegaConf.select(cfg, "train.steps") == 200000
 
 
 def test_the_evaluation_world_holds_the_training_population_whatever_its_batch():
