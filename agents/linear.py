@@ -41,34 +41,35 @@ def interactions(user: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.concatenate([np.ones((*items.shape[:2], 1)), items, *(part * items for part in parts)], axis=-1)
 
 
-def _gains(user: np.ndarray) -> np.ndarray:
-    """``g`` ``(B, 4, d)``: ``[1, p, s, l]``, what each block of ``x`` scales the item's features by
-    (``x = [1, g_0 ⊙ v, g_1 ⊙ v, g_2 ⊙ v, g_3 ⊙ v]``), for user summaries ``(B, 3d)``."""
-    parts = user.reshape(len(user), PARTS, -1).astype(np.float64)
-    return np.concatenate([np.ones_like(parts[:, :1]), parts], axis=1)
+class FoldedInteractions:
+    """The interaction features ``x`` of :func:`interactions` for user summaries ``(B, 3d)`` and item features
+    ``(B, J, d)``, kept folded: ``x = [1, g_0 ⊙ v, g_1 ⊙ v, g_2 ⊙ v, g_3 ⊙ v]`` with each user's gains
+    ``g = [1, p, s, l]`` ``(B, 4, d)``, so products with ``x`` cost ``d``-sized work per candidate and no ``x`` is
+    built."""
 
+    def __init__(self, user: np.ndarray, items: np.ndarray) -> None:
+        parts = user.reshape(len(user), PARTS, -1).astype(np.float64)
+        self.gains = np.concatenate([np.ones_like(parts[:, :1]), parts], axis=1)
+        self.items = items.astype(np.float64)
 
-def linear_scores(user: np.ndarray, items: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """``x·θ`` ``(B, J)`` of :func:`interactions` ``x`` without building it: a weight vector ``θ`` ``(1 + 4d,)``, or
-    one per row ``(B, 1 + 4d)``, folds onto each user's item weights ``w = Σ_a g_a ⊙ θ_a`` ``(B, d)``, so that
-    ``x·θ = θ_0 + v·w`` (``d`` products per candidate instead of ``1 + 4d``, and no ``x`` in memory)."""
-    gains = _gains(user)
-    folded = (gains * theta[..., 1:].reshape(*theta.shape[:-1], PARTS + 1, -1)).sum(-2)
-    return theta[..., :1] + np.matmul(items.astype(np.float64), folded[..., None])[..., 0]
+    def dot(self, theta: np.ndarray) -> np.ndarray:
+        """``x·θ`` ``(B, J)`` for a weight vector ``θ`` ``(1 + 4d,)``, or one per row ``(B, 1 + 4d)``: ``θ`` folds onto
+        each user's item weights ``w = Σ_a g_a ⊙ θ_a`` ``(B, d)``, so that ``x·θ = θ_0 + v·w``."""
+        folded = (self.gains * theta[..., 1:].reshape(*theta.shape[:-1], PARTS + 1, -1)).sum(-2)
+        return theta[..., :1] + np.matmul(self.items, folded[..., None])[..., 0]
 
-
-def quadratic_forms(user: np.ndarray, items: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """``xᵀ S x`` ``(B, J)`` of :func:`interactions` ``x`` for a symmetric ``S`` ``(1 + 4d, 1 + 4d)`` without building
-    ``x``: with ``S``'s blocks ``S_ab`` ``(d, d)`` over ``x``'s blocks and its first row ``s_a``, each user's
-    ``Q = Σ_ab diag(g_a) S_ab diag(g_b)`` ``(d, d)`` and ``h = Σ_a g_a ⊙ s_a`` ``(d,)`` give
-    ``xᵀ S x = S_00 + 2 v·h + vᵀ Q v`` (``O(B·16·d² + B·J·d²)`` instead of ``O(B·J·(4d)²)``)."""
-    gains, d, n = _gains(user), items.shape[-1], PARTS + 1
-    by_column = matrix[1:, 1:].reshape(n * d, n, d).transpose(2, 1, 0)  # [j, b, (a, i)] = S_ab[i, j]
-    half = np.matmul(gains.transpose(2, 0, 1), by_column).reshape(d, len(user), n, d)  # [j, u, a, i]: Σ_b S_ab g_b
-    quadratic = np.einsum("uai,juai->uij", gains, half)  # one small matmul per column j, then Σ_a g_a ⊙ ·
-    linear = (gains * matrix[0, 1:].reshape(n, d)).sum(-2)
-    v = items.astype(np.float64)
-    return matrix[0, 0] + 2.0 * np.matmul(v, linear[..., None])[..., 0] + (np.matmul(v, quadratic) * v).sum(-1)
+    def quadratic(self, matrix: np.ndarray) -> np.ndarray:
+        """``xᵀ S x`` ``(B, J)`` for a symmetric ``S`` ``(1 + 4d, 1 + 4d)``: with ``S``'s blocks ``S_ab`` ``(d, d)``
+        over ``x``'s blocks and its first row ``s_a``, each user's ``Q = Σ_ab diag(g_a) S_ab diag(g_b)`` ``(d, d)`` and
+        ``h = Σ_a g_a ⊙ s_a`` ``(d,)`` give ``xᵀ S x = S_00 + 2 v·h + vᵀ Q v`` (``O(B·16·d² + B·J·d²)`` instead of
+        ``O(B·J·(4d)²)``)."""
+        gains, v = self.gains, self.items
+        n, d = gains.shape[1:]
+        by_column = matrix[1:, 1:].reshape(n * d, n, d).transpose(2, 1, 0)  # [j, b, (a, i)] = S_ab[i, j]
+        half = np.matmul(gains.transpose(2, 0, 1), by_column).reshape(d, len(gains), n, d)  # [j, u, a, i]
+        quadratic = np.einsum("uai,juai->uij", gains, half)  # one small matmul per column j, then Σ_a g_a ⊙ ·
+        linear = (gains * matrix[0, 1:].reshape(n, d)).sum(-2)
+        return matrix[0, 0] + 2.0 * np.matmul(v, linear[..., None])[..., 0] + (np.matmul(v, quadratic) * v).sum(-1)
 
 
 class ImpressionLog:
@@ -208,13 +209,13 @@ class LinearBandit(FeedbackAgent):
     def covariance(self) -> np.ndarray:
         return self.model.covariance
 
-    def features(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """``x`` ``(B, M, D)`` of every candidate for its session's user."""
-        return interactions(self.context.describe(obs), obs["candidate_features"])
+    def candidates(self, obs: dict[str, np.ndarray]) -> FoldedInteractions:
+        """``x`` of every candidate ``(B, M)`` for its session's user, folded."""
+        return FoldedInteractions(self.context.describe(obs), obs["candidate_features"])
 
     def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
         """``(B, M)`` how good each candidate looks; greedy ``x·θ`` when not exploring."""
-        return linear_scores(self.context.describe(obs), obs["candidate_features"], self.theta)
+        return self.candidates(obs).dot(self.theta)
 
     def act(self, obs: dict[str, np.ndarray], explore: bool = True) -> np.ndarray:
         return top_k(self.scores(obs, explore), self.task.slate_size)
@@ -291,7 +292,7 @@ class LinearBandit(FeedbackAgent):
         (:meth:`agents.raters.Raters.predict`)."""
         obs, action = of_sessions(obs, action, sessions)
         items = np.take_along_axis(obs["candidate_features"], action[..., None], axis=1)
-        mean = linear_scores(self.context.describe(obs), items, self.theta)
+        mean = FoldedInteractions(self.context.describe(obs), items).dot(self.theta)
         head = "click" if self.label.positive == "consumption" else "purchase"
         shown = np.take_along_axis(obs["candidates"], action, axis=1)
         users = np.broadcast_to(obs["user_id"][:, :1], shown.shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Task
-from agents.linear import LinearBandit, linear_scores, quadratic_forms
+from agents.linear import LinearBandit
 
 
 class LinUCBAgent(LinearBandit):
@@ -27,9 +27,9 @@ class LinUCBAgent(LinearBandit):
         return {**super().hyperparameters(), "alpha": self.alpha}
 
     def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
-        user, items = self.context.describe(obs), obs["candidate_features"]
-        mean = linear_scores(user, items, self.theta)
+        x = self.candidates(obs)
+        mean = x.dot(self.theta)
         if not explore:
             return mean
-        spread = quadratic_forms(user, items, self.covariance)  # xᵀ A⁻¹ x per candidate
+        spread = x.quadratic(self.covariance)  # xᵀ A⁻¹ x per candidate
         return mean + self.alpha * np.sqrt(np.maximum(spread, 0.0))

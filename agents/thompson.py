@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Task
-from agents.linear import LinearBandit, linear_scores
+from agents.linear import LinearBandit
 
 
 class ThompsonAgent(LinearBandit):
@@ -28,9 +28,9 @@ class ThompsonAgent(LinearBandit):
         return {**super().hyperparameters(), "scale": self.scale}
 
     def scores(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
-        user, items = self.context.describe(obs), obs["candidate_features"]
+        x = self.candidates(obs)
         if not explore:
-            return linear_scores(user, items, self.theta)
+            return x.dot(self.theta)
         root = np.linalg.cholesky(self.covariance)
-        draws = self.theta + self.scale * self.rng.standard_normal((len(user), len(self.theta))) @ root.T
-        return linear_scores(user, items, draws)
+        draws = self.theta + self.scale * self.rng.standard_normal((len(x.items), len(self.theta))) @ root.T
+        return x.dot(draws)

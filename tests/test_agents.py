@@ -21,7 +21,7 @@ from agents.base import Task, Transition
 from agents.checkpoint import Checkpoints
 from agents.context import UserContext
 from agents.evaluation import evaluate, normalized_score
-from agents.linear import interactions, linear_scores, quadratic_forms
+from agents.linear import FoldedInteractions, interactions
 from agents.linucb import LinUCBAgent
 from agents.loop import run_online, train
 from agents.sb3 import SB3Agent
@@ -258,9 +258,10 @@ def test_the_bandits_scores_folded_per_user_equal_those_of_the_interaction_featu
     x = interactions(users, items)
     root = rng.standard_normal((17, 40))
     theta, draws, covariance = rng.standard_normal(17), rng.standard_normal((7, 17)), root @ root.T
-    np.testing.assert_allclose(linear_scores(users, items, theta), x @ theta, rtol=1e-10)
-    np.testing.assert_allclose(linear_scores(users, items, draws), np.einsum("bmi,bi->bm", x, draws), rtol=1e-10)
-    np.testing.assert_allclose(quadratic_forms(users, items, covariance), ((x @ covariance) * x).sum(-1), rtol=1e-10)
+    folded = FoldedInteractions(users, items)
+    np.testing.assert_allclose(folded.dot(theta), x @ theta, rtol=1e-10)
+    np.testing.assert_allclose(folded.dot(draws), np.einsum("bmi,bi->bm", x, draws), rtol=1e-10)
+    np.testing.assert_allclose(folded.quadratic(covariance), ((x @ covariance) * x).sum(-1), rtol=1e-10)
 
 
 def test_dqn_on_the_slate_is_refused_naming_the_algorithm_and_the_wrapper():

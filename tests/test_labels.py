@@ -26,6 +26,7 @@ from agents.labels import (
     Vanilla,
     Wait,
 )
+from agents.linear import interactions
 from agents.linucb import LinUCBAgent
 from agents.thompson import ThompsonAgent
 from envs.feedback import FEEDBACK_DTYPE
@@ -586,7 +587,8 @@ def test_the_bandits_under_purchase_predict_and_rank_by_the_purchase_probability
     predictions = agent.predict(obs, agent.act(obs, explore=False))
     predicted, k = predictions["purchase"], agent.task.slate_size
     assert set(predictions) == {"purchase", "rating"} and predicted.shape == (1, k)
-    best = np.sort(agent.features(obs)[0] @ agent.theta)[::-1][:k]  # greedy: the k most likely purchases
+    x = interactions(agent.context.describe(obs), obs["candidate_features"])
+    best = np.sort(x[0] @ agent.theta)[::-1][:k]  # greedy: the k most likely purchases
     np.testing.assert_allclose(np.sort(predicted[0])[::-1], np.clip(best, 1e-6, 1 - 1e-6))
     consumption, _, _ = purchase_timeline(Immediate(), steps=2)
     assert set(consumption.predict(obs, agent.act(obs, explore=False))) == {"click", "rating"}
